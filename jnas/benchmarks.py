@@ -1,0 +1,544 @@
+"""Tabular benchmarks: NAS-Bench-201 tables, user CSV tables, and query-counting evaluators.
+
+NAS-Bench-201 (Dong & Yang, ICLR 2020, arXiv 2001.00326) is read from three small public
+files (see :mod:`jnas.download`), never from the 28 GB object graph of the official API:
+
+* ``nats_bench.csv``: 200-epoch test accuracy of all 15,625 cells on CIFAR-10,
+  CIFAR-100, ImageNet16-120; row ``i`` = official NB201 index ``i``;
+* ``nb201_12epoch_accs.csv``: 12-epoch validation and test accuracy (same row order; checked);
+* ``zc_nasbench201.json``: the ~725-cell NAS-Bench-Suite-Zero subset with 200-epoch
+  *validation* accuracy, FLOPs and params (NaN elsewhere for the validation accuracy).
+
+The parsed arrays are cached as ``.npz`` in the cache folder, keyed by the files' sha256, so a
+second load takes milliseconds.
+
+Evaluators separate the **search signal** (what a searcher sees) from the **reported score**
+(what a paper tables). :class:`TabularEvaluator` implements the two NB201 protocols:
+
+* ``'12epoch'`` (default, the NB201 paper's protocol for RS/REA/REINFORCE/BOHB): signal =
+  12-epoch validation accuracy on the chosen dataset (CIFAR-10: the ``cifar10-valid`` split);
+  reported = 200-epoch test accuracy of the cell.
+* ``'200epoch'`` (what many predictor papers do): signal = reported = the 200-epoch test
+  accuracy itself. The search then peeks at test numbers; label results accordingly. (A
+  200-epoch *validation* accuracy exists only for the ~725-cell subset, so it cannot be the
+  signal over the whole space.)
+
+**Simulated cost is a model, not a measurement**: one query costs
+``epochs * (1.0 s + 0.02 s/MFLOP * flops_M)`` (epochs = 12 or 200), i.e. training time
+proportional to the cell's FLOPs plus a fixed data-loading overhead. The constants are chosen
+so that an average cell costs ~24 s per 12-epoch query (12,000 s ≈ 500 queries, the NB201
+paper's time budget) and are not fitted to measured NB201 training times.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from jnas import download
+from jnas.download import fetch
+
+__all__ = ["DATASETS", "PROTOCOLS", "data_dir", "fetch", "NB201Bench", "load_nb201",
+           "TabularEvaluator", "TableBench", "TableEvaluator", "load_table", "make_evaluator",
+           "load_nb101_official", "load_nb101_json", "nb201_cost", "simulated_time_s"]
+
+DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
+PROTOCOLS = ("12epoch", "200epoch")
+_COL200 = {"cifar10": "CIFAR10TestAccuracy200Epochs",
+           "cifar100": "CIFAR100TestAccuracy200Epochs",
+           "ImageNet16-120": "ImageNetTestAccuracy200Epochs"}
+_COL12 = {"cifar10": ("cifar10-val", "cifar10-test"),
+          "cifar100": ("cifar100-val", "cifar100-test"),
+          "ImageNet16-120": ("imagenet-val", "imagenet-test")}
+# zc_nasbench201.json tuple keys: op codes over this list, edge order (1,2),(1,3),(1,4),(2,3),
+# (2,4),(3,4) in 1-based node numbers (data/README.md).
+_ZC_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
+_CACHE_VERSION = 1
+
+
+def data_dir() -> Path:
+    """``$JNAS_DATA_DIR`` or ``~/.cache/jnas`` (where benchmark files are looked up)."""
+    return download.data_dir()
+
+
+def _check_dataset(dataset: str) -> str:
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown NB201 dataset {dataset!r}; valid datasets: "
+                         f"{', '.join(DATASETS)}")
+    return dataset
+
+
+# ----------------------------------------------------------------------------- cost model
+def nb201_cost(op_counts: Sequence[int], dataset: str = "cifar10") -> dict[str, float]:
+    """FLOPs (M) and params (M) of the NB201 network (C=16, N=5) from a cell's op counts.
+
+    The per-edge terms follow the NB201 counter: an edge ``nor_conv_kxk`` in each of the 15
+    cells costs ``k²·H·W·C²`` multiply-adds plus ``3·H·W·C`` (ReLU, BN), an ``avg_pool_3x3``
+    ``9·H·W·C``; ``none``/``skip_connect`` cost nothing. The constant part (stem, the two
+    residual reduction blocks, classifier) is that of the NB201 counter. Checked against every
+    cell of ``zc_nasbench201.json`` in the tests.
+
+    Args:
+      op_counts: how many edges use each op, in ``NB201_OPS`` order
+        (none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3).
+      dataset: sets the input size (ImageNet16-120: 16×16) and the classifier width.
+    """
+    _check_dataset(dataset)
+    scale = 0.25 if dataset == "ImageNet16-120" else 1.0
+    s2 = 3 * 32 * 32 * 16 * 16  # sum over stages of H*W*C^2 (same per stage)
+    s1 = 32 * 32 * 16 + 16 * 16 * 32 + 8 * 8 * 64  # sum over stages of H*W*C
+    per_edge_flops = {2: 5 * (s2 + 3 * s1), 3: 5 * (9 * s2 + 3 * s1), 4: 5 * 9 * s1}
+    per_edge_params = {2: 5 * (16 * 16 + 32 * 32 + 64 * 64) + 2 * 5 * (16 + 32 + 64),
+                       3: 5 * 9 * (16 * 16 + 32 * 32 + 64 * 64) + 2 * 5 * (16 + 32 + 64)}
+    base_flops = {"cifar10": 7.943872e6, "cifar100": 7.949632e6, "ImageNet16-120": 1.993792e6}
+    base_params = {"cifar10": 0.073306e6, "cifar100": 0.079156e6, "ImageNet16-120": 0.080456e6}
+    flops = base_flops[dataset] + scale * sum(per_edge_flops.get(o, 0) * n
+                                              for o, n in enumerate(op_counts))
+    params = base_params[dataset] + sum(per_edge_params.get(o, 0) * n
+                                        for o, n in enumerate(op_counts))
+    return {"flops_M": flops / 1e6, "params_M": params / 1e6}
+
+
+def simulated_time_s(flops_M: float | np.ndarray, epochs: int) -> float | np.ndarray:
+    """Modelled training time of one query (see the module docstring; not a measurement)."""
+    return epochs * (1.0 + 0.02 * np.asarray(flops_M, dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------- NB201 tables
+@dataclasses.dataclass(eq=False)
+class NB201Bench:
+    """The NAS-Bench-201 tables over the 15,625 official rows (row ``i`` = NB201 index ``i``).
+
+    Attributes:
+      arch_strings: standard strings, ``str`` array of 15,625.
+      unique_strings: isomorphism-canonical strings (6,466 distinct values).
+      test_acc, val12, test12: ``{dataset: float64[15625]}`` in percent (200-epoch test;
+        12-epoch validation; 12-epoch test).
+      val200: ``{dataset: float64[15625]}`` 200-epoch validation accuracy, NaN outside the
+        ~725-cell subset of ``zc_nasbench201.json``.
+      flops_M, params_M: ``{dataset: float64[15625]}`` from :func:`nb201_cost`.
+    """
+    arch_strings: np.ndarray
+    unique_strings: np.ndarray
+    test_acc: dict[str, np.ndarray]
+    val12: dict[str, np.ndarray]
+    test12: dict[str, np.ndarray]
+    val200: dict[str, np.ndarray]
+    flops_M: dict[str, np.ndarray]
+    params_M: dict[str, np.ndarray]
+    name: str = "nb201"
+
+    def __post_init__(self) -> None:
+        self._index = {s: i for i, s in enumerate(self.arch_strings.tolist())}
+
+    def __len__(self) -> int:
+        return len(self.arch_strings)
+
+    def index_of(self, arch: Any) -> int:
+        """Official NB201 index of an ``NB201Arch`` or a standard string."""
+        s = arch if isinstance(arch, str) else arch.to_string()
+        try:
+            return self._index[s]
+        except KeyError:
+            raise ValueError(f"{s!r} is not an NB201 cell string; expected the standard form "
+                             "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|") from None
+
+    def arch_at(self, i: int) -> Any:
+        """The ``NB201Arch`` at official index ``i``."""
+        if not 0 <= int(i) < len(self):
+            raise IndexError(f"NB201 index {i} out of range [0, {len(self)})")
+        from jnas.spaces import NB201Arch
+        return NB201Arch.from_string(str(self.arch_strings[int(i)]))
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise ValueError(f"{path} is empty")
+    return rows[0], rows[1:]
+
+
+def _col(header: list[str], name: str, path: Path) -> int:
+    if name not in header:
+        raise ValueError(f"{path}: missing column {name!r}; columns are {header}")
+    return header.index(name)
+
+
+def _op_counts(s: str) -> list[int]:
+    from collections import Counter
+    ops = [tok.split("~")[0] for tok in s.replace("+", "").split("|") if tok]
+    c = Counter(ops)
+    return [c[o] for o in ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3",
+                           "avg_pool_3x3")]
+
+
+def _zc_key_to_string(key: str) -> str:
+    t = [int(x) for x in key.strip("()").split(",")]
+    o = [_ZC_OPS[i] for i in t]
+    return f"|{o[0]}~0|+|{o[1]}~0|{o[3]}~1|+|{o[2]}~0|{o[4]}~1|{o[5]}~2|"
+
+
+def _parse_nb201(p200: Path, p12: Path, pzc: Path) -> dict[str, np.ndarray]:
+    h, rows = _read_csv(p200)
+    ia, iu = _col(h, "ArchitectureString", p200), _col(h, "UniqueString", p200)
+    out: dict[str, np.ndarray] = {
+        "arch_strings": np.array([r[ia] for r in rows]),
+        "unique_strings": np.array([r[iu] for r in rows])}
+    for ds, c in _COL200.items():
+        j = _col(h, c, p200)
+        out[f"test_acc/{ds}"] = np.array([float(r[j]) for r in rows])
+    h12, rows12 = _read_csv(p12)
+    if len(rows12) != len(rows):
+        raise ValueError(f"{p12} has {len(rows12)} rows but {p200} has {len(rows)}; the two "
+                         "NB201 tables must list the same cells in the same order")
+    jc, ja = _col(h12, "cellstr", p12), _col(h12, "arch", p12)
+    for i, (r, r12) in enumerate(zip(rows, rows12)):
+        if r12[jc] != r[ia] or int(r12[ja]) != i:
+            raise ValueError(f"row order mismatch at index {i}: {p12.name} has "
+                             f"{r12[ja]} {r12[jc]!r}, {p200.name} has {r[ia]!r}; the tables "
+                             "must be in the same (official NB201) order")
+    for ds, (cv, ct) in _COL12.items():
+        jv, jt = _col(h12, cv, p12), _col(h12, ct, p12)
+        out[f"val12/{ds}"] = np.array([float(r[jv]) for r in rows12])
+        out[f"test12/{ds}"] = np.array([float(r[jt]) for r in rows12])
+    index = {s: i for i, s in enumerate(out["arch_strings"].tolist())}
+    counts = np.array([_op_counts(s) for s in out["arch_strings"].tolist()])
+    with open(pzc) as f:
+        zc = json.load(f)
+    for ds in DATASETS:
+        cost = [nb201_cost(c, ds) for c in counts]
+        out[f"flops_M/{ds}"] = np.array([c["flops_M"] for c in cost])
+        out[f"params_M/{ds}"] = np.array([c["params_M"] for c in cost])
+        v = np.full(len(rows), np.nan)
+        for key, rec in zc.get(ds, {}).items():
+            v[index[_zc_key_to_string(key)]] = float(rec["val_accuracy"])
+        out[f"val200/{ds}"] = v
+    return out
+
+
+_LOADED: dict[tuple[str, ...], NB201Bench] = {}
+
+
+def load_nb201(directory: str | Path | None = None, *, cache: bool = True) -> NB201Bench:
+    """Loads the NAS-Bench-201 tables (fetching/verifying the files) as an :class:`NB201Bench`.
+
+    Args:
+      directory: folder holding ``nb201/*.csv|json`` (default: :func:`fetch`, i.e.
+        ``$JNAS_DATA_DIR`` or the download cache).
+      cache: reuse/write the parsed ``.npz`` in the cache folder.
+
+    Raises:
+      ValueError: the tables disagree on the row order or miss a column.
+      jnas.download.DownloadError: a file is missing/corrupt and cannot be downloaded.
+    """
+    names = ("nats_bench.csv", "nb201_12epoch_accs.csv", "zc_nasbench201.json")
+    if directory is not None:
+        paths = [Path(directory) / "nb201" / n if (Path(directory) / "nb201" / n).is_file()
+                 else Path(directory) / n for n in names]
+        for p in paths:
+            if not p.is_file():
+                raise FileNotFoundError(f"{p} not found; run `jnas download` or pass the "
+                                        "folder holding the nb201 files")
+    else:
+        paths = [fetch(n) for n in names]
+    digest = hashlib.sha256("".join(download.sha256_file(p) for p in paths).encode()
+                            ).hexdigest()[:16]
+    memo = (digest,)
+    if memo in _LOADED:
+        return _LOADED[memo]
+    arrays = None
+    cfile = download.cache_dir() / f"nb201_tables_v{_CACHE_VERSION}_{digest}.npz"
+    if cache and cfile.is_file():
+        try:
+            with np.load(cfile, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError):
+            arrays = None
+    if arrays is None:
+        arrays = _parse_nb201(*paths)
+        if cache:
+            try:
+                cfile.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cfile.with_name(cfile.name + f".{os.getpid()}.tmp.npz")
+                np.savez(tmp, **arrays)
+                os.replace(tmp, cfile)
+            except OSError:
+                pass  # a read-only cache only costs speed
+    group = lambda g: {ds: arrays[f"{g}/{ds}"] for ds in DATASETS}  # noqa: E731
+    bench = NB201Bench(arrays["arch_strings"], arrays["unique_strings"], group("test_acc"),
+                       group("val12"), group("test12"), group("val200"), group("flops_M"),
+                       group("params_M"))
+    _LOADED[memo] = bench
+    return bench
+
+
+# ----------------------------------------------------------------------------- evaluators
+class TabularEvaluator:
+    """Query-counting NB201 evaluator with a search signal and a reported score.
+
+    Args:
+      bench: an :class:`NB201Bench`.
+      dataset: ``'cifar10'``, ``'cifar100'`` or ``'ImageNet16-120'``.
+      protocol: ``'12epoch'`` (signal = 12-epoch validation accuracy; NB201 paper) or
+        ``'200epoch'`` (signal = 200-epoch test accuracy; labelled as such in reports).
+
+    Attributes:
+      num_queries: architectures evaluated so far (every arch passed to :meth:`evaluate`).
+      simulated_cost_s: modelled training time of those queries (:func:`simulated_time_s`).
+    """
+
+    def __init__(self, bench: NB201Bench, dataset: str = "cifar10",
+                 protocol: str = "12epoch") -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; valid protocols: "
+                             f"{', '.join(PROTOCOLS)}")
+        self.bench, self.dataset, self.protocol = bench, _check_dataset(dataset), protocol
+        self.space = "nb201"
+        self.epochs = 12 if protocol == "12epoch" else 200
+        self._signal = bench.val12[dataset] if protocol == "12epoch" else bench.test_acc[dataset]
+        self.signal_name = (f"{dataset} 12-epoch validation accuracy" if protocol == "12epoch"
+                            else f"{dataset} 200-epoch TEST accuracy (signal = reported)")
+        self.report_name = f"{dataset} 200-epoch test accuracy"
+        self._cost = simulated_time_s(bench.flops_M[dataset], self.epochs)
+        self.num_queries = 0
+        self.simulated_cost_s = 0.0
+
+    def _idx(self, arch: Any) -> int:
+        return self.bench.index_of(arch)
+
+    def evaluate(self, archs: Iterable[Any]) -> list[float]:
+        """Search signals (%) of ``archs``; counts each as one query."""
+        idx = [self._idx(a) for a in archs]
+        self.num_queries += len(idx)
+        self.simulated_cost_s += float(sum(self._cost[i] for i in idx))
+        return [float(self._signal[i]) for i in idx]
+
+    def reported_score(self, arch: Any) -> float:
+        """The score a result reports for ``arch`` (200-epoch test accuracy); no query."""
+        return float(self.bench.test_acc[self.dataset][self._idx(arch)])
+
+    def query_cost_s(self, arch: Any) -> float:
+        """Modelled seconds of one query of ``arch``."""
+        return float(self._cost[self._idx(arch)])
+
+    def report(self, arch: Any) -> dict[str, Any]:
+        """The benchmark's numbers for ``arch`` (not counted as a query)."""
+        b, i, ds = self.bench, self._idx(arch), self.dataset
+        out: dict[str, Any] = {
+            "nb201_index": i, "protocol": self.protocol,
+            "test_accuracy": float(b.test_acc[ds][i]),
+            "val12_accuracy": float(b.val12[ds][i]), "test12_accuracy": float(b.test12[ds][i]),
+            "flops_M": float(b.flops_M[ds][i]), "params_M": float(b.params_M[ds][i])}
+        for d in DATASETS:
+            out[f"test_accuracy_{d}"] = float(b.test_acc[d][i])
+        v = b.val200[ds][i]
+        out["val200_accuracy"] = None if math.isnan(v) else float(v)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """What the evaluator measures (goes into result files)."""
+        return {"benchmark": "nb201", "dataset": self.dataset, "protocol": self.protocol,
+                "signal": self.signal_name, "reported": self.report_name,
+                "cost_model": "epochs*(1.0 s + 0.02 s/MFLOP*flops_M), a model"}
+
+
+@dataclasses.dataclass(eq=False)
+class TableBench:
+    """A generic table: architectures with a signal column and a reported column.
+
+    Built by :func:`load_table` (user CSV) and the NB101 loaders. ``archs`` are the space's
+    architecture values; ``keys`` their lookup keys (standard string, or the NB101
+    isomorphism hash); ``extra`` holds further per-row columns.
+    """
+    space: str
+    archs: list[Any]
+    signal: np.ndarray
+    reported: np.ndarray
+    signal_name: str
+    report_name: str
+    keys: list[str]
+    source: str = ""
+    extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._index = {k: i for i, k in enumerate(self.keys)}
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+    def key_of(self, arch: Any) -> str:
+        """The lookup key of ``arch`` (NB101: isomorphism-invariant hash)."""
+        if isinstance(arch, str):
+            return arch
+        if self.space == "nb101" and hasattr(arch, "spec_hash"):
+            return arch.spec_hash()
+        return arch.to_string()
+
+    def index_of(self, arch: Any) -> int:
+        """Row of ``arch``; ``ValueError`` if the table does not hold it."""
+        k = self.key_of(arch)
+        if k not in self._index:
+            s = arch if isinstance(arch, str) else arch.to_string()
+            raise ValueError(f"architecture {s} is not in the table {self.source or ''} "
+                             f"({len(self)} rows); search within the table's cells")
+        return self._index[k]
+
+    def arch_at(self, i: int) -> Any:
+        """The architecture of row ``i``."""
+        return self.archs[i]
+
+
+class TableEvaluator:
+    """Query-counting evaluator over a :class:`TableBench` (user CSV, NB101 tables).
+
+    Simulated cost: the ``train_time_s`` column when the table has one, else 0.
+    """
+
+    def __init__(self, bench: TableBench) -> None:
+        self.bench, self.space, self.protocol = bench, bench.space, "table"
+        self.signal_name, self.report_name = bench.signal_name, bench.report_name
+        self.num_queries = 0
+        self.simulated_cost_s = 0.0
+
+    def evaluate(self, archs: Iterable[Any]) -> list[float]:
+        """Signal column values of ``archs``; counts each as one query."""
+        idx = [self.bench.index_of(a) for a in archs]
+        self.num_queries += len(idx)
+        t = self.bench.extra.get("train_time_s")
+        if t is not None:
+            self.simulated_cost_s += float(sum(t[i] for i in idx))
+        return [float(self.bench.signal[i]) for i in idx]
+
+    def reported_score(self, arch: Any) -> float:
+        """The reported column value of ``arch`` (no query)."""
+        return float(self.bench.reported[self.bench.index_of(arch)])
+
+    def report(self, arch: Any) -> dict[str, Any]:
+        """All numbers of ``arch``'s row (not counted as a query)."""
+        i = self.bench.index_of(arch)
+        out: dict[str, Any] = {"row": i, self.bench.signal_name: float(self.bench.signal[i]),
+                               self.bench.report_name: float(self.bench.reported[i]),
+                               "reported": float(self.bench.reported[i])}
+        for k, v in self.bench.extra.items():
+            out[k] = float(v[i])
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """What the evaluator measures."""
+        return {"benchmark": self.bench.source, "signal": self.signal_name,
+                "reported": self.report_name}
+
+
+_ARCH_COLUMNS = ("arch", "arch_str", "arch_string", "architecture", "ArchitectureString",
+                 "cellstr", "genotype", "spec")
+
+
+def load_table(csv_path: str | Path, space: Any, metric: str, report: str | None = None,
+               arch_column: str | None = None) -> TableBench:
+    """Loads a user CSV: one architecture-string column and numeric metric columns.
+
+    Args:
+      csv_path: the CSV file (header row first).
+      space: a space object or name (``'nb201'``, ``'darts'``, ``'nb101'``) that parses
+        the architecture strings.
+      metric: column the search sees (higher is better).
+      report: column reported in results (default: ``metric``).
+      arch_column: the architecture column (default: the first of ``arch``,
+        ``arch_string``, ``architecture``, ``ArchitectureString``, ``cellstr``, ... present).
+
+    Raises:
+      ValueError: a missing column (the message lists the columns), an unparseable or
+        unknown architecture string (with its line number), a duplicate architecture (both
+        line numbers), or a missing/NaN/non-numeric value (line number and column).
+    """
+    path = Path(csv_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"benchmark table {path} not found")
+    if isinstance(space, str):
+        from jnas.spaces import get_space
+        space = get_space(space)
+    header, rows = _read_csv(path)
+    header = [h.strip() for h in header]
+    if arch_column is None:
+        found = [c for c in _ARCH_COLUMNS if c in header]
+        if not found:
+            raise ValueError(f"{path}: no architecture column; expected one of "
+                             f"{list(_ARCH_COLUMNS)} (or pass arch_column); columns are "
+                             f"{header}")
+        arch_column = found[0]
+    report = report or metric
+    cols = {n: _col(header, n, path) for n in dict.fromkeys((arch_column, metric, report))}
+    archs, keys, sig, rep, seen = [], [], [], [], {}
+    space_name = getattr(space, "name", str(space))
+    for line, r in enumerate(rows, start=2):
+        if not any(x.strip() for x in r):
+            continue
+        if len(r) != len(header):
+            raise ValueError(f"{path}:{line}: {len(r)} fields, header has {len(header)}")
+        text = r[cols[arch_column]].strip()
+        try:
+            arch = space.parse(text)
+        except ValueError as e:
+            raise ValueError(f"{path}:{line}: bad {space_name} architecture {text!r}: "
+                             f"{e}") from None
+        key = arch.spec_hash() if space_name == "nb101" and hasattr(arch, "spec_hash") \
+            else arch.to_string()
+        if key in seen:
+            raise ValueError(f"{path}:{line}: duplicate architecture {text!r} (same as line "
+                             f"{seen[key]}); keep one row per architecture")
+        seen[key] = line
+        vals = []
+        for name in (metric, report):
+            raw = r[cols[name]].strip()
+            try:
+                v = float(raw)
+            except ValueError:
+                raise ValueError(f"{path}:{line}: column {name!r} value {raw!r} is not a "
+                                 "number") from None
+            if not math.isfinite(v):
+                raise ValueError(f"{path}:{line}: column {name!r} is {raw!r} (NaN/inf); fill "
+                                 "or drop the row")
+            vals.append(v)
+        archs.append(arch)
+        keys.append(key)
+        sig.append(vals[0])
+        rep.append(vals[1])
+    if not archs:
+        raise ValueError(f"{path}: no data rows")
+    return TableBench(space_name, archs, np.array(sig), np.array(rep), metric, report, keys,
+                      source=str(path))
+
+
+def load_nb101_official(path: str | Path | None = None) -> TableBench:
+    """NB101 official ``{hash: (fixed, computed)}`` layout; see :mod:`jnas.benchmarks_nb101`."""
+    from jnas.benchmarks_nb101 import load_nb101_official as f
+    return f(path)
+
+
+def load_nb101_json(path: str | Path | None = None) -> TableBench:
+    """NASLib NB101 JSON subset; see :mod:`jnas.benchmarks_nb101`."""
+    from jnas.benchmarks_nb101 import load_nb101_json as f
+    return f(path)
+
+
+def make_evaluator(name: str, dataset: str = "cifar10", protocol: str = "12epoch") -> Any:
+    """Evaluator for a named benchmark: ``'nb201'`` (both protocols) or ``'nb101'`` (the
+    500-cell NASLib subset: signal = reported = 108-epoch validation accuracy)."""
+    if name == "nb201":
+        return TabularEvaluator(load_nb201(), dataset=dataset, protocol=protocol)
+    if name == "nb101":
+        if dataset != "cifar10":
+            raise ValueError("the NB101 table is CIFAR-10 only; use --dataset cifar10")
+        return TableEvaluator(load_nb101_json())
+    if name == "darts":
+        raise ValueError("no tabular benchmark for the darts space; give --benchmark FILE.csv "
+                         "or use a one-shot method")
+    raise ValueError(f"unknown benchmark {name!r}; valid: nb201, nb101, or a .csv file")

@@ -1,0 +1,402 @@
+"""Bayesian optimisation of BONAS: Bayesian linear regression on GCN embeddings, acquisitions,
+candidate samplers and the ask/tell searcher.
+
+BONAS (Shi et al., NeurIPS 2020, arXiv 1911.09336): the surrogate is a Bayesian linear
+regression (BLR) on the 64-d GCN embedding, fitted in logit space ``z = log(t / (1 - t))`` with
+the prior/noise precisions chosen by evidence maximisation; the predictive Gaussian on ``z`` is
+mapped to accuracy space with the probit approximation of the sigmoid; the acquisition is
+``UCB = E[t] + 0.5 sqrt(Var[t])`` over a pool of candidates from an evolutionary sampler or
+10,000 random cells, and the top-k untried candidates are queried as one batch.
+
+Two BLR fits are provided and agree (``tests/test_bo.py``): the closed-form evidence
+maximisation (MacKay's fixed point, the fast path used by the searcher) and a numpyro model
+with Gamma priors on both precisions sampled by NUTS (``fit_blr(..., method="nuts")``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import special, stats
+
+from jnas.gcn import PredictorConfig, graphs_to_arrays, train_predictor
+from jnas.registry import register
+from jnas.rng import as_key, np_rng
+
+__all__ = ["BLRPosterior", "fit_blr", "blr_numpyro_model", "logit", "to_accuracy_space", "ucb",
+           "expected_improvement", "random_candidates", "evolutionary_candidates",
+           "select_top_k", "BONASConfig", "BONASSearcher"]
+
+_LAMBDA2 = math.pi / 8.0  # probit approximation: sigmoid(x) ~ Phi(sqrt(pi/8) x)
+
+
+# --------------------------------------------------------------------------- BLR surrogate
+@dataclasses.dataclass(frozen=True)
+class BLRPosterior:
+    """Gaussian posterior of a Bayesian linear model ``z = phi(x)^T w + eps``.
+
+    ``mean``/``cov`` of ``w`` (bias included as the last feature), precisions ``alpha`` (prior)
+    and ``beta`` (noise), and the feature standardisation used at fit time. With ``samples``
+    (NUTS draws of ``w``, ``beta``) the predictive is the sample mixture instead.
+    """
+    mean: np.ndarray
+    cov: np.ndarray
+    alpha: float
+    beta: float
+    mu_x: np.ndarray
+    sd_x: np.ndarray
+    w_samples: np.ndarray | None = None
+    beta_samples: np.ndarray | None = None
+
+    def _phi(self, x: np.ndarray) -> np.ndarray:
+        x = (np.asarray(x, np.float64) - self.mu_x) / self.sd_x
+        return np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive mean and variance of ``z`` (noise included) at features ``x[n, d]``."""
+        phi = self._phi(x)
+        if self.w_samples is not None:
+            f = phi @ self.w_samples.T  # [n, S]
+            return f.mean(1), f.var(1) + np.mean(1.0 / self.beta_samples)
+        mu = phi @ self.mean
+        var = np.einsum("nd,de,ne->n", phi, self.cov, phi) + 1.0 / self.beta
+        return mu, var
+
+
+def logit(t: np.ndarray | Sequence[float], eps: float = 1e-4) -> np.ndarray:
+    """``log(t / (1 - t))`` with ``t`` clipped to ``[eps, 1 - eps]``."""
+    t = np.clip(np.asarray(t, np.float64), eps, 1 - eps)
+    return np.log(t) - np.log1p(-t)
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu = x.mean(0)
+    sd = x.std(0)
+    return mu, np.where(sd > 1e-8, sd, 1.0)
+
+
+def _fit_evidence(phi: np.ndarray, z: np.ndarray, iters: int = 500, tol: float = 1e-8
+                  ) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """MacKay's evidence-maximisation fixed point (Bishop PRML §3.5.2)."""
+    n, d = phi.shape
+    eig = np.clip(np.linalg.eigvalsh(phi.T @ phi), 0.0, None)
+    ptz = phi.T @ z
+    alpha, beta = 1.0, 1.0 / max(np.var(z), 1e-6)
+    for _ in range(iters):
+        a_mat = alpha * np.eye(d) + beta * phi.T @ phi
+        m = beta * np.linalg.solve(a_mat, ptz)
+        gamma = float(np.sum(beta * eig / (alpha + beta * eig)))
+        new_alpha = gamma / max(float(m @ m), 1e-12)
+        resid = float(np.sum((z - phi @ m) ** 2))
+        new_beta = max(n - gamma, 1e-6) / max(resid, 1e-12)
+        done = abs(np.log(new_alpha / alpha)) < tol and abs(np.log(new_beta / beta)) < tol
+        alpha, beta = new_alpha, new_beta
+        if done:
+            break
+    a_mat = alpha * np.eye(d) + beta * phi.T @ phi
+    cov = np.linalg.inv(a_mat)
+    cov = 0.5 * (cov + cov.T)
+    return beta * cov @ ptz, cov, float(alpha), float(beta)
+
+
+def blr_numpyro_model(phi: jax.Array, z: jax.Array | None = None,
+                      a0: float = 1e-3, b0: float = 1e-3) -> None:
+    """numpyro Bayesian linear model: ``alpha, beta ~ Gamma(a0, b0)``,
+    ``w ~ N(0, alpha^-1 I)``, ``z ~ N(phi w, beta^-1)`` (BONAS surrogate, fully Bayesian)."""
+    import numpyro
+    import numpyro.distributions as dist
+    d = phi.shape[1]
+    alpha = numpyro.sample("alpha", dist.Gamma(a0, b0))
+    beta = numpyro.sample("beta", dist.Gamma(a0, b0))
+    w = numpyro.sample("w", dist.Normal(jnp.zeros(d), 1.0 / jnp.sqrt(alpha)).to_event(1))
+    numpyro.sample("z", dist.Normal(phi @ w, 1.0 / jnp.sqrt(beta)), obs=z)
+
+
+def fit_blr(x: np.ndarray, z: np.ndarray, method: str = "evidence", key: Any = 0,
+            num_warmup: int = 500, num_samples: int = 1000) -> BLRPosterior:
+    """Fits the BONAS Bayesian linear regression on features ``x[n, d]``, targets ``z[n]``.
+
+    Args:
+      x: features (GCN embeddings); standardised per column, a bias column is appended.
+      z: targets (logit accuracies, :func:`logit`).
+      method: ``"evidence"`` (closed form, type-II ML of alpha/beta; the fast path) or
+        ``"nuts"`` (numpyro NUTS on :func:`blr_numpyro_model`; slow, for checking).
+      key: PRNG key / seed for NUTS.
+    """
+    x = np.asarray(x, np.float64)
+    z = np.asarray(z, np.float64)
+    if x.ndim != 2 or z.shape != (x.shape[0],):
+        raise ValueError(f"fit_blr expects x[n, d] and z[n]; got {x.shape} and {z.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(z))):
+        raise ValueError("fit_blr: features or targets contain NaN/inf")
+    mu_x, sd_x = _standardise(x)
+    phi = np.concatenate([(x - mu_x) / sd_x, np.ones((x.shape[0], 1))], axis=1)
+    if method == "evidence":
+        m, cov, alpha, beta = _fit_evidence(phi, z)
+        return BLRPosterior(m, cov, alpha, beta, mu_x, sd_x)
+    if method == "nuts":
+        from numpyro.infer import MCMC, NUTS
+        mcmc = MCMC(NUTS(blr_numpyro_model), num_warmup=num_warmup, num_samples=num_samples,
+                    progress_bar=False)
+        mcmc.run(as_key(key), jnp.asarray(phi, jnp.float32), jnp.asarray(z, jnp.float32))
+        s = mcmc.get_samples()
+        w = np.asarray(s["w"], np.float64)
+        return BLRPosterior(w.mean(0), np.cov(w.T), float(np.mean(s["alpha"])),
+                            float(np.mean(s["beta"])), mu_x, sd_x, w,
+                            np.asarray(s["beta"], np.float64))
+    raise ValueError(f"unknown BLR method {method!r}; valid: 'evidence', 'nuts'")
+
+
+def to_accuracy_space(mu: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of ``t = sigmoid(z)``, ``z ~ N(mu, var)``, under the probit
+    approximation ``sigmoid(x) ~ Phi(lambda x)``, ``lambda^2 = pi/8``: ``E[t] = Phi(a)``,
+    ``Var[t] = Phi(a)(1 - Phi(a)) - 2 T(a, h)`` (Owen's T), ``a = lambda mu / sqrt(1 +
+    lambda^2 var)``, ``h = 1 / sqrt(1 + 2 lambda^2 var)``."""
+    mu = np.asarray(mu, np.float64)
+    var = np.maximum(np.asarray(var, np.float64), 0.0)
+    a = math.sqrt(_LAMBDA2) * mu / np.sqrt(1.0 + _LAMBDA2 * var)
+    h = 1.0 / np.sqrt(1.0 + 2.0 * _LAMBDA2 * var)
+    m = stats.norm.cdf(a)
+    v = m * (1.0 - m) - 2.0 * special.owens_t(a, h)
+    return m, np.maximum(v, 0.0)
+
+
+def ucb(mean: np.ndarray, var: np.ndarray, coef: float = 0.5) -> np.ndarray:
+    """Upper confidence bound ``mean + coef * sqrt(var)`` (BONAS: coef 0.5)."""
+    return np.asarray(mean) + coef * np.sqrt(np.maximum(var, 0.0))
+
+
+def expected_improvement(mean: np.ndarray, var: np.ndarray, best: float) -> np.ndarray:
+    """Expected improvement over ``best``: ``(m - best) Phi(u) + s phi(u)``, ``u = (m-best)/s``."""
+    s = np.sqrt(np.maximum(var, 1e-18))
+    u = (np.asarray(mean) - best) / s
+    return (np.asarray(mean) - best) * stats.norm.cdf(u) + s * stats.norm.pdf(u)
+
+
+# ------------------------------------------------------------------------------ samplers
+def _nb201_fast(space: Any) -> bool:
+    return getattr(space, "name", "") == "nb201" and hasattr(space, "ops")
+
+
+def random_candidates(space: Any, key: Any, n: int) -> list[Any]:
+    """``n`` uniformly sampled cells (BONAS random sampler; duplicates removed later)."""
+    if _nb201_fast(space):
+        from jnas.spaces import NB201Arch
+        ids = np_rng(key).integers(0, len(space.ops), size=(n, 6))
+        return [NB201Arch.from_op_ids(tuple(int(v) for v in row)) for row in ids]
+    return list(space.sample(as_key(key), n))
+
+
+def evolutionary_candidates(space: Any, key: Any, archs: Sequence[Any],
+                            scores: Sequence[float], n: int, population: int = 30,
+                            tournament: int = 10) -> list[Any]:
+    """BONAS evolutionary sampler: ``n`` mutations of tournament winners, where the population
+    is the ``population`` best evaluated cells and each tournament draws ``tournament`` of them."""
+    if len(archs) == 0:
+        raise ValueError("the evolutionary sampler needs evaluated cells; sample randomly first")
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")[:population]
+    pop = [archs[i] for i in order]
+    pop_s = np.asarray(scores, np.float64)[order]
+    rng = np_rng(key)
+    t = min(tournament, len(pop))
+    out = []
+    if _nb201_fast(space):
+        from jnas.spaces import NB201Arch
+        ids = np.array([a.op_ids for a in pop])
+        k = len(space.ops)
+        for _ in range(n):
+            sel = rng.choice(len(pop), size=t, replace=False)
+            row = ids[sel[np.argmax(pop_s[sel])]].copy()
+            e = rng.integers(6)
+            row[e] = (row[e] + rng.integers(1, k)) % k  # a different op on one edge
+            out.append(NB201Arch.from_op_ids(tuple(int(v) for v in row)))
+        return out
+    keys = jax.random.split(as_key(key), n)
+    for i in range(n):
+        sel = rng.choice(len(pop), size=t, replace=False)
+        out.append(space.mutate(keys[i], pop[sel[np.argmax(pop_s[sel])]]))
+    return out
+
+
+def select_top_k(archs: Sequence[Any], scores: np.ndarray, k: int,
+                 exclude: set[str]) -> list[Any]:
+    """The ``k`` best distinct cells by ``scores`` whose string is not in ``exclude``."""
+    out, seen = [], set(exclude)
+    for i in np.argsort(-np.asarray(scores), kind="stable"):
+        s = archs[i].to_string()
+        if s not in seen:
+            seen.add(s)
+            out.append(archs[i])
+            if len(out) == k:
+                break
+    return out
+
+
+# ------------------------------------------------------------------------------ searcher
+@dataclasses.dataclass(frozen=True)
+class BONASConfig:
+    """BONAS hyper-parameters (arXiv 1911.09336; defaults from the paper / its code)."""
+    n_init: int = 10             # random cells queried before the first model fit
+    k: int = 10                  # candidates chosen per round (one weight-sharing batch)
+    gcn_epochs: int = 100
+    gcn_hidden: int = 64
+    gcn_layers: int = 4
+    gcn_lr: float = 1e-3
+    gcn_batch: int = 128
+    acquisition: str = "ucb"     # 'ucb' or 'ei'
+    ucb_coef: float = 0.5
+    sampler: str = "random"      # 'random' or 'evolution'
+    n_candidates: int = 10000
+    population: int = 30
+    tournament: int = 10
+    blr: str = "evidence"        # 'evidence' (closed form) or 'nuts' (numpyro)
+
+
+class BONASSearcher:
+    """BONAS as an ask/tell searcher (``jnas search bonas``).
+
+    ``ask(n)`` returns ``n`` untried cells: random ones until ``n_init`` scores are known, then
+    the queue of the current round, refilled by a round (GCN retrained from scratch on all
+    told cells, BLR on its embeddings, acquisition over a fresh candidate pool, top-``k``
+    untried) whenever it runs empty. ``tell`` takes scores in percent (higher is better).
+    ``round_log`` keeps the timing of each round (``gcn_s``, ``compile_s``, ``blr_s``,
+    ``acq_s``, ``sample_s``).
+    """
+
+    def __init__(self, space: Any, key: Any, config: BONASConfig = BONASConfig()):
+        if config.acquisition not in ("ucb", "ei"):
+            raise ValueError(f"acquisition {config.acquisition!r}; valid: 'ucb', 'ei'")
+        if config.sampler not in ("random", "evolution"):
+            raise ValueError(f"sampler {config.sampler!r}; valid: 'random', 'evolution'")
+        if config.k < 1 or config.n_init < 2:
+            raise ValueError("BONASConfig needs k >= 1 and n_init >= 2")
+        self.space = space
+        self.config = config
+        self._key = as_key(key)
+        self._round = 0
+        self._asked: set[str] = set()
+        self._archs: list[Any] = []
+        self._scores: list[float] = []
+        self._graphs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._queue: list[Any] = []
+        self._init_queue: list[Any] | None = None
+        self.round_log: list[dict[str, float]] = []
+        self._pcfg = PredictorConfig(model="gcn", hidden=config.gcn_hidden,
+                                     layers=config.gcn_layers, lr=config.gcn_lr,
+                                     batch_size=config.gcn_batch, epochs=config.gcn_epochs)
+
+    def _next_key(self) -> jax.Array:
+        self._round += 1
+        return jax.random.fold_in(self._key, self._round)
+
+    def _graph_arrays(self, archs: Sequence[Any]):
+        graphs = []
+        for a in archs:
+            s = a.to_string()
+            g = self._graphs.get(s)
+            if g is None:
+                g = a.to_graph()
+                if len(self._graphs) < 200_000:
+                    self._graphs[s] = g
+            graphs.append(g)
+        return graphs_to_arrays(graphs, n_max=getattr(self.space, "graph_size", None))
+
+    def _random_untried(self, n: int) -> list[Any]:
+        out: list[Any] = []
+        tries = 0
+        while len(out) < n:
+            tries += 1
+            if tries > 100:
+                raise RuntimeError("could not find untried cells; the space looks exhausted")
+            for a in random_candidates(self.space, self._next_key(), 4 * n):
+                s = a.to_string()
+                if s not in self._asked and all(s != b.to_string() for b in out):
+                    out.append(a)
+                    if len(out) == n:
+                        break
+        return out
+
+    def _bo_round(self) -> list[Any]:
+        cfg = self.config
+        key = self._next_key()
+        k_gcn, k_cand = jax.random.split(key)
+        t0 = time.perf_counter()
+        data = self._graph_arrays(self._archs)
+        y = np.clip(np.asarray(self._scores, np.float64) / 100.0, 0.0, 1.0)
+        pred = train_predictor(data, y, k_gcn, self._pcfg)
+        t1 = time.perf_counter()
+        _, emb_train = pred.predict(data)
+        post = fit_blr(emb_train, logit(y), method=cfg.blr, key=k_gcn)
+        t2 = time.perf_counter()
+        if cfg.sampler == "random":
+            cands = random_candidates(self.space, k_cand, cfg.n_candidates)
+        else:
+            cands = evolutionary_candidates(self.space, k_cand, self._archs, self._scores,
+                                            cfg.n_candidates, cfg.population, cfg.tournament)
+        t3 = time.perf_counter()
+        uniq: dict[str, Any] = {}
+        for a in cands:
+            s = a.to_string()
+            if s not in self._asked:
+                uniq.setdefault(s, a)
+        cands = list(uniq.values())
+        if len(cands) < cfg.k:
+            cands += [a for a in self._random_untried(cfg.k) if a.to_string() not in uniq]
+        _, emb = pred.predict(self._graph_arrays(cands))
+        mean, var = to_accuracy_space(*post.predict(emb))
+        if cfg.acquisition == "ucb":
+            acq = ucb(mean, var, cfg.ucb_coef)
+        else:
+            acq = expected_improvement(mean, var, float(np.max(y)))
+        chosen = select_top_k(cands, acq, cfg.k, self._asked)
+        t4 = time.perf_counter()
+        self.round_log.append({"n_train": len(self._archs), "gcn_s": t1 - t0 - pred.compile_s,
+                               "compile_s": pred.compile_s, "blr_s": t2 - t1,
+                               "sample_s": t3 - t2, "acq_s": t4 - t3,
+                               "n_candidates": len(cands), "total_s": t4 - t0})
+        return chosen
+
+    def ask(self, n: int) -> list[Any]:
+        """``n`` cells never asked before (random during warm-up, then by the BO rounds)."""
+        if n < 1:
+            raise ValueError(f"ask(n) needs n >= 1, got {n}")
+        out: list[Any] = []
+        while len(out) < n:
+            if self._init_queue is None:  # the warm-up cells, drawn once (batch-independent)
+                self._init_queue = self._random_untried(self.config.n_init)
+            if self._init_queue:
+                batch = [self._init_queue.pop(0)]
+            elif len(self._archs) < self.config.n_init:
+                batch = self._random_untried(n - len(out))
+            else:
+                if not self._queue:
+                    self._queue = self._bo_round()
+                batch = [self._queue.pop(0)]
+            for a in batch:
+                self._asked.add(a.to_string())
+            out.extend(batch)
+        return out
+
+    def tell(self, archs: Sequence[Any], scores: Sequence[float]) -> None:
+        """Records evaluated cells and their scores (percent, higher is better)."""
+        if len(archs) != len(scores):
+            raise ValueError(f"tell got {len(archs)} archs but {len(scores)} scores")
+        for a, s in zip(archs, scores):
+            if not np.isfinite(s):
+                raise ValueError(f"non-finite score {s!r} for {a.to_string()}")
+            self._asked.add(a.to_string())
+            self._archs.append(a)
+            self._scores.append(float(s))
+
+
+@register("bonas", kind="sample", config_cls=BONASConfig, spaces=("nb201", "nb101", "darts"),
+          doc="BONAS: GCN + Bayesian linear regression surrogate, UCB over candidate pools "
+              "(Shi et al., NeurIPS 2020)")
+def make_bonas(space: Any, key: Any, config: BONASConfig = BONASConfig()) -> BONASSearcher:
+    """Registry factory for :class:`BONASSearcher`."""
+    return BONASSearcher(space, key, config)

@@ -1,0 +1,371 @@
+"""Cell builders (flax.linen, NHWC): NAS-Bench-201 ops, cells, discrete network and supernet.
+
+* NAS-Bench-201 (Dong & Yang, ICLR 2020, arXiv 2001.00326): ops ``none, skip_connect,
+  nor_conv_1x1, nor_conv_3x3, avg_pool_3x3`` (``nor_conv`` = ReLU -> Conv -> BN), 4-node cells,
+  macro network stem -> N cells (C) -> ResNet block /2 -> N cells (2C) -> ResNet block /2 ->
+  N cells (4C) -> BN-ReLU-GAP-linear.
+* The DARTS space (Liu et al., ICLR 2019) lives in :mod:`jnas.cells_darts`, NAS-Bench-101
+  (Ying et al., ICML 2019) in :mod:`jnas.cells_nb101`, parameter / FLOP counting in
+  :mod:`jnas.cost`; all are re-exported here.
+
+Speed design (issue 8): the cells of one stage are identical, so they run under ``nn.scan``
+(params stacked on a leading axis, one compiled cell body per stage); inside a supernet cell
+the edges leaving one node are evaluated with ``nn.vmap`` over edge parameters, which XLA turns
+into one wider convolution per op instead of one convolution per edge; parameter-free ops
+(pooling, skip) of one source node are computed once for all its edges; ``none`` is never
+computed (it contributes exactly 0). Ops whose weight is statically zero on every edge of a
+source node can be skipped with ``op_mask``.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "BatchNorm", "ReLUConvBN", "ResNetBasicBlock", "avg_pool", "NB201MixedOp", "NB201Supernet",
+    "NB201Network", "nb201_subnet_params", "nb201_arch",
+    # re-exported below
+    "DARTSSupernet", "DARTSNetwork", "DARTSMixedOp", "NB101Network",
+    "count_params", "count_flops", "arch_cost", "op_costs", "cell_costs",
+]
+
+NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3",
+                              "avg_pool_3x3")
+NB201_EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+
+# PyTorch-style initialisers so that function (not only shape) matches the references.
+conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+# ----------------------------------------------------------------------------- basic layers
+class BatchNorm(nn.Module):
+    """Batch normalisation over N, H, W with PyTorch semantics (momentum 0.1, eps 1e-5).
+
+    ``affine=False`` drops scale/bias; ``track_running_stats=False`` always normalises with
+    the batch statistics and keeps no state (the NB201/DARTS search-supernet setting). Under
+    ``jax.jit`` with a batch-sharded input the statistics are over the *global* batch.
+    """
+
+    features: int
+    affine: bool = True
+    track_running_stats: bool = True
+    momentum: float = 0.1
+    eps: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        f = self.features
+        if x.shape[-1] != f:
+            raise ValueError(f"BatchNorm expects {f} channels, got input shape {x.shape}")
+        if self.track_running_stats:
+            ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((f,), jnp.float32))
+            ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((f,), jnp.float32))
+        if train or not self.track_running_stats:
+            xf = x.astype(jnp.float32)
+            mean = xf.mean(axis=(0, 1, 2))
+            var = jnp.maximum((xf * xf).mean(axis=(0, 1, 2)) - mean * mean, 0.0)
+            if self.track_running_stats and train and not self.is_initializing():
+                n = x.size // f
+                m = self.momentum
+                ra_mean.value = (1 - m) * ra_mean.value + m * mean
+                ra_var.value = (1 - m) * ra_var.value + m * var * (n / max(n - 1, 1))
+        else:
+            mean, var = ra_mean.value, ra_var.value
+        y = (x - mean.astype(x.dtype)) * jax.lax.rsqrt(var + self.eps).astype(x.dtype)
+        if self.affine:
+            scale = self.param("scale", nn.initializers.ones, (f,), jnp.float32)
+            bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32)
+            y = y * scale.astype(x.dtype) + bias.astype(x.dtype)
+        return y
+
+
+def conv(features: int, kernel: int, stride: int = 1, dilation: int = 1, groups: int = 1,
+         bias: bool = False, name: str | None = None) -> nn.Conv:
+    """A PyTorch-padded (``(k-1)//2 * dilation`` each side) convolution, no bias by default."""
+    p = (kernel - 1) // 2 * dilation
+    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((p, p), (p, p)),
+                   kernel_dilation=(dilation, dilation), feature_group_count=groups,
+                   use_bias=bias, kernel_init=conv_init, name=name)
+
+
+def avg_pool(x: jax.Array, window: int = 3, stride: int = 1, pad: int = 1) -> jax.Array:
+    """Average pooling that ignores padding (PyTorch ``count_include_pad=False``)."""
+    return nn.avg_pool(x, (window, window), (stride, stride), ((pad, pad), (pad, pad)),
+                       count_include_pad=False)
+
+
+def max_pool(x: jax.Array, window: int = 3, stride: int = 1, pad: int = 1) -> jax.Array:
+    """Max pooling with -inf padding (PyTorch semantics)."""
+    return nn.max_pool(x, (window, window), (stride, stride), ((pad, pad), (pad, pad)))
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU -> Conv(k, stride, dilation, no bias) -> BN: NB201 ``nor_conv_kxk``."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+    dilation: int = 1
+    affine: bool = True
+    track_running_stats: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = conv(self.features, self.kernel, self.stride, self.dilation)(nn.relu(x))
+        return BatchNorm(self.features, self.affine, self.track_running_stats)(x, train)
+
+
+class ResNetBasicBlock(nn.Module):
+    """NB201 reduction block: ReLUConvBN(3, /2) -> ReLUConvBN(3) + (AvgPool2 -> Conv1x1)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        a = ReLUConvBN(self.features, 3, 2)(x, train)
+        b = ReLUConvBN(self.features, 3, 1)(a, train)
+        r = nn.avg_pool(x, (2, 2), (2, 2), "VALID")
+        r = conv(self.features, 1)(r)
+        return r + b
+
+
+def _stem_and_head_check(x: jax.Array) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"expected an NHWC image batch [B, H, W, C], got shape {x.shape}")
+
+
+# ----------------------------------------------------------------------------- NB201 supernet
+class NB201MixedOp(nn.Module):
+    """The learnable part of one NB201 mixed edge: ``w_1x1 * conv1x1(x) + w_3x3 * conv3x3(x)``.
+
+    Parameter-free ops (skip, avg-pool) are added by the cell once per source node.
+    """
+
+    features: int
+    affine: bool = False
+    track_running_stats: bool = False
+    use_1x1: bool = True
+    use_3x3: bool = True
+    train: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, w: jax.Array) -> jax.Array:
+        h = nn.relu(x)
+        out = jnp.zeros(x.shape[:-1] + (self.features,), x.dtype)
+        c, a, t = self.features, self.affine, self.track_running_stats
+        if self.use_1x1:
+            y = BatchNorm(c, a, t, name="bn_1x1")(conv(c, 1, name="conv_1x1")(h), self.train)
+            out = out + w[2].astype(x.dtype) * y
+        if self.use_3x3:
+            y = BatchNorm(c, a, t, name="bn_3x3")(conv(c, 3, name="conv_3x3")(h), self.train)
+            out = out + w[3].astype(x.dtype) * y
+        return out
+
+
+def _edges_from(src: int) -> list[int]:
+    return [e for e, (_, j) in enumerate(NB201_EDGES) if j == src]
+
+
+class _NB201SuperCell(nn.Module):
+    C: int
+    affine: bool
+    track_running_stats: bool
+    train: bool
+    op_mask: Any = None  # static tuple[6][5] of 0/1 or None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, w: jax.Array) -> tuple[jax.Array, None]:
+        mask = np.ones((6, 5), bool) if self.op_mask is None else np.asarray(self.op_mask, bool)
+        nodes = [x]
+        acc = {1: 0.0, 2: 0.0, 3: 0.0}
+        for src in range(3):
+            h = nodes[src]
+            edges = _edges_from(src)
+            m = mask[edges]
+            we = w[np.asarray(edges)].astype(h.dtype)  # [n_edges, 5]
+            learn = None
+            if m[:, 2].any() or m[:, 3].any():
+                vm = nn.vmap(NB201MixedOp, in_axes=(None, 0), out_axes=0,
+                             variable_axes={"params": 0, "batch_stats": 0},
+                             split_rngs={"params": True})
+                learn = vm(self.C, self.affine, self.track_running_stats, bool(m[:, 2].any()),
+                           bool(m[:, 3].any()), self.train, name=f"edges_from_{src}")(h, we)
+            pooled = avg_pool(h) if m[:, 4].any() else None
+            for k, e in enumerate(edges):
+                to = NB201_EDGES[e][0]
+                y = 0.0
+                if m[k, 1]:
+                    y = y + we[k, 1] * h
+                if pooled is not None and m[k, 4]:
+                    y = y + we[k, 4] * pooled
+                if learn is not None:
+                    y = y + learn[k]
+                acc[to] = acc[to] + y
+            nodes.append(acc[src + 1] if not isinstance(acc[src + 1], float)
+                         else jnp.zeros_like(x))
+        out = acc[3]
+        if isinstance(out, float):
+            out = jnp.zeros_like(x)
+        return out, None
+
+
+def _stage_weights(edge_weights: jax.Array, num_cells: int, n_ops: int,
+                   n_edges: int) -> jax.Array:
+    w = jnp.asarray(edge_weights)
+    if w.shape == (n_edges, n_ops):
+        w = jnp.broadcast_to(w, (num_cells, n_edges, n_ops))
+    if w.shape != (num_cells, n_edges, n_ops):
+        raise ValueError(f"edge weights must have shape ({n_edges}, {n_ops}) (shared by all cells)"
+                         f" or ({num_cells}, {n_edges}, {n_ops}) (one row per cell); "
+                         f"got {tuple(w.shape)}")
+    return w
+
+
+class NB201Supernet(nn.Module):
+    """NAS-Bench-201 search supernet (xautodl ``TinyNetworkDarts``) with external edge weights.
+
+    ``__call__(x, edge_weights, train)``: ``x`` f32[B, H, W, 3]; ``edge_weights`` f32[6, 5]
+    (shared by all cells; rows in ``NB201_EDGES`` order, columns in ``NB201_OPS`` order) or
+    f32[3N, 6, 5] (one row block per cell). Each edge computes ``sum_k w[e, k] * op_k(x)``; a
+    zero weight removes the op's contribution exactly, so softmax (DARTS), Gumbel (SNAS),
+    hard one-hot (GDAS) weights and masks all drive this module. Cell-op BN follows the
+    reference search setting (``affine=False, track_running_stats=False``); stem, ResNet
+    blocks and the final BN are standard BN layers (``batch_stats`` collection).
+    ``op_mask`` (static 6x5 0/1 tuple) skips computing ops that are statically masked.
+    """
+
+    C: int = 16
+    N: int = 5
+    num_classes: int = 10
+    affine: bool = False
+    track_running_stats: bool = False
+    op_mask: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, edge_weights: jax.Array, train: bool = True) -> jax.Array:
+        _stem_and_head_check(x)
+        w = _stage_weights(edge_weights, 3 * self.N, 5, 6)
+        x = conv(self.C, 3, name="stem_conv")(x)
+        x = BatchNorm(self.C, name="stem_bn")(x, train)
+        for stage in range(3):
+            c = self.C * 2 ** stage
+            if stage > 0:
+                x = ResNetBasicBlock(c, name=f"reduce_{stage}")(x, train)
+            scan = nn.scan(_NB201SuperCell, variable_axes={"params": 0, "batch_stats": 0},
+                           split_rngs={"params": True}, in_axes=0, length=self.N)
+            x, _ = scan(c, self.affine, self.track_running_stats, train, self.op_mask,
+                        name=f"stage_{stage}")(x, w[stage * self.N:(stage + 1) * self.N])
+        return _head(x, self.num_classes, train)
+
+
+def _head(x: jax.Array, num_classes: int, train: bool) -> jax.Array:
+    x = nn.relu(BatchNorm(x.shape[-1], name="lastact_bn")(x, train))
+    x = x.mean(axis=(1, 2))
+    return nn.Dense(num_classes, name="classifier")(x)
+
+
+# ----------------------------------------------------------------------------- NB201 network
+def nb201_arch(arch: Any) -> tuple[str, ...]:
+    """The 6 op names (``NB201_EDGES`` order) of an ``NB201Arch``, a standard string or a
+    sequence of names; raises ``ValueError`` naming the problem."""
+    if isinstance(arch, str):
+        from jnas import spaces
+        arch = spaces.NB201.parse(arch)
+    ops = tuple(getattr(arch, "ops", arch))
+    if len(ops) != 6 or any(o not in NB201_OPS for o in ops):
+        raise ValueError(f"an NB201 cell needs 6 ops from {NB201_OPS}, got {ops!r}")
+    return ops
+
+
+class _NB201Cell(nn.Module):
+    ops: tuple[str, ...]
+    C: int
+    train: bool
+
+    @nn.compact
+    def __call__(self, x: jax.Array, _: Any = None) -> tuple[jax.Array, None]:
+        nodes = [x]
+        for i in (1, 2, 3):
+            s = None
+            for e, (to, src) in enumerate(NB201_EDGES):
+                if to != i or self.ops[e] == "none":
+                    continue
+                h = nodes[src]
+                op = self.ops[e]
+                if op == "skip_connect":
+                    y = h
+                elif op == "avg_pool_3x3":
+                    y = avg_pool(h)
+                else:
+                    k = 1 if op == "nor_conv_1x1" else 3
+                    y = ReLUConvBN(self.C, k, name=f"edge_{e}")(h, self.train)
+                s = y if s is None else s + y
+            nodes.append(jnp.zeros_like(x) if s is None else s)
+        return nodes[3], None
+
+
+class NB201Network(nn.Module):
+    """The discrete NAS-Bench-201 network of one cell (xautodl ``TinyNetwork``/``InferCell``).
+
+    ``arch``: an ``NB201Arch``, a standard string or 6 op names. BN layers have affine
+    parameters and running statistics (``train=False`` uses the running averages).
+    """
+
+    arch: Any
+    C: int = 16
+    N: int = 5
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        _stem_and_head_check(x)
+        ops = nb201_arch(self.arch)
+        x = conv(self.C, 3, name="stem_conv")(x)
+        x = BatchNorm(self.C, name="stem_bn")(x, train)
+        for stage in range(3):
+            c = self.C * 2 ** stage
+            if stage > 0:
+                x = ResNetBasicBlock(c, name=f"reduce_{stage}")(x, train)
+            scan = nn.scan(_NB201Cell, variable_axes={"params": 0, "batch_stats": 0},
+                           split_rngs={"params": True}, length=self.N)
+            x, _ = scan(ops, c, train, name=f"stage_{stage}")(x, None)
+        return _head(x, self.num_classes, train)
+
+
+def nb201_subnet_params(supernet_params: Any, arch: Any) -> Any:
+    """Inherit weights: the ``NB201Network(arch)`` params taken from ``NB201Supernet`` params.
+
+    Shared layers (stem, ResNet blocks, head) are copied; each conv edge takes the kernel of
+    its op from the supernet edge (the weight-sharing evaluation of a sub-network; BN of
+    the discrete net gets scale 1 / bias 0, i.e. the supernet's non-affine BN). Use
+    :func:`jnas.train.recalibrate_bn` afterwards for running statistics.
+    """
+    ops = nb201_arch(arch)
+    out = {k: v for k, v in supernet_params.items() if not k.startswith("stage_")}
+    for stage in range(3):
+        sp = supernet_params[f"stage_{stage}"]
+        cell = {}
+        for e, op in enumerate(ops):
+            if op not in ("nor_conv_1x1", "nor_conv_3x3"):
+                continue
+            src = NB201_EDGES[e][1]
+            k = _edges_from(src).index(e)
+            tag = "1x1" if op == "nor_conv_1x1" else "3x3"
+            kern = sp[f"edges_from_{src}"][f"conv_{tag}"]["kernel"][:, k]  # [N, kh, kw, C, C]
+            c = kern.shape[-1]
+            n = kern.shape[0]
+            cell[f"edge_{e}"] = {"Conv_0": {"kernel": kern},
+                                 "BatchNorm_0": {"scale": jnp.ones((n, c)),
+                                                 "bias": jnp.zeros((n, c))}}
+        out[f"stage_{stage}"] = cell
+    return out
+
+
+# ----------------------------------------------------------------------------- re-exports
+from jnas.cells_darts import DARTSMixedOp, DARTSNetwork, DARTSSupernet  # noqa: E402
+from jnas.cells_nb101 import NB101Network  # noqa: E402
+from jnas.cost import arch_cost, cell_costs, count_flops, count_params, op_costs  # noqa: E402

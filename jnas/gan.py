@@ -1,0 +1,527 @@
+"""GA-NAS: a generator refitted to the top architectures, trained by RL on a discriminator.
+
+Rezaei et al., "Generative Adversarial Neural Architecture Search", IJCAI 2021
+(arXiv 2105.09356). Loop: query ``n_init`` random cells; then repeat: take the ``top_k``
+queried cells (the "winning set"); train the pairwise discriminator D to tell winning cells
+from generated ones (and, optionally, from queried non-winners); train the generator G by
+policy gradient (PPO with clipping + entropy bonus, or REINFORCE with a batch-mean baseline)
+with D's reward; sample ``m`` new *unseen* cells from G and query them. The best queried cell
+is the answer. Networks and the cell codecs live in :mod:`jnas.gan_models`.
+
+The paper's hyper-parameters are not public ([U] in METHODS.md); every choice made here is a
+field of :class:`GANASConfig` with its reason in the comment. A params budget
+(``max_params``, M) is enforced exactly by masking the decoder on NB201 (op params are
+additive over edges) or by rejecting samples (both spaces; ``constraint='reject'``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jnas.config import config_to_dict
+from jnas.gan_models import (CellCodec, Discriminator, Generator, batch_graph, decode,
+                             make_codec, nb201_params_M)
+from jnas.registry import register
+from jnas.rng import as_key, np_rng
+
+
+@dataclasses.dataclass(frozen=True)
+class GANASConfig:
+    """GA-NAS hyper-parameters (paper values unknown, [U]: these are our choices).
+
+    Loop:
+      n_init: random cells queried first (N0).
+      m: new unseen cells queried per round.
+      top_k: size of the winning set (best queried cells) D learns to recognise.
+    Networks (small: CPU friendly, cells have <= 8 nodes):
+      hidden, gnn_layers: width/depth of the bidirectional GCN encoders (G and D).
+      gru: hidden size of the generator's GRU decoder.
+    Discriminator (Adam):
+      d_steps, d_batch, d_lr: D updates per round, pairs per update, learning rate.
+      d_loser_frac: fraction of D's negative examples that are queried non-winners instead
+        of fresh generator samples (uses the true ranking we already paid for; 0 = the
+        paper's pure winners-vs-generated game).
+    Generator (Adam):
+      pg: 'ppo' (clipped surrogate) or 'reinforce' (batch-mean baseline).
+      g_iters: policy-gradient iterations per round (each samples g_batch new cells).
+      g_batch, ppo_epochs, clip_eps, ent_coef, g_lr: PPO batch, epochs over each batch,
+        clip range, entropy bonus, learning rate.
+      mle_coef: weight of a max-likelihood term fitting G to the winning set (the
+        importance-sampling "refit to the top" view; 0 = pure RL).
+    Proposal:
+      cand_batch: cells sampled per proposal; the best ``m`` unseen ones are queried.
+      select: 'reward' (rank unseen candidates by D's reward) or 'first' (sampling order).
+      context: encoder input -- 'winner' (a random winning cell per sample), 'best' (the
+        best cell so far) or 'empty' (a constant all-zero sequence).
+      temperature: sampling temperature for proposals.
+      max_resample: extra proposal batches when too few unseen cells come out; after that
+        the round is filled with random unseen cells (counted in the round stats).
+    Constraint:
+      max_params: params budget in M (None = unconstrained).
+      constraint: 'mask' (NB201: exact masking while decoding, plus rejection) or 'reject'.
+      num_classes: classifier size used by the params counter (10 = CIFAR-10).
+    """
+    n_init: int = 20
+    m: int = 10
+    top_k: int = 10
+    hidden: int = 32
+    gnn_layers: int = 2
+    gru: int = 64
+    d_steps: int = 30
+    d_batch: int = 64
+    d_lr: float = 1e-3
+    d_loser_frac: float = 0.5
+    pg: str = "ppo"
+    g_iters: int = 5
+    g_batch: int = 64
+    ppo_epochs: int = 4
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    g_lr: float = 2e-3
+    mle_coef: float = 0.0
+    cand_batch: int = 256
+    select: str = "reward"
+    context: str = "winner"
+    temperature: float = 1.0
+    max_resample: int = 4
+    max_params: float | None = None
+    constraint: str = "mask"
+    num_classes: int = 10
+
+    def validate(self) -> None:
+        """Raises ``ValueError`` naming a bad field and its valid values."""
+        choices = {"pg": ("ppo", "reinforce"), "select": ("reward", "first"),
+                   "context": ("winner", "best", "empty"), "constraint": ("mask", "reject")}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise ValueError(f"GANASConfig.{name}={getattr(self, name)!r} is not valid; "
+                                 f"use one of {valid}")
+        for name in ("n_init", "m", "top_k", "d_batch", "g_batch", "cand_batch", "g_iters",
+                     "ppo_epochs", "hidden", "gru", "gnn_layers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"GANASConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_steps < 0:
+            raise ValueError(f"GANASConfig.d_steps must be >= 0, got {self.d_steps}")
+        if self.max_params is not None and not float(self.max_params) > 0:
+            raise ValueError(f"GANASConfig.max_params must be > 0 (M params) or None, got "
+                             f"{self.max_params}")
+        if not 0.0 <= self.d_loser_frac <= 1.0:
+            raise ValueError(f"GANASConfig.d_loser_frac must be in [0, 1], got {self.d_loser_frac}")
+
+
+# ---------------------------------------------------------------------------------------
+# Jitted training steps
+# ---------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class GANASSteps:
+    """The jit-compiled pieces of GA-NAS for one codec and config (pure functions).
+
+    ``init(key) -> (g_state, d_state)``;
+    ``sample(g_params, ctx, key, budget) -> (tokens, logp, ent)``;
+    ``log_prob(g_params, ctx, tokens, budget) -> (logp, ent)``;
+    ``pg_update(g_state, ctx, tokens, logp_old, rewards, winners, key, budget) -> (g_state,
+    metrics)`` (one PPO/REINFORCE iteration on given rewards);
+    ``round(g_state, d_state, winners, losers, loser_w, key, budget) -> (g_state, d_state,
+    metrics)`` (D training then G training);
+    ``propose(g_params, d_params, winners, key, budget) -> (tokens, reward, logp, ent)``.
+    States are ``(params, opt_state)`` tuples; ``budget`` is the cell cost budget
+    (``max_params - codec.base_cost``, ``inf`` for none) as an f32 scalar.
+    """
+    codec: CellCodec
+    config: GANASConfig
+    gen: Generator
+    disc: Discriminator
+    init: Any
+    sample: Any
+    log_prob: Any
+    pg_update: Any
+    reward: Any
+    round: Any
+    propose: Any
+    compiled: dict = dataclasses.field(default_factory=dict)  # AOT executables, by name
+
+
+_STEPS_CACHE: dict[tuple, GANASSteps] = {}
+
+
+def get_steps(codec: CellCodec, config: GANASConfig) -> GANASSteps:
+    """:func:`make_steps`, cached per (space, num_classes, config) so that searchers with the
+    same config (e.g. the seeds of one experiment) share compiled executables."""
+    host_only = dict(n_init=1, m=1, select="reward", max_resample=0, max_params=None,
+                     constraint="mask", num_classes=10)  # do not change the compiled steps
+    k = (codec.name, dataclasses.replace(config, **host_only))
+    if k not in _STEPS_CACHE:
+        _STEPS_CACHE[k] = make_steps(codec, config)
+    return _STEPS_CACHE[k]
+
+
+def make_steps(codec: CellCodec, config: GANASConfig) -> GANASSteps:
+    """Builds the jit-compiled GA-NAS steps (generator, discriminator, PG, proposal)."""
+    config.validate()
+    cfg = config
+    gen = Generator(codec.T, codec.K, cfg.hidden, cfg.gnn_layers, cfg.gru)
+    disc = Discriminator(cfg.hidden, cfg.gnn_layers)
+    g_opt = optax.adam(cfg.g_lr)
+    d_opt = optax.adam(cfg.d_lr)
+
+    def init(key):
+        kg, kd = jax.random.split(key)
+        toks = jnp.zeros((1, codec.T), jnp.int32)
+        adj, feats = batch_graph(codec, toks)
+        gp = gen.init(kg, adj, feats, method=Generator.init_all)["params"]
+        dp = disc.init(kd, adj, feats, adj, feats)["params"]
+        return (gp, g_opt.init(gp)), (dp, d_opt.init(dp))
+
+    def contexts(winners, n, key):
+        if cfg.context == "winner":
+            return winners[jax.random.randint(key, (n,), 0, winners.shape[0])]
+        if cfg.context == "best":
+            return jnp.broadcast_to(winners[0], (n, codec.T))
+        return jnp.zeros((n, codec.T), jnp.int32)
+
+    def sample(gp, ctx, key, budget, temperature=1.0):
+        return decode(gen, gp, codec, ctx, key, budget, temperature=temperature)
+
+    def log_prob(gp, ctx, toks, budget):
+        _, lp, ent = decode(gen, gp, codec, ctx, None, budget, forced=toks)
+        return lp, ent
+
+    def pair_logits(dp, a, b):
+        ga, fa = batch_graph(codec, a)
+        gb, fb = batch_graph(codec, b)
+        return disc.apply({"params": dp}, ga, fa, gb, fb)
+
+    def embed(dp, toks):
+        adj, feats = batch_graph(codec, toks)
+        return disc.apply({"params": dp}, adj, feats, method=Discriminator.embed)
+
+    def reward(dp, toks, winners):
+        """Mean over the winning set of P(sample beats winner) under D, in (0, 1)."""
+        ea, ew = embed(dp, toks), embed(dp, winners)  # [B, H], [k, H]
+        B, k = ea.shape[0], ew.shape[0]
+        ea2 = jnp.broadcast_to(ea[:, None], (B, k, ea.shape[-1]))
+        ew2 = jnp.broadcast_to(ew[None], (B, k, ew.shape[-1]))
+        logits = disc.apply({"params": dp}, ea2, ew2, method=Discriminator.pair)
+        return jax.nn.sigmoid(logits).mean(-1)
+
+    def pg_update(g_state, ctx, toks, logp_old, rewards, winners, key, budget):
+        gp, opt = g_state
+        adv = (rewards - rewards.mean()) / (rewards.std() + 1e-6)
+        wctx = contexts(winners, winners.shape[0], key)
+
+        def loss_fn(p):
+            lp, ent = log_prob(p, ctx, toks, budget)
+            if cfg.pg == "ppo":
+                ratio = jnp.exp(lp - logp_old)
+                surr = jnp.minimum(ratio * adv,
+                                   jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv)
+                pg = -surr.mean()
+            else:
+                pg = -(adv * lp).mean()
+            loss = pg - cfg.ent_coef * ent.mean()
+            if cfg.mle_coef > 0:
+                wlp, _ = log_prob(p, wctx, winners, budget)
+                loss = loss - cfg.mle_coef * wlp.mean() / codec.T
+            return loss, (pg, ent.mean())
+
+        def epoch(carry, _):
+            p, o = carry
+            (loss, (pg, ent)), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
+            upd, o = g_opt.update(grads, o, p)
+            return (optax.apply_updates(p, upd), o), (loss, ent)
+
+        n_epochs = cfg.ppo_epochs if cfg.pg == "ppo" else 1
+        (gp, opt), (losses, ents) = jax.lax.scan(epoch, (gp, opt), None, length=n_epochs)
+        return (gp, opt), {"loss_first": losses[0], "loss_last": losses[-1],
+                           "entropy": ents[0]}
+
+    def d_update(d_state, gp, winners, losers, loser_w, key, budget):
+        dp, opt = d_state
+        k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+        n = cfg.d_batch
+        fake, _, _ = sample(gp, contexts(winners, n, k1), k2, budget)
+        wi = jax.random.randint(k3, (n,), 0, winners.shape[0])
+        li = jax.random.randint(k4, (n,), 0, losers.shape[0])
+        use_loser = jax.random.uniform(k5, (n,)) < cfg.d_loser_frac * loser_w
+        neg = jnp.where(use_loser[:, None], losers[li], fake)
+
+        def loss_fn(p):
+            return jax.nn.softplus(-pair_logits(p, winners[wi], neg)).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(dp)
+        upd, opt = d_opt.update(grads, opt, dp)
+        return (optax.apply_updates(dp, upd), opt), loss
+
+    def round_fn(g_state, d_state, winners, losers, loser_w, key, budget):
+        kd, kg = jax.random.split(key)
+
+        def d_body(ds, k):
+            return d_update(ds, g_state[0], winners, losers, loser_w, k, budget)
+
+        if cfg.d_steps > 0:
+            d_state, d_losses = jax.lax.scan(d_body, d_state, jax.random.split(kd, cfg.d_steps))
+            d_loss = d_losses[-1]
+        else:
+            d_loss = jnp.float32(jnp.nan)
+
+        def g_body(gs, k):
+            k1, k2, k3 = jax.random.split(k, 3)
+            ctx = contexts(winners, cfg.g_batch, k1)
+            toks, lp, _ = sample(gs[0], ctx, k2, budget)
+            r = reward(d_state[0], toks, winners)
+            gs, met = pg_update(gs, ctx, toks, lp, r, winners, k3, budget)
+            return gs, (r.mean(), met["entropy"], met["loss_first"], met["loss_last"])
+
+        g_state, (r, ent, l0, l1) = jax.lax.scan(g_body, g_state,
+                                                 jax.random.split(kg, cfg.g_iters))
+        return g_state, d_state, {"d_loss": d_loss, "reward": r[-1], "g_entropy": ent[-1],
+                                  "g_loss_first": l0[0], "g_loss_last": l1[-1]}
+
+    def propose(gp, dp, winners, key, budget):
+        k1, k2 = jax.random.split(key)
+        ctx = contexts(winners, cfg.cand_batch, k1)
+        toks, lp, ent = sample(gp, ctx, k2, budget, cfg.temperature)
+        return toks, reward(dp, toks, winners), lp, ent
+
+    return GANASSteps(codec, cfg, gen, disc, jax.jit(init), jax.jit(sample),
+                      jax.jit(log_prob), jax.jit(pg_update), jax.jit(reward),
+                      jax.jit(round_fn), jax.jit(propose))
+
+
+# ---------------------------------------------------------------------------------------
+# Searcher (ask/tell)
+# ---------------------------------------------------------------------------------------
+def _space_obj(space: Any) -> Any:
+    if isinstance(space, str):
+        from jnas.spaces import get_space
+        return get_space(space)
+    return space
+
+
+class GANASSearcher:
+    """GA-NAS as an ask/tell searcher (Rezaei et al., IJCAI 2021; see module docstring).
+
+    Args:
+      space: ``'nb201'``/``'nb101'`` or the space object from :mod:`jnas.spaces`.
+      key: a JAX key or int seed; the whole search is a function of it.
+      config: a :class:`GANASConfig` (defaults when None).
+
+    ``ask(n)`` returns ``n`` cells never returned before (isomorphism-aware on NB101) that
+    satisfy the params budget; ``tell(archs, scores)`` records their scores (higher = better).
+    Per-round diagnostics are in ``self.rounds`` (valid/unique/new fractions, generator
+    entropy, D/G losses, seconds); ``self.compile_s`` is the one-off jit compile time.
+    """
+
+    def __init__(self, space: Any, key: Any, config: GANASConfig | None = None) -> None:
+        self.config = config or GANASConfig()
+        self.config.validate()
+        self.space = _space_obj(space)
+        name = getattr(self.space, "name", str(space))
+        if name not in ("nb201", "nb101"):
+            raise ValueError(f"GA-NAS supports spaces 'nb201' and 'nb101', got {name!r}")
+        self.space_name = name
+        self.codec = make_codec(name, self.config.num_classes)
+        self.key = as_key(key)
+        self.steps = get_steps(self.codec, self.config)
+        self._g, self._d = self.steps.init(jax.random.fold_in(self.key, 0))
+        self._budget = jnp.float32(np.inf)
+        cfg = self.config
+        if cfg.max_params is not None:
+            floor = self.codec.base_cost if name == "nb201" else 0.0
+            if cfg.max_params < floor:
+                raise ValueError(f"max_params={cfg.max_params} M is below the params of the "
+                                 f"network outside the cells ({floor:.4f} M): no cell fits; "
+                                 "raise max_params")
+            if cfg.constraint == "mask" and name == "nb201":
+                self._budget = jnp.float32(cfg.max_params - self.codec.base_cost)
+        self._issued: set[str] = set()
+        self._queue: list[tuple[Any, np.ndarray]] = []
+        self._tokens: dict[str, np.ndarray] = {}
+        self._told: list[tuple[str, Any, float]] = []
+        self._round = 0
+        self._initialised = False
+        self.compile_s = 0.0
+        self.rounds: list[dict[str, float]] = []
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _key_of(self, arch: Any) -> str:
+        if self.space_name == "nb101":
+            return arch.spec_hash()
+        return arch.to_string()
+
+    def params_M(self, arch: Any) -> float:
+        """Params (M) of an arch, for the ``max_params`` constraint."""
+        if self.space_name == "nb201":
+            return nb201_params_M(self.codec.encode(arch), self.config.num_classes)
+        try:
+            from jnas.cells import arch_cost
+        except ImportError as e:  # pragma: no cover - depends on jnas.cells
+            raise RuntimeError("max_params on NB101 needs jnas.cells.arch_cost") from e
+        return float(arch_cost(self.space, arch)["params_M"])
+
+    def _ok(self, arch: Any) -> bool:
+        mp = self.config.max_params
+        return mp is None or self.params_M(arch) <= mp + 1e-9
+
+    def _valid(self, arch: Any) -> bool:
+        try:
+            self.space.validate(arch)
+            return True
+        except (ValueError, AssertionError):
+            return False
+
+    def _next_key(self, tag: int) -> jax.Array:
+        return jax.random.fold_in(jax.random.fold_in(self.key, 1 + self._round), tag)
+
+    def _random_unseen(self, n: int, tag: int) -> list[tuple[Any, np.ndarray]]:
+        out: list[tuple[Any, np.ndarray]] = []
+        tries = 0
+        while len(out) < n:
+            tries += 1
+            if tries > 1000:
+                raise RuntimeError("GA-NAS: could not find enough unseen random cells within the "
+                                   "params budget; relax max_params or lower the budget")
+            for arch in self.space.sample(jax.random.fold_in(self._next_key(tag), tries),
+                                          max(2 * n, 8)):
+                k = self._key_of(arch)
+                if k in self._issued or not self._ok(arch):
+                    continue
+                self._issued.add(k)
+                out.append((arch, self.codec.encode(arch)))
+                if len(out) == n:
+                    break
+        return out
+
+    def _call(self, name: str, *args: Any) -> Any:
+        """Calls a jitted step, compiling ahead of time once per process (shared by searchers
+        with the same config) and adding the compile time to ``compile_s``."""
+        compiled = self.steps.compiled
+        if name not in compiled:
+            t0 = time.perf_counter()
+            compiled[name] = getattr(self.steps, name).lower(*args).compile()
+            self.compile_s += time.perf_counter() - t0
+        return compiled[name](*args)
+
+    def _winners_losers(self) -> tuple[jax.Array, jax.Array, float]:
+        order = sorted(range(len(self._told)), key=lambda i: -self._told[i][2])
+        k = self.config.top_k
+        win_idx = order[:k]
+        win = [self._tokens[self._told[i][0]] for i in win_idx]
+        win = [win[i % len(win)] for i in range(k)]  # pad by repetition while < k told
+        lose_idx = order[k:]
+        rng = np_rng(self._next_key(7))
+        n_l = self.config.d_batch
+        if lose_idx:
+            pick = rng.choice(np.asarray(lose_idx), n_l, replace=True)
+            lose = [self._tokens[self._told[i][0]] for i in pick]
+            w = 1.0
+        else:
+            lose, w = [win[i % k] for i in range(n_l)], 0.0
+        return jnp.asarray(np.stack(win)), jnp.asarray(np.stack(lose)), w
+
+    # ---- one GA-NAS round ---------------------------------------------------------------
+    def _run_round(self, n: int) -> list[tuple[Any, np.ndarray]]:
+        cfg = self.config
+        t0 = time.perf_counter()
+        c0 = self.compile_s
+        winners, losers, lw = self._winners_losers()
+        self._g, self._d, met = self._call("round", self._g, self._d, winners, losers,
+                                           jnp.float32(lw), self._next_key(1),
+                                           self._budget)
+        out: list[tuple[Any, np.ndarray, float]] = []
+        n_cand = n_valid = n_over = 0
+        uniq: set[str] = set()
+        ents = []
+        for attempt in range(1 + cfg.max_resample):
+            toks, rew, _, ent = self._call("propose", self._g[0], self._d[0], winners,
+                                           self._next_key(100 + attempt), self._budget)
+            toks, rew = np.asarray(toks), np.asarray(rew)
+            ents.append(float(np.mean(ent)))
+            fresh = []
+            for t_row, r in zip(toks, rew):
+                arch = self.codec.decode(t_row)
+                n_cand += 1
+                if not self._valid(arch):
+                    continue
+                n_valid += 1
+                k = self._key_of(arch)
+                uniq.add(k)
+                if not self._ok(arch):
+                    n_over += 1
+                    continue
+                if k in self._issued:
+                    continue
+                self._issued.add(k)
+                fresh.append((float(r), len(out) + len(fresh), arch, t_row))
+            if cfg.select == "reward":
+                fresh.sort(key=lambda x: (-x[0], x[1]))
+            need = n - len(out)
+            for r, _, arch, t_row in fresh[:need]:
+                out.append((arch, t_row, r))
+            for _, _, arch, _ in fresh[need:]:  # not used: free them for later rounds
+                self._issued.discard(self._key_of(arch))
+            if len(out) >= n:
+                break
+        n_fill = n - len(out)
+        filled = self._random_unseen(n_fill, 3) if n_fill > 0 else []
+        self._round += 1
+        self.rounds.append({
+            "round": self._round, "n_told": len(self._told),
+            "d_loss": float(met["d_loss"]), "reward": float(met["reward"]),
+            "g_loss_first": float(met["g_loss_first"]), "g_loss_last": float(met["g_loss_last"]),
+            "entropy": ents[0], "valid_frac": n_valid / max(n_cand, 1),
+            "unique_frac": len(uniq) / max(n_valid, 1), "over_budget_frac": n_over / max(n_valid, 1),
+            "random_fill": n_fill, "proposal_batches": len(ents),
+            "time_s": time.perf_counter() - t0 - (self.compile_s - c0)})
+        return [(a, t) for a, t, _ in out] + filled
+
+    # ---- ask / tell -----------------------------------------------------------------------
+    def ask(self, n: int) -> list[Any]:
+        """``n`` new unseen cells (random for the first ``n_init``, then from G)."""
+        if n < 1:
+            raise ValueError(f"ask(n) needs n >= 1, got {n}")
+        out = []
+        while len(out) < n:
+            if not self._queue:
+                if not self._initialised:
+                    self._initialised = True
+                    self._queue = self._random_unseen(self.config.n_init, 2)
+                elif not self._told:
+                    self._queue = self._random_unseen(n - len(out), 4)
+                else:
+                    self._queue = self._run_round(max(self.config.m, n - len(out)))
+            arch, toks = self._queue.pop(0)
+            self._tokens[self._key_of(arch)] = np.asarray(toks, np.int32)
+            out.append(arch)
+        return out
+
+    def tell(self, archs: Sequence[Any], scores: Sequence[float]) -> None:
+        """Records the scores (higher is better) of cells returned by :meth:`ask`."""
+        if len(archs) != len(scores):
+            raise ValueError(f"tell got {len(archs)} archs but {len(scores)} scores")
+        for arch, s in zip(archs, scores):
+            k = self._key_of(arch)
+            if k not in self._tokens:
+                self._tokens[k] = self.codec.encode(arch)
+                self._issued.add(k)
+            s = float(s)
+            if not np.isfinite(s):
+                s = -np.inf
+            self._told.append((k, arch, s))
+
+    def config_dict(self) -> dict[str, Any]:
+        return config_to_dict(self.config)
+
+
+@register("ganas", kind="sample", config_cls=GANASConfig, spaces=("nb201", "nb101"),
+          doc="GA-NAS: generator trained by PPO on a pairwise GNN discriminator's reward "
+              "(Rezaei et al., IJCAI 2021)")
+def make_ganas(space: Any, key: Any, config: GANASConfig | None = None) -> GANASSearcher:
+    """Registry factory: ``GANASSearcher(space, key, config)``."""
+    return GANASSearcher(space, key, config)

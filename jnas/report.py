@@ -1,0 +1,164 @@
+"""Multi-seed summaries and best-so-far plots of search results.
+
+Works on the result records that :func:`jnas.search.run_search` / the CLI write
+(``result.json``: a ``trajectory`` of ``[queries, best reported score so far]``). The score at
+budget ``b`` of one run is the reported score of its best-by-signal architecture among its
+first ``b`` queries; a run with fewer than ``b`` queries does not count at ``b``. The std is
+the population std over runs (``ddof=0``, as the NAS-Bench-201 reference code reports).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["load_results", "score_at", "score_at_time", "summarise", "format_summary",
+           "best_so_far_curve", "plot_best_so_far"]
+
+
+def load_results(dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """All ``result.json`` records under ``dirs`` (the folder itself and ``seed_*/``)."""
+    out = []
+    for d in dirs:
+        d = Path(d)
+        if d.is_file():
+            files = [d]
+        else:
+            if not d.is_dir():
+                raise FileNotFoundError(f"result folder {d} not found")
+            files = sorted(d.glob("result.json")) + sorted(d.glob("*/result.json"))
+        if not files:
+            raise FileNotFoundError(f"no result.json under {d}; expected DIR/seed_<S>/"
+                                    "result.json from `jnas search`")
+        for f in files:
+            with open(f) as fh:
+                out.append(json.load(fh))
+    return out
+
+
+def score_at(result: Mapping[str, Any], budget: int) -> float:
+    """Best-so-far reported score of one run after ``budget`` queries (NaN if it has fewer)."""
+    traj = result.get("trajectory") or []
+    if not traj or traj[-1][0] < budget:
+        return math.nan
+    best = math.nan
+    for q, v in traj:
+        if q > budget:
+            break
+        best = v
+    return float(best)
+
+
+def score_at_time(result: Mapping[str, Any], seconds: float) -> float:
+    """Best-so-far reported score once ``seconds`` of *simulated* query cost are spent (the
+    NB201 paper's time budget); NaN if the run stopped before spending that much."""
+    traj = result.get("trajectory_sim_s") or []
+    if not traj or traj[-1][0] < seconds:
+        return math.nan
+    best = math.nan
+    for t, v in traj:
+        if t > seconds:
+            break
+        best = v
+    return float(best)
+
+
+def summarise(results: Sequence[Mapping[str, Any]],
+              budgets: Sequence[int] = (50, 100, 200, 500)) -> dict[str, Any]:
+    """Mean ± std of the reported score at each budget, over runs (seeds).
+
+    Returns:
+      ``{"method", "dataset", "protocol", "runs", "budgets": {b: {"mean", "std", "n",
+      "sim_s"}}}`` where ``sim_s`` is the mean simulated cost spent by budget ``b``.
+    """
+    if not results:
+        raise ValueError("summarise needs at least one result")
+    first = results[0]
+    out: dict[str, Any] = {
+        "method": first.get("method"), "dataset": first.get("dataset"),
+        "protocol": (first.get("evaluator") or {}).get("protocol")
+        or (first.get("bench") or {}).get("protocol"),
+        "runs": len(results), "budgets": {}}
+    for b in budgets:
+        vals = np.array([score_at(r, b) for r in results], dtype=np.float64)
+        ok = vals[np.isfinite(vals)]
+        sims = []
+        for r in results:
+            ts = r.get("trajectory_sim_s") or []
+            if len(ts) >= b:
+                sims.append(ts[b - 1][0])
+        out["budgets"][int(b)] = {
+            "mean": float(ok.mean()) if ok.size else math.nan,
+            "std": float(ok.std()) if ok.size else math.nan, "n": int(ok.size),
+            "sim_s": float(np.mean(sims)) if sims else math.nan}
+    return out
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """A small markdown table of a :func:`summarise` output."""
+    head = (f"{summary.get('method')} | {summary.get('dataset')} | protocol "
+            f"{summary.get('protocol')} | {summary['runs']} runs")
+    lines = [head, "| queries | mean ± std | runs | mean simulated s |", "|---|---|---|---|"]
+    for b, s in summary["budgets"].items():
+        lines.append(f"| {b} | {s['mean']:.2f} ± {s['std']:.2f} | {s['n']} | "
+                     f"{s['sim_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def best_so_far_curve(results: Sequence[Mapping[str, Any]], max_queries: int | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(queries, mean, std)`` of best-so-far reported score over runs, at 1..max_queries
+    (only queries every run reached)."""
+    runs = []
+    for r in results:
+        traj = r.get("trajectory") or []
+        if not traj:
+            continue
+        q = np.array([t[0] for t in traj], dtype=int)
+        v = np.array([t[1] for t in traj], dtype=np.float64)
+        dense = np.full(int(q[-1]), np.nan)
+        dense[q - 1] = v
+        # carry forward (trajectory has one point per query, but be safe)
+        for i in range(1, dense.size):
+            if np.isnan(dense[i]):
+                dense[i] = dense[i - 1]
+        runs.append(dense)
+    if not runs:
+        raise ValueError("no trajectories to plot")
+    n = min(len(x) for x in runs)
+    if max_queries is not None:
+        n = min(n, max_queries)
+    m = np.stack([x[:n] for x in runs])
+    return np.arange(1, n + 1), np.nanmean(m, 0), np.nanstd(m, 0)
+
+
+def plot_best_so_far(groups: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path,
+                     title: str | None = None, max_queries: int | None = None,
+                     log_x: bool = True) -> Path:
+    """One figure: for each group (method), the mean best-so-far reported score vs queries
+    with a ±1 std band. Writes a PNG (or any format matplotlib infers from ``path``)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, results in groups.items():
+        x, mu, sd = best_so_far_curve(results, max_queries)
+        line, = ax.plot(x, mu, label=f"{name} (n={len(results)})")
+        ax.fill_between(x, mu - sd, mu + sd, color=line.get_color(), alpha=0.2)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel("queries")
+    ax.set_ylabel("reported score of best-by-signal arch (%)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,203 @@
+"""The search loop: budget, duplicates, trajectory, determinism, resume; RS, REA; reports."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from jnas import registry, report, search
+from jnas.spaces import NB201Arch, get_space
+
+SPACE = get_space("nb201")
+
+
+class ConvCount:
+    """A synthetic evaluator: signal = number of nor_conv_3x3 edges + a tiny per-arch jitter;
+    reported = 10 * signal. Counts queries like the tabular evaluators."""
+    space = "nb201"
+    dataset = "synthetic"
+
+    def __init__(self):
+        self.num_queries = 0
+        self.simulated_cost_s = 0.0
+        self.calls: list[str] = []
+
+    def _s(self, a):
+        return a.ops.count("nor_conv_3x3") + 1e-3 * (a.to_index() % 97) / 97
+
+    def evaluate(self, archs):
+        self.num_queries += len(archs)
+        self.simulated_cost_s += 2.0 * len(archs)
+        self.calls += [a.to_string() for a in archs]
+        return [self._s(a) for a in archs]
+
+    def reported_score(self, a):
+        return 10 * self._s(a)
+
+    def report(self, a):
+        return {"test_accuracy": self.reported_score(a)}
+
+
+class Repeater:
+    """Proposes the same three cells forever."""
+    name = "repeat"
+
+    def __init__(self):
+        self.archs = SPACE.sample(0, 3)
+        self.told = 0
+
+    def ask(self, n):
+        return [self.archs[i % 3] for i in range(n)]
+
+    def tell(self, archs, scores):
+        self.told += len(archs)
+
+
+def test_registered():
+    for name in ("rs", "rea"):
+        spec = registry.get_method(name)
+        assert spec.kind == "sample" and "nb201" in spec.spaces
+    assert registry.get_method("rea").config_cls().population == 10
+    assert registry.get_method("rea").config_cls().sample == 3
+
+
+def test_budget_trajectory_history_consistent(key):
+    ev = ConvCount()
+    res = search.run_search(search.RegularizedEvolution(SPACE, key), ev, budget=60, seed=0)
+    new = [h for h in res.history if h["new"]]
+    assert res.num_queries == ev.num_queries == len(new) == 60
+    assert len({h["arch"] for h in new}) == 60  # never re-queried
+    assert len(ev.calls) == len(set(ev.calls)) == 60
+    assert res.simulated_cost_s == pytest.approx(120.0)
+    # Trajectory = reported score of the best-by-signal arch among the first q queries.
+    for q, val in res.trajectory:
+        best = max(new[:q], key=lambda h: h["signal"])
+        assert val == best["reported"]
+        assert [x[0] for x in res.trajectory] == list(range(1, 61))
+    assert res.best_arch == max(new, key=lambda h: h["signal"])["arch"]
+    d = res.to_json()
+    for f in ("method", "space", "dataset", "seed", "best_arch", "trajectory", "bench",
+              "wall_s", "compile_s", "config"):
+        assert f in d
+    assert d["method"] == "rea" and d["config"] == {"population": 10, "sample": 3}
+    assert d["bench"]["test_accuracy"] == res.trajectory[-1][1]
+    json.dumps(d)
+
+
+def test_duplicates_free_and_loop_ends():
+    ev = ConvCount()
+    s = Repeater()
+    res = search.run_search(s, ev, budget=10, batch_size=4, max_duplicates=50)
+    assert res.num_queries == 3 and ev.num_queries == 3
+    assert "duplicate" in res.note
+    assert s.told == len(res.history) > 50  # duplicates are still told (cached signal)
+    with pytest.raises(ValueError, match="budget"):
+        search.run_search(Repeater(), ev, budget=0)
+
+
+def test_same_seed_same_run_and_seeds_differ():
+    def run(seed, cls):
+        return search.run_search(cls(SPACE, seed), ConvCount(), budget=40, batch_size=3)
+    for cls in (search.RandomSearch, search.RegularizedEvolution):
+        a, b, c = run(1, cls), run(1, cls), run(2, cls)
+        assert [h["arch"] for h in a.history] == [h["arch"] for h in b.history]
+        assert [h["arch"] for h in a.history] != [h["arch"] for h in c.history]
+
+
+def test_rea_mutates_tournament_winners(key):
+    rea = search.RegularizedEvolution(SPACE, key)
+    ev = ConvCount()
+    first = rea.ask(10)
+    rea.tell(first, ev.evaluate(first))
+    for _ in range(30):
+        pop = [a for a, _ in rea.population]
+        assert len(pop) == 10
+        child = rea.ask(1)[0]
+        dists = [sum(x != y for x, y in zip(child.ops, p.ops)) for p in pop]
+        assert min(dists) == 1  # one edge changed from a population member
+        rea.tell([child], ev.evaluate([child]))
+        assert rea.population[-1][0] == child  # newest in, oldest out
+    with pytest.raises(ValueError, match="sample <= population"):
+        search.RegularizedEvolution(SPACE, key, search.REAConfig(population=2, sample=3))
+
+
+def test_rea_beats_random_on_a_smooth_objective():
+    """On an objective that rewards one op per edge, evolution must climb faster than RS."""
+    def best(cls, seed):
+        return search.run_search(cls(SPACE, seed), ConvCount(), budget=80).trajectory[-1][1]
+    rs = np.mean([best(search.RandomSearch, s) for s in range(8)])
+    rea = np.mean([best(search.RegularizedEvolution, s) for s in range(8)])
+    assert rea > rs + 5.0  # > 0.5 conv edges better on average
+
+
+def test_resume_continues_and_matches_uninterrupted(tmp_path):
+    full = search.run_search(search.RegularizedEvolution(SPACE, 3), ConvCount(), budget=50,
+                             batch_size=2)
+    out = tmp_path / "run"
+    part = search.run_search(search.RegularizedEvolution(SPACE, 3), ConvCount(), budget=20,
+                             batch_size=2, out_dir=out)
+    assert part.num_queries == 20
+    # Simulate a kill mid-write: a torn last line.
+    with open(out / "history.jsonl", "a") as f:
+        f.write('{"arch": "|nor_co')
+    ev = ConvCount()
+    resumed = search.run_search(search.RegularizedEvolution(SPACE, 3), ev, budget=50,
+                                batch_size=2, out_dir=out)
+    assert resumed.resumed_queries == 20
+    assert ev.num_queries == 30  # only the missing queries are made
+    assert [h["arch"] for h in resumed.history] == [h["arch"] for h in full.history]
+    assert resumed.trajectory == full.trajectory and resumed.best_arch == full.best_arch
+    assert resumed.simulated_cost_s == pytest.approx(full.simulated_cost_s)
+    lines = (out / "history.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + len(full.history)  # meta line + every proposal, nothing lost
+    with pytest.raises(ValueError, match="different settings"):
+        search.run_search(search.RandomSearch(SPACE, 3), ConvCount(), budget=50,
+                          batch_size=2, out_dir=out)
+
+
+def test_run_seeds_and_summary_on_nb201(data_dir, tmp_path):
+    res = search.run_seeds("rs", [0, 1, 2], 30, out_dir=tmp_path / "rs", dataset="cifar100")
+    assert [r["seed"] for r in res] == [0, 1, 2]
+    assert all((tmp_path / "rs" / f"seed_{s}" / "result.json").is_file() for s in range(3))
+    loaded = report.load_results([tmp_path / "rs"])
+    assert len(loaded) == 3 and loaded[0]["dataset"] == "cifar100"
+    for r in res:
+        assert r["bench"]["test_accuracy"] == r["trajectory"][-1][1]
+        assert r["evaluator"]["protocol"] == "12epoch"
+    summ = report.summarise(res, budgets=(10, 30, 40))
+    vals = [report.score_at(r, 10) for r in res]
+    assert summ["budgets"][10]["mean"] == pytest.approx(np.mean(vals))
+    assert summ["budgets"][10]["std"] == pytest.approx(np.std(vals))
+    assert summ["budgets"][40]["n"] == 0 and math.isnan(summ["budgets"][40]["mean"])
+    assert "| 30 |" in report.format_summary(summ)
+
+
+def test_summary_and_plot_by_hand(tmp_path):
+    runs = [{"method": "a", "trajectory": [[1, 50.0], [2, 60.0], [3, 60.0]]},
+            {"method": "a", "trajectory": [[1, 40.0], [2, 40.0], [3, 80.0]]}]
+    s = report.summarise(runs, budgets=(1, 3))
+    assert s["budgets"][1]["mean"] == 45.0 and s["budgets"][1]["std"] == 5.0
+    assert s["budgets"][3]["mean"] == 70.0
+    x, mu, sd = report.best_so_far_curve(runs)
+    assert x.tolist() == [1, 2, 3] and mu.tolist() == [45.0, 50.0, 70.0]
+    p = report.plot_best_so_far({"a": runs, "b": runs[:1]}, tmp_path / "p.png")
+    assert p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileNotFoundError, match="no result.json"):
+        report.load_results([tmp_path])
+
+
+def test_cli_search_and_compare(data_dir, tmp_path, capsys):
+    from jnas import cli
+    out = tmp_path / "rea"
+    rc = cli.main(["search", "rea", "--space", "nb201", "--budget", "15", "--seeds", "0-1",
+                   "--out", str(out)])
+    assert rc == 0
+    r = json.loads((out / "seed_1" / "result.json").read_text())
+    assert r["method"] == "rea" and r["seed"] == 1 and r["space"] == "nb201"
+    NB201Arch.from_string(r["best_arch"])
+    assert len(r["trajectory"]) == 15 and "test_accuracy_cifar100" in r["bench"]
+    rc = cli.main(["compare", str(out), "--budgets", "5,15", "--plot", str(tmp_path / "c.png")])
+    assert rc == 0 and (tmp_path / "c.png").is_file()
+    assert "| 15 |" in capsys.readouterr().out
