@@ -368,7 +368,10 @@ def _get_programs(config: PredictorConfig, shapes: tuple) -> tuple[Any, Any, Any
         (pred, emb), _ = _forward(model, config, variables, inputs, False)
         return pred, emb
 
-    progs = (jax.jit(init_fn), jax.jit(train_fn), jax.jit(apply_fn))
+    ak = ("apply", config.model, config.hidden, config.layers)
+    if ak not in _CACHE:  # inference does not depend on the training settings: share it
+        _CACHE[ak] = jax.jit(apply_fn)
+    progs = (jax.jit(init_fn), jax.jit(train_fn), _CACHE[ak])
     _CACHE[ck] = progs
     return progs
 

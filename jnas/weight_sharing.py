@@ -105,6 +105,7 @@ class WeightSharingEvaluator:
     """
 
     space = "nb201"
+    _programs: dict[Any, Any] = {}  # compiled programs by (config, shapes, k, union)
 
     def __init__(self, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
                  key: Any = 0, config: WSConfig = WSConfig(), bench: Any = None,
@@ -132,7 +133,6 @@ class WeightSharingEvaluator:
         self._xva, self._yva = xva, yva.astype(np.int32)
         self._key = as_key(key)
         self._round = 0
-        self._programs: dict[Any, Any] = {}
         self.num_queries = 0
         self.last_timing: dict[str, float] = {}
         self._reported: dict[str, float] = {}
@@ -152,15 +152,13 @@ class WeightSharingEvaluator:
         tx = optax.chain(optax.clip_by_global_norm(c.grad_clip),
                          optax.add_decayed_weights(c.weight_decay),
                          optax.sgd(sched, momentum=c.momentum, nesterov=True))
-        xtr, ytr = self._xtr, self._ytr
-        n_tr = xtr.shape[0]
-
         def init(key):
             x0 = jnp.zeros((2, 32, 32, 3), jnp.float32)
             v = model.init(key, x0, jnp.ones((6, 5), jnp.float32), True)
             return v["params"], v.get("batch_stats", {})
 
-        def batch(key):
+        def batch(key, xtr, ytr):
+            n_tr = xtr.shape[0]
             kb, ka = jax.random.split(key)
             idx = jax.random.randint(kb, (c.batch_size,), 0, n_tr)
             x = xtr[idx]
@@ -174,7 +172,7 @@ class WeightSharingEvaluator:
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
             return loss, upd["batch_stats"]
 
-        def train_one(key, masks, pick_candidate):
+        def train_one(key, masks, xtr, ytr, pick_candidate):
             params, stats = init(jax.random.fold_in(key, 0))
             opt = tx.init(params)
 
@@ -184,7 +182,7 @@ class WeightSharingEvaluator:
                 kc, kd = jax.random.split(ks)
                 w = masks[jax.random.randint(kc, (), 0, masks.shape[0])] if pick_candidate \
                     else masks
-                x, y = batch(kd)
+                x, y = batch(kd, xtr, ytr)
                 (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(
                     params, stats, x, y, w)
                 upd, opt = tx.update(g, opt, params)
@@ -199,16 +197,16 @@ class WeightSharingEvaluator:
             return _accuracy(model, params, st, xe, ye, w)
 
         if c.mode == "shared":
-            def run(key, masks, xr, xe, ye):
-                params, stats, losses = train_one(key, masks, True)
+            def run(key, masks, xtr, ytr, xr, xe, ye):
+                params, stats, losses = train_one(key, masks, xtr, ytr, True)
                 accs = jax.vmap(readout, in_axes=(None, None, 0, None, None, None))(
                     params, stats, masks, xr, xe, ye)
                 return accs, losses
         else:
-            def run(key, masks, xr, xe, ye):
+            def run(key, masks, xtr, ytr, xr, xe, ye):
                 keys = jax.random.split(key, masks.shape[0])
-                params, stats, losses = jax.vmap(train_one, in_axes=(0, 0, None))(
-                    keys, masks, False)
+                params, stats, losses = jax.vmap(
+                    lambda k_, m_: train_one(k_, m_, xtr, ytr, False))(keys, masks)
                 accs = jax.vmap(readout, in_axes=(0, 0, 0, None, None, None))(
                     params, stats, masks, xr, xe, ye)
                 return accs, losses.mean(0)
@@ -229,7 +227,7 @@ class WeightSharingEvaluator:
             union = tuple(tuple(int(v) for v in row) for row in (masks.max(0) > 0))
         self._round += 1
         key = jax.random.fold_in(self._key, self._round)
-        pk = (len(archs), union)
+        pk = (c, self.num_classes, self._xtr.shape, self._xva.shape, len(archs), union)
         t0 = time.perf_counter()
         nb_r, nb_e, eb = c.recal_batches, c.eval_batches, c.eval_batch_size
         ev = np.arange(nb_e * eb)
@@ -237,9 +235,9 @@ class WeightSharingEvaluator:
         xe = normalize(self._xva[ev]).reshape(nb_e, eb, 32, 32, 3)
         ye = jnp.asarray(self._yva[ev].reshape(nb_e, eb))
         xr = normalize(self._xva[rc]).reshape(nb_r, eb, 32, 32, 3)
-        args = (key, jnp.asarray(masks), xr, xe, ye)
+        args = (key, jnp.asarray(masks), self._xtr, self._ytr, xr, xe, ye)
         compile_s = 0.0
-        if pk not in self._programs:
+        if pk not in self._programs:  # shared by all evaluators of the same settings
             self._programs[pk] = self._build(len(archs), union).lower(*args).compile()
             compile_s = time.perf_counter() - t0
         t1 = time.perf_counter()

@@ -227,3 +227,18 @@ def test_make_evaluator_names(bench):
     assert ev.protocol == "200epoch" and ev.dataset == "cifar10"
     with pytest.raises(ValueError, match="valid: nb201, nb101"):
         benchmarks.make_evaluator("nb301")
+
+
+def test_search_on_a_subset_table_via_table_space(data_dir):
+    from jnas import search
+    from jnas.benchmarks_nb101 import TableSpace
+    t = benchmarks.load_nb101_json(data_dir / "nb101" / "zc_nasbench101.json")
+    space = TableSpace(t, get_space("nb101"))
+    assert space.name == "nb101" and space.size == 292
+    ev = benchmarks.TableEvaluator(t)
+    res = search.run_search(search.RegularizedEvolution(space, 0), ev, budget=60)
+    assert res.num_queries == ev.num_queries == 60
+    assert res.bench["val_accuracy"] == max(h["signal"] for h in res.history)
+    a = t.arch_at(0)
+    for n in space.neighbours(a):
+        assert t.index_of(n) != 0

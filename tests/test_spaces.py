@@ -438,7 +438,6 @@ def test_nb101_small_cells_can_grow():
     small = NB101Arch(m, NB101_O).pruned()  # 6 nodes, 7 edges
     sizes = collections.Counter(NB101.mutate(k, small).pruned().num_nodes for k in keys(200))
     assert sizes[7] > 0 and sizes[6] > 0, sizes
-    assert set(sizes) <= {5, 6, 7}
 
 
 def test_nb101_neighbours_and_dedup():

@@ -34,19 +34,20 @@ def test_weight_sharing_returns_k_scores_from_one_compiled_program():
     archs = NB201.sample(0, 4)
     s1 = ev.evaluate(archs)
     assert len(s1) == 4 and all(0.0 <= s <= 100.0 for s in s1)
-    assert len(ev._programs) == 1 and ev.last_timing["compile_s"] > 0  # one program for all k
-    # read-outs differ between candidates (each is read out with its own mask)
-    assert len(set(np.round(s1, 6))) > 1 or np.std(s1) > 0 or True
+    n_prog = len(WeightSharingEvaluator._programs)
+    assert ev.last_timing["compile_s"] > 0 and n_prog >= 1  # one program for all k
     # the next round of the same k reuses the compiled program (no Python loop over k nets)
     s2 = ev.evaluate(NB201.sample(1, 4))
-    assert len(ev._programs) == 1 and ev.last_timing["compile_s"] == 0.0
+    assert len(WeightSharingEvaluator._programs) == n_prog
+    assert ev.last_timing["compile_s"] == 0.0
     assert len(s2) == 4 and ev.num_queries == 8
     # determinism: same key and round -> same scores
     ev2 = WeightSharingEvaluator(tr, va, key=0, config=_CFG)
     np.testing.assert_allclose(ev2.evaluate(archs), s1, atol=1e-6)
     # the compiled program is vmapped over masks: its HLO has one training loop
-    hlo = ev._programs[(4, None)].as_text()
-    assert hlo.count("while") >= 1
+    prog = [v for k, v in WeightSharingEvaluator._programs.items() if k[4] == 4][0]
+    assert prog.as_text().count("while") >= 1
+    assert ev2.last_timing["compile_s"] == 0.0  # a second evaluator reuses the program
 
 
 def test_independent_mode_and_errors():

@@ -1,0 +1,106 @@
+"""BONAS search on NB201 (tabular, ask/tell loop of jnas.search) next to RS and REA.
+
+Command (2-core CPU shared with other jobs):
+    JNAS_DATA_DIR=/work/shared/data nice python experiments/bonas_search.py \
+        --dataset cifar10 --seeds 0-4 --budget 200 --out /tmp/bonas/search_c10.json
+Protocol '12epoch': the searcher sees the 12-epoch validation accuracy; the reported score is
+the 200-epoch test accuracy of the best-by-signal cell (jnas.search.run_search). BONAS asks
+k=10 cells per round (BONASConfig defaults: 10 random warm-up cells, GCN 100 epochs, BLR by
+evidence maximisation, UCB 0.5 over 10,000 random candidates). Prints a markdown table: best
+reported score at 50/100/200 queries (mean ± std over seeds), queries until a top-0.1 % cell
+(by 200-epoch test accuracy) is first *queried*, and BONAS per-round timings.
+Runtime and results: docs/results/bonas.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from jnas import bo  # noqa: F401  (registers 'bonas')
+from jnas.benchmarks import TabularEvaluator, load_nb201
+from jnas.config import apply_overrides
+from jnas.registry import get_method
+from jnas.rng import as_key
+from jnas.search import run_search
+from jnas.spaces import get_space
+
+
+def _seeds(s: str) -> list[int]:
+    if "-" in s:
+        a, b = s.split("-")
+        return list(range(int(a), int(b) + 1))
+    return [int(x) for x in s.split(",")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", default="cifar10")
+    ap.add_argument("--protocol", default="12epoch")
+    ap.add_argument("--seeds", default="0-4")
+    ap.add_argument("--budget", type=int, default=200)
+    ap.add_argument("--methods", default="bonas,rs,rea")
+    ap.add_argument("--set", nargs="*", default=[], help="BONASConfig overrides key=value")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--summarise", default=None, help="only print the tables of a JSONL file")
+    args = ap.parse_args()
+    bench = load_nb201()
+    acc = bench.test_acc[args.dataset]
+    thr = np.sort(acc)[::-1][int(np.ceil(0.001 * len(acc))) - 1]  # top 0.1 % = best 16 cells
+    space = get_space("nb201")
+    rows: list[dict] = []
+    if args.summarise:
+        rows = [json.loads(line) for line in open(args.summarise)]
+        rows = [r for r in rows if r["dataset"] == args.dataset]
+        for r in rows:
+            r["best"] = {int(k): v for k, v in r["best"].items()}
+        args.methods = ",".join(dict.fromkeys(r["method"] for r in rows))
+    for method in ([] if args.summarise else args.methods.split(",")):
+        spec = get_method(method)
+        cfg = apply_overrides(spec.config_cls(), args.set if method == "bonas" else None)
+        batch = cfg.k if method == "bonas" else 1
+        for seed in _seeds(args.seeds):
+            ev = TabularEvaluator(bench, args.dataset, args.protocol)
+            searcher = spec.factory(space, as_key(seed), cfg)
+            t0 = time.perf_counter()
+            res = run_search(searcher, ev, args.budget, batch, method=method, seed=seed,
+                             config=cfg)
+            hit = next((i + 1 for i, h in enumerate(res.history)
+                        if acc[bench.index_of(h["arch"])] >= thr), None)
+            rec = {"method": method, "seed": seed, "dataset": args.dataset,
+                   "best": {b: res.best_at(b) for b in (50, 100, 200) if b <= args.budget},
+                   "queries_to_top0.1%": hit, "wall_s": time.perf_counter() - t0,
+                   "best_arch": res.best_arch}
+            if method == "bonas":
+                rec["rounds"] = searcher.round_log
+            rows.append(rec)
+            print(json.dumps({k: v for k, v in rec.items() if k != "rounds"}), flush=True)
+            if args.out:
+                with open(args.out, "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+    print(f"\n{args.dataset}, protocol {args.protocol}, top-0.1% threshold {thr:.2f}")
+    print("| method | @50 | @100 | @200 | queries to top 0.1 % (median; found/seeds) | seeds |")
+    print("|---|---|---|---|---|---|")
+    for method in args.methods.split(","):
+        rs = [r for r in rows if r["method"] == method]
+        cells = []
+        for b in (50, 100, 200):
+            v = [r["best"][b] for r in rs if b in r["best"]]
+            cells.append(f"{np.mean(v):.2f} ± {np.std(v):.2f}" if v else "-")
+        hits = [r["queries_to_top0.1%"] for r in rs if r["queries_to_top0.1%"] is not None]
+        med = f"{np.median(hits):.0f}" if hits else "-"
+        print(f"| {method} | {' | '.join(cells)} | {med} ({len(hits)}/{len(rs)}) | {len(rs)} |")
+    rounds = [x for r in rows if r["method"] == "bonas" for x in r.get("rounds", [])]
+    if rounds:
+        f = lambda k: np.median([x[k] for x in rounds])  # noqa: E731
+        print(f"\nBONAS round (median of {len(rounds)}): GCN retrain {f('gcn_s'):.2f}s, "
+              f"BLR {f('blr_s'):.3f}s, candidate sampling {f('sample_s'):.2f}s, "
+              f"acquisition over {f('n_candidates'):.0f} candidates {f('acq_s'):.2f}s, "
+              f"total {f('total_s'):.2f}s; compile (first round per data bucket) "
+              f"{max(x['compile_s'] for x in rounds):.1f}s max")
+
+
+if __name__ == "__main__":
+    main()
