@@ -6,7 +6,11 @@ Command (2-core CPU shared with other jobs):
     JNAS_DATA_DIR=/work/shared/data nice python experiments/bonas_predictor.py \
         --sizes 50,100,200,500,1000 --seeds 0-9 --out /tmp/bonas/predictor.jsonl
 Prints one JSON line per (size, seed, model) and a markdown summary table (mean ± std over
-seeds). Runtime and the numbers obtained are recorded in docs/results/bonas.md.
+seeds). Runtime and the numbers obtained are recorded in docs/results/bonas.md. On the
+shared 2-core CPU (load about 13), the unidirectional GCN (``--unidirectional``) gave these
+Kendall τ values, GCN vs MLP: 0.22 vs 0.33 at 50 cells (10 seeds), 0.43 vs 0.55 at 200 cells,
+and 0.60 vs 0.73 at 1000 cells (3 seeds). Runs take minutes per size, mostly compiling
+(10–180 s per data bucket).
 """
 from __future__ import annotations
 
@@ -37,7 +41,12 @@ def main() -> None:
     ap.add_argument("--dataset", default="cifar10")
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--unidirectional", action="store_true",
+                    help="GCN messages only along the edges (the first version of jnas.gcn)")
+    ap.add_argument("--summarise", default=None, help="only print the table of a JSONL file")
     args = ap.parse_args()
+    if args.summarise:
+        return _table([json.loads(line) for line in open(args.summarise)])
     bench = load_nb201()
     y_all = bench.test_acc[args.dataset] / 100.0
     archs = [bench.arch_at(i) for i in range(len(bench))]
@@ -51,7 +60,8 @@ def main() -> None:
             idx = np_rng(seed * 7919 + n).choice(len(archs), size=n, replace=False)
             tr = data.take(idx)
             for model in ("gcn", "mlp"):
-                cfg = PredictorConfig(model=model, epochs=args.epochs)
+                cfg = PredictorConfig(model=model, epochs=args.epochs,
+                                      bidirectional=not args.unidirectional)
                 p = train_predictor(tr, y_all[idx], seed, cfg)
                 t1 = time.perf_counter()
                 pred, emb = p.predict(data)
@@ -68,6 +78,10 @@ def main() -> None:
                 if fh:
                     fh.write(json.dumps(rec) + "\n")
                     fh.flush()
+    _table(rows)
+
+
+def _table(rows: list[dict]) -> None:
     print("\n| train cells | GCN τ | GCN+BLR τ | MLP τ | GCN ρ | GCN+BLR ρ | MLP ρ | seeds |")
     print("|---|---|---|---|---|---|---|---|")
     for n in sorted({r["n"] for r in rows}):

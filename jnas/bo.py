@@ -246,6 +246,7 @@ class BONASConfig:
     gcn_epochs: int = 100
     gcn_hidden: int = 64
     gcn_layers: int = 4
+    gcn_bidirectional: bool = True
     gcn_lr: float = 1e-3
     gcn_batch: int = 128
     acquisition: str = "ucb"     # 'ucb' or 'ei'
@@ -288,6 +289,7 @@ class BONASSearcher:
         self.round_log: list[dict[str, float]] = []
         self._pcfg = PredictorConfig(model="gcn", hidden=config.gcn_hidden,
                                      layers=config.gcn_layers, lr=config.gcn_lr,
+                                     bidirectional=config.gcn_bidirectional,
                                      batch_size=config.gcn_batch, epochs=config.gcn_epochs)
 
     def _next_key(self) -> jax.Array:

@@ -18,7 +18,7 @@ source node can be skipped with ``op_mask``.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -93,9 +93,17 @@ def conv(features: int, kernel: int, stride: int = 1, dilation: int = 1, groups:
 
 
 def avg_pool(x: jax.Array, window: int = 3, stride: int = 1, pad: int = 1) -> jax.Array:
-    """Average pooling that ignores padding (PyTorch ``count_include_pad=False``)."""
-    return nn.avg_pool(x, (window, window), (stride, stride), ((pad, pad), (pad, pad)),
-                       count_include_pad=False)
+    """Average pooling that ignores padding (PyTorch ``count_include_pad=False``).
+
+    The divisor is a NumPy constant computed from the static shape; (``flax``'s
+    ``count_include_pad=False`` pools a ones tensor of the full batch shape, which XLA
+    constant-folds for seconds at every compile.)"""
+    s = nn.pool(x, 0.0, jax.lax.add, (window, window), (stride, stride),
+                ((pad, pad), (pad, pad)))
+    ones = np.pad(np.ones(x.shape[1:3], np.float32), pad)
+    win = np.lib.stride_tricks.sliding_window_view(ones, (window, window))
+    cnt = win[::stride, ::stride].sum(axis=(-1, -2))
+    return s / jnp.asarray(cnt[None, :, :, None], x.dtype)
 
 
 def max_pool(x: jax.Array, window: int = 3, stride: int = 1, pad: int = 1) -> jax.Array:
@@ -366,6 +374,14 @@ def nb201_subnet_params(supernet_params: Any, arch: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- re-exports
-from jnas.cells_darts import DARTSMixedOp, DARTSNetwork, DARTSSupernet  # noqa: E402
-from jnas.cells_nb101 import NB101Network  # noqa: E402
-from jnas.cost import arch_cost, cell_costs, count_flops, count_params, op_costs  # noqa: E402
+_LAZY = {"DARTSMixedOp": "cells_darts", "DARTSNetwork": "cells_darts",
+         "DARTSSupernet": "cells_darts", "NB101Network": "cells_nb101",
+         "arch_cost": "cost", "cell_costs": "cost", "count_flops": "cost",
+         "count_params": "cost", "op_costs": "cost"}
+
+
+def __getattr__(name: str) -> Any:  # lazy re-exports (no import cycle with the siblings)
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f"jnas.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'jnas.cells' has no attribute {name!r}")

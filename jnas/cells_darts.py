@@ -7,11 +7,11 @@ and 1 are the outputs of the two previous cells. Op order: ``DARTS_OPS``.
 Compile-time design: the edges leaving one node share their input, so they run as one
 ``nn.vmap`` over edge parameters (XLA batches their convolutions into wider ones) and the
 parameter-free ops (pools, identity) are computed once per source node. A run of consecutive
-normal cells whose two inputs have the same shape (the 3rd and later normal cells of a stage)
-is scanned with ``nn.scan``. In the 8-cell search network no such run exists: every stage has
-only two normal cells and their signatures differ (the first one's input 0 comes through a
-FactorizedReduce or the 3C stem), so the 8 cells are traced one by one (8 cell bodies; the
-edge vmap keeps each body small). The 20-cell evaluation network scans 4 cells per stage.
+normal cells with one signature whose two inputs have the same shape is scanned with
+``nn.scan`` (the 20-cell evaluation network scans cells 2-5, 8-12 and 15-19). In the 8-cell
+search network no run of two exists (each stage's first normal cell takes input 0 through a
+FactorizedReduce or from the 3C stem, and is followed by a reduction or a single plain
+cell), so its 8 cells are traced one by one; the edge vmap keeps each cell body small.
 """
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ from jnas.registry import register
 from jnas.relax import linear_temperature, relax
 from jnas.rng import as_key
 
-__all__ = ["DARTSConfig", "DARTS2Config", "GDASConfig", "make_bilevel_step", "run_darts",
+__all__ = ["DARTSConfig", "DARTS2Config", "GDASConfig", "make_bilevel_step",
+           "second_order_value_and_grad", "make_loss_fn", "run_darts",
            "run_gdas", "run_oneshot", "data_mesh", "SearchState", "discretise"]
 
 
@@ -86,6 +87,26 @@ def make_loss_fn(net: Supernet, relaxation: str) -> Callable[..., Any]:
     return loss_fn
 
 
+def second_order_value_and_grad(loss_fn: Callable[..., Any], params: Any, batch_stats: Any,
+                                alpha: Any, train: tuple, val: tuple, xi: float | jax.Array,
+                                tau: jax.Array | float = 1.0) -> tuple[Any, Any]:
+    """Exact DARTS second-order hypergradient (Liu et al. 2019, eq. 6-7 without the
+    finite-difference approximation).
+
+    Differentiates ``L_val(w - ξ ∇_w L_train(w, α), α)`` with respect to α by ``jax.grad``
+    through the inner gradient step. ``train``/``val`` are ``(x, y, key)``; ``loss_fn`` has the
+    signature of :func:`make_loss_fn`. Returns ``((val_loss, aux), grad_alpha)``.
+    """
+    xt, yt, kt = train
+    xv, yv, kv = val
+
+    def unrolled(a):
+        gw, (bs1, _) = jax.grad(loss_fn, has_aux=True)(params, batch_stats, a, xt, yt, kt, tau)
+        w1 = jax.tree_util.tree_map(lambda p, g: p - xi * g, params, gw)
+        return loss_fn(w1, bs1, a, xv, yv, kv, tau)
+    return jax.value_and_grad(unrolled, has_aux=True)(alpha)
+
+
 def make_bilevel_step(net: Supernet, config: OneShotConfig, w_opt: optax.GradientTransformation,
                       a_opt: optax.GradientTransformation, total_steps: int, *, order: int = 1,
                       relaxation: str = "softmax",
@@ -117,13 +138,8 @@ def make_bilevel_step(net: Supernet, config: OneShotConfig, w_opt: optax.Gradien
                 params, bs, state.alpha, xv, yv, k_rv, tau)
         else:
             xi = lr_fn(state.step) if xi_const is None else xi_const
-
-            def unrolled(alpha):
-                gw, (bs1, _) = jax.grad(loss_fn, has_aux=True)(params, bs, alpha, xt, yt, k_rt,
-                                                                tau)
-                w1 = jax.tree_util.tree_map(lambda p, g: p - xi * g, params, gw)
-                return loss_fn(w1, bs1, alpha, xv, yv, k_rv, tau)
-            (lv, (_, accv)), ga = jax.value_and_grad(unrolled, has_aux=True)(state.alpha)
+            (lv, (_, accv)), ga = second_order_value_and_grad(
+                loss_fn, params, bs, state.alpha, (xt, yt, k_rt), (xv, yv, k_rv), xi, tau)
         upd, a_os = a_opt.update(ga, state.alpha_opt_state, state.alpha)
         alpha = optax.apply_updates(state.alpha, upd)
         (lt, (new_bs, acct)), gw = jax.value_and_grad(loss_fn, has_aux=True)(

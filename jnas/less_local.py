@@ -36,7 +36,7 @@ from jnas.oneshot import (SearchState, Supernet, alpha_optimizer, alpha_probs, a
                           discretise, init_state, load_search_data, make_supernet, preprocess,
                           cross_entropy, run_epochs, score_arch, weight_optimizer)
 from jnas.registry import register
-from jnas.rng import as_key, np_rng
+from jnas.rng import as_key
 
 __all__ = ["LessLocalConfig", "init_population", "make_population_step", "exploit_explore",
            "run_less_local"]

@@ -106,7 +106,9 @@ class Supernet:
     def init(self, key: jax.Array, x: jax.Array) -> tuple[Any, Any]:
         """Initial ``(params, batch_stats)`` for an input batch like ``x``."""
         w = {k: jnp.full(s, 1.0 / s[-1]) for k, s in self.alpha_shapes.items()}
-        variables = self.module.init(key, x, *self._args(w), train=True)
+        # jit: eager flax init of a scanned supernet dispatches thousands of tiny ops.
+        init = jax.jit(lambda k, xx, ww: self.module.init(k, xx, *self._args(ww), train=True))
+        variables = init(key, x, w)
         return variables["params"], variables.get("batch_stats", {})
 
     def apply(self, params: Any, batch_stats: Any, x: jax.Array, weights: dict[str, jax.Array],
@@ -323,58 +325,10 @@ _bench_cache: dict[str, Any] = {}
 
 
 # ----------------------------------------------------------------------------- train glue
-class _TrainFallback:
-    """Minimal private stand-ins for :mod:`jnas.train` (mesh, sharding, checkpoints), used only
-    while that module is unavailable."""
-
-    @staticmethod
-    def make_mesh(devices=None):
-        devs = np.array(devices if devices is not None else jax.devices())
-        return jax.sharding.Mesh(devs, ("data",))
-
-    @staticmethod
-    def shard_batch(batch, mesh):
-        spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-        return jax.device_put(batch, spec)
-
-    @staticmethod
-    def replicate(tree, mesh):
-        return jax.device_put(tree, jax.sharding.NamedSharding(mesh,
-                                                               jax.sharding.PartitionSpec()))
-
-    @staticmethod
-    def save_checkpoint(directory, tree, step):
-        import pickle
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f"ckpt_{step}.pkl.tmp"
-        tmp.write_bytes(pickle.dumps(jax.device_get(tree)))
-        os.replace(tmp, d / f"ckpt_{step}.pkl")
-
-    @staticmethod
-    def restore_checkpoint(directory, target):
-        import pickle
-        d = Path(directory)
-        files = sorted(d.glob("ckpt_*.pkl"), key=lambda p: int(p.stem.split("_")[1])) \
-            if d.exists() else []
-        if not files:
-            return None
-        tree = pickle.loads(files[-1].read_bytes())
-        leaves = jax.tree_util.tree_leaves(target)
-        shard = leaves[0].sharding if leaves and hasattr(leaves[0], "sharding") else None
-        tree = jax.tree_util.tree_map(
-            lambda t, x: jax.device_put(x, t.sharding) if shard is not None else x,
-            target, tree)
-        return tree, int(files[-1].stem.split("_")[1])
-
-
 def train_module() -> Any:
-    """:mod:`jnas.train` when present, else the private fallback above."""
-    try:
-        from jnas import train
-        return train
-    except ImportError:
-        return _TrainFallback
+    """:mod:`jnas.train` (mesh, sharding, checkpoints)."""
+    from jnas import train
+    return train
 
 
 # ----------------------------------------------------------------------------- loop
@@ -427,7 +381,10 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
                                  "--out folder (refusing to overwrite it)")
             restored = train.restore_checkpoint(ckpt_dir, state)
             if restored is not None:
-                state, start_epoch = restored
+                tree, start_epoch = restored
+                state = jax.tree_util.tree_map(
+                    lambda t, x: jax.device_put(x, t.sharding) if hasattr(t, "sharding") else x,
+                    state, tree)
                 history = [h for h in meta["history"] if h["epoch"] <= start_epoch]
     compile_s = 0.0
     n_t, n_v = len(xt), len(xv)

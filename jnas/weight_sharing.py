@@ -48,6 +48,7 @@ class WSConfig:
     eval_batch_size: int = 250
     static_union: bool = False    # prune ops absent from every candidate (recompiles per round)
     mode: str = "shared"          # 'shared' (BONAS) or 'independent' (k nets, steps/k each)
+    readout: str = "vmap"         # 'vmap' (batched over the k masks) or 'map' (lax.map loop)
 
 
 def arch_masks(archs: Sequence[Any]) -> np.ndarray:
@@ -112,19 +113,19 @@ class WeightSharingEvaluator:
                  dataset: str = "cifar10") -> None:
         if config.mode not in ("shared", "independent"):
             raise ValueError(f"mode {config.mode!r}; valid: 'shared', 'independent'")
+        if config.readout not in ("vmap", "map"):
+            raise ValueError(f"readout {config.readout!r}; valid: 'vmap', 'map'")
         xtr, ytr = np.asarray(train[0]), np.asarray(train[1])
         xva, yva = np.asarray(val[0]), np.asarray(val[1])
         for nm, (x, y) in {"train": (xtr, ytr), "val": (xva, yva)}.items():
             if x.ndim != 4 or x.shape[-1] != 3 or len(x) != len(y):
                 raise ValueError(f"{nm} must be (uint8[N,H,W,3], int[N]); got {x.shape}, "
                                  f"{y.shape}")
-        need_val = (config.recal_batches + config.eval_batches) * config.eval_batch_size
         if len(xva) < config.eval_batches * config.eval_batch_size:
             raise ValueError(f"val has {len(xva)} images; eval_batches * eval_batch_size = "
                              f"{config.eval_batches * config.eval_batch_size} needed (lower them)")
         if len(xtr) < config.batch_size:
             raise ValueError(f"train has {len(xtr)} images < batch_size {config.batch_size}")
-        del need_val
         self.config = config
         self.bench = bench
         self.dataset = dataset
@@ -199,8 +200,11 @@ class WeightSharingEvaluator:
         if c.mode == "shared":
             def run(key, masks, xtr, ytr, xr, xe, ye):
                 params, stats, losses = train_one(key, masks, xtr, ytr, True)
-                accs = jax.vmap(readout, in_axes=(None, None, 0, None, None, None))(
-                    params, stats, masks, xr, xe, ye)
+                if c.readout == "map":
+                    accs = jax.lax.map(lambda m: readout(params, stats, m, xr, xe, ye), masks)
+                else:
+                    accs = jax.vmap(readout, in_axes=(None, None, 0, None, None, None))(
+                        params, stats, masks, xr, xe, ye)
                 return accs, losses
         else:
             def run(key, masks, xtr, ytr, xr, xe, ye):

@@ -82,11 +82,10 @@ def test_samplers_and_top_k():
     archs = NB201.sample(1, 40)
     scores = np.arange(40.0)
     ev = evolutionary_candidates(NB201, 2, archs, scores, 200, population=30, tournament=10)
-    top30 = {a.to_string() for a in archs[10:]}
     for c in ev:  # every candidate is one mutation away from a population member
         dists = [sum(x != y for x, y in zip(c.ops, archs[i].ops)) for i in range(10, 40)]
         assert min(dists) == 1
-    assert not ({c.to_string() for c in ev} & (top30 - top30))
+    assert len(ev) == 200
     picked = select_top_k(archs, scores, 5, exclude={archs[39].to_string()})
     assert [a.to_string() for a in picked] == [archs[i].to_string() for i in (38, 37, 36, 35, 34)]
 

@@ -50,15 +50,13 @@ def test_weight_sharing_returns_k_scores_from_one_compiled_program():
     assert ev2.last_timing["compile_s"] == 0.0  # a second evaluator reuses the program
 
 
-def test_independent_mode_and_errors():
+def test_config_and_input_errors():
     tr, va = _data()
-    cfg = WSConfig(**{**_CFG.__dict__, "mode": "independent", "steps": 8})
-    ev = WeightSharingEvaluator(tr, va, key=0, config=cfg)
-    s = ev.evaluate(NB201.sample(3, 2))
-    assert len(s) == 2 and all(np.isfinite(s))
     with pytest.raises(ValueError, match="mode"):
         WeightSharingEvaluator(tr, va, config=WSConfig(mode="alone"))
     with pytest.raises(ValueError, match="eval_batch_size"):
         WeightSharingEvaluator(tr, (va[0][:4], va[1][:4]), config=_CFG)
     with pytest.raises(ValueError, match="valid"):
         make_evaluator("live")
+    with pytest.raises(ValueError, match="readout"):
+        WeightSharingEvaluator(tr, va, config=WSConfig(readout="loop"))

@@ -1,0 +1,86 @@
+"""Tests of jnas.snas (SNAS, Xie et al. 2019): Gumbel sampler statistics, the resource
+penalty, and end-to-end search on the real supernet with real CIFAR-10 images."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jnas import relax, snas, spaces
+from test_darts import TINY, real_data, toy_data, toy_net
+
+
+@pytest.mark.parametrize("sampler", ["soft", "hard"])
+def test_gumbel_argmax_frequencies_match_softmax(sampler):
+    alpha = jnp.array([1.0, -0.5, 0.3, 2.0, -1.0])
+    n = 20000
+    keys = jax.random.split(jax.random.key(7), n)
+    if sampler == "soft":
+        z = jax.vmap(lambda k: relax.gumbel_softmax(k, alpha, 0.7))(keys)
+    else:
+        z = jax.vmap(lambda k: relax.hard_gumbel(k, alpha, 0.7))(keys)
+    freq = np.bincount(np.asarray(z.argmax(-1)), minlength=5) / n
+    p = np.asarray(jax.nn.softmax(alpha))
+    # 4 sigma of a binomial proportion
+    tol = 4 * np.sqrt(p * (1 - p) / n)
+    assert np.all(np.abs(freq - p) < tol), (freq, p)
+
+
+def test_op_cost_table_orders_ops():
+    for kind in snas.COST_KINDS:
+        t = snas.op_cost_table("nb201", 16, N=5, kind=kind)["cell"]
+        assert t.shape == (6, 5)
+        none, skip, c1, c3, pool = t[0]
+        assert none == 0 and c3 > c1 > 0 and c3 > skip and c3 > pool
+    d = snas.op_cost_table("darts", 16, layers=8, kind="params")
+    assert d["normal"].shape == (14, 8) and d["reduce"].shape == (14, 8)
+    ops = spaces.DARTS_OPS
+    assert d["normal"][0, ops.index("sep_conv_5x5")] > d["normal"][0, ops.index("sep_conv_3x3")]
+    with pytest.raises(ValueError, match="valid"):
+        snas.op_cost_table("nb201", 16, kind="watts")
+
+
+def _snas(eta, penalty="linear", **kw):
+    costs = snas.op_cost_table("nb201", 4, N=1, kind="flops")
+    costs = {k: v / v.max() for k, v in costs.items()}
+    cfg = snas.SNASConfig(**{**TINY, "epochs": 3, "a_lr": 0.05, "eta": eta, "penalty": penalty,
+                             **kw})
+    res = snas.run_snas(cfg, space="nb201", dataset="mock", key=0, out_dir=None, net=toy_net(),
+                        data=toy_data(), costs=costs)
+    a = np.asarray(res["alpha_final"]["cell"])
+    expected = float((jax.nn.softmax(a, -1) * costs["cell"]).sum())
+    discrete = float(costs["cell"][np.arange(6), a.argmax(-1)].sum())
+    return res, expected, discrete
+
+
+def test_larger_eta_gives_cheaper_cell():
+    _, e0, d0 = _snas(0.0)
+    res, e1, d1 = _snas(5.0)
+    assert e1 < e0 - 0.05, (e0, e1)
+    assert d1 <= d0
+    assert res["eta"] == 5.0
+    # the expected-cost metric the step reports falls as the penalty bites
+    costs = [h["expected_cost_M"] for h in res["history"]]
+    assert costs[-1] < costs[0]
+
+
+def test_resource_presets_and_bad_values():
+    assert snas._eta(snas.SNASConfig()) == snas.RESOURCE_PRESETS["mild"] == 1.5e-3
+    assert snas._eta(snas.SNASConfig(resource="aggressive")) > \
+        snas._eta(snas.SNASConfig(resource="moderate")) > snas._eta(snas.SNASConfig())
+    with pytest.raises(ValueError, match="preset"):
+        snas._eta(snas.SNASConfig(resource="huge"))
+
+
+def test_snas_real_supernet_real_images_end_to_end(data_dir):
+    cfg = snas.SNASConfig(**{**TINY, "a_lr": 3e-2})
+    res = snas.run_snas(cfg, space="nb201", dataset="cifar10", key=1, out_dir=None,
+                        data=real_data(data_dir))
+    arch = spaces.NB201.parse(res["best_arch"])
+    a = np.asarray(res["alpha_final"]["cell"])
+    assert np.abs(a).max() > 1e-2
+    np.testing.assert_array_equal(a.argmax(-1), np.array(arch.op_ids))  # argmax every edge
+    taus = [h["tau"] for h in res["history"]]
+    assert taus[0] > taus[-1]
+    assert 0 < res["bench"]["test_accuracy"] <= 100
