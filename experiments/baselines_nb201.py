@@ -18,7 +18,7 @@ resumes), ``OUT/summary.md``, and best-so-far plots ``OUT/best_so_far_<dataset>_
 query = wall time minus evaluator time).
 
 Runtime: 564 s on the shared 2-core CPU (load ≈ 13; 240 runs of 600 queries).
-Result (full tables in docs/results/baselines.md), 20 seeds, 12epoch protocol, CIFAR-10:
+Result (full tables in RESULTS.md), 20 seeds, 12epoch protocol, CIFAR-10:
 RS 93.68 ± 0.44 / REA 94.03 ± 0.27 at 100 queries (reference RS 93.70 ± 0.36, REA
 93.92 ± 0.30); REA search overhead 2.64 ms per query.
 """

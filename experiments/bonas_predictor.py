@@ -6,7 +6,7 @@ Command (2-core CPU shared with other jobs):
     JNAS_DATA_DIR=/work/shared/data nice python experiments/bonas_predictor.py \
         --sizes 50,100,200,500,1000 --seeds 0-9 --out /tmp/bonas/predictor.jsonl
 Prints one JSON line per (size, seed, model) and a markdown summary table (mean ± std over
-seeds). Runtime and the numbers obtained are recorded in docs/results/bonas.md. On the
+seeds). Runtime and the numbers obtained are recorded in RESULTS.md. On the
 shared 2-core CPU (load about 13), the unidirectional GCN (``--unidirectional``) gave these
 Kendall τ values, GCN vs MLP: 0.22 vs 0.33 at 50 cells (10 seeds), 0.43 vs 0.55 at 200 cells,
 and 0.60 vs 0.73 at 1000 cells (3 seeds). Runs take minutes per size, mostly compiling

@@ -9,7 +9,7 @@ k=10 cells per round (BONASConfig defaults: 10 random warm-up cells, GCN 100 epo
 evidence maximisation, UCB 0.5 over 10,000 random candidates). Prints a markdown table: best
 reported score at 50/100/200 queries (mean ± std over seeds), queries until a top-0.1 % cell
 (by 200-epoch test accuracy) is first *queried*, and BONAS per-round timings.
-Runtime and results: docs/results/bonas.md. On the shared 2-core CPU (load about 19), with
+Runtime and results: RESULTS.md. On the shared 2-core CPU (load about 19), with
 the default bidirectional GCN, 9 seeds took about 35 min; most of that was compiling, and each
 later seed took about 100 s. BONAS reached 93.74 ± 0.32 at 100 queries and 94.20 ± 0.22 at 200
 queries, and queried a top-0.1 % cell in 9 of 9 seeds. REA from the same loop reached 94.05 and

@@ -20,7 +20,7 @@ Runtime: 25+ minutes on the shared 2-core CPU under load (dominated by the DARTS
 the C=16 configs). Result (2026-11-23, shared 2-core CPU, load average 19-21 from other
 jobs): NB201 test size compile 111 s wall / 19.3 s CPU, step 330 ms; DARTS test size
 compile 378 s wall / 73.8 s CPU, step 14.5 s; the C=16 configs did not finish within the
-1500 s timeout. Full table: ``docs/results/core.md``.
+1500 s timeout. Full table: ``RESULTS.md``.
 """
 from __future__ import annotations
 

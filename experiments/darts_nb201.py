@@ -5,7 +5,7 @@ Command (one method per call; each seed writes OUT/METHOD/seed_S/result.json + a
     JNAS_DATA_DIR=/work/shared/data nice python experiments/darts_nb201.py \
         --method darts --seeds 0-2 --out runs/darts_nb201
 
-Reduced budget (2-core CPU shared by 8 engineers, see docs/results/darts.md): supernet C=8,
+Reduced budget (2-core CPU shared by 8 engineers, see RESULTS.md): supernet C=8,
 N=1, batch 32, 512/512 train/val images of the real CIFAR-10 training set (from the shared
 JPEG zip), a few epochs. The reference budget (C=16, N=5, 50 epochs, 25k/25k) needs a GPU:
 drop the ``--set`` overrides below.
@@ -13,7 +13,7 @@ drop the ``--set`` overrides below.
 Result it gave (2-core CPU, load ~15, 2026-11-23): ``--method darts``, seed 0 only finished
 (1247 s wall, 284 s compile): cell index 2237, 200-epoch test 88.45 / 62.15 / 30.47 % (C10 /
 C100 / IN16); α stayed ~uniform at this budget, so this is close to a random cell. Seeds 1-2
-and the other methods did not finish before the deadline. Details: docs/results/darts.md.
+and the other methods did not finish before the deadline. Details: RESULTS.md.
 """
 from __future__ import annotations
 

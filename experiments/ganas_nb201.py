@@ -1,6 +1,6 @@
 """GA-NAS on NAS-Bench-201 vs random search and regularised evolution (same loop, same seeds).
 
-Command (the run recorded in docs/results/ganas.md; 2-core CPU shared by 8 engineers):
+Command (the run recorded in RESULTS.md; 2-core CPU shared by 8 engineers):
 
     cd /work/main && JNAS_DATA_DIR=/work/shared/data nice -n 10 timeout 3000 \
       /work/venv/bin/python experiments/ganas_nb201.py --datasets cifar10 --seeds 0-19 \
@@ -21,7 +21,7 @@ Runtime (2-core CPU, load ~13): ~23 min for the command above (GA-NAS ~64 s per 
 48 s compile once; RS/REA < 1 s per seed). Result (CIFAR-10, 12-epoch signal, 20 seeds,
 200-epoch test of the best-by-signal cell at 50/100/200/500 queries): GA-NAS 93.78 / 94.02 /
 94.20 / 94.26, RS 93.40 / 93.68 / 93.84 / 94.03, REA 93.81 / 94.03 / 94.13 / 94.26.
-Details and the constrained run: docs/results/ganas.md.
+Details and the constrained run: RESULTS.md.
 """
 from __future__ import annotations
 

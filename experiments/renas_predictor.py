@@ -6,13 +6,13 @@ Spearman rho / precision@k of its predictions on *all other* cells of the table.
 NB201: labels = 200-epoch test accuracy (``--dataset``), sizes 16/78/156/781 = 0.1/0.5/1/5 %.
 NB101: the deduplicated cells of the NASLib 500-cell subset (108-epoch validation accuracy).
 
-Command (2-core CPU shared with 7 other jobs, see docs/results/renas.md for what ran):
+Command (2-core CPU shared with 7 other jobs, see RESULTS.md for what ran):
   JNAS_DATA_DIR=/work/shared/data nice python experiments/renas_predictor.py \
       --space nb201 --sizes 16,78,156 --seeds 0-2 --losses rank,mse --out /tmp/renas_pred.jsonl
 Prints and appends one JSON line per (space, size, loss, seed).
 Ran (2-core CPU, heavily shared, 40-260 s per run): NB201 tau rank/MSE 0.31/0.28 (16 cells),
 0.49/0.23 (78), 0.59/0.34 (156); NB101 0.58/0.47 (100), 0.69/0.51 (200); 2-3 seeds each,
-table in docs/results/renas.md.
+table in RESULTS.md.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Protocol (Xu et al., CVPR 2021, arXiv 1910.01523, NB101 Table 4 transferred to N
 validation accuracy (``--protocol 12epoch``, the NB201 paper's signal); the reported number is
 the 200-epoch test accuracy of the best-by-signal cell, plus its top-percentile in the table.
 
-Command (2-core CPU shared with 7 other jobs, see docs/results/renas.md for what ran):
+Command (2-core CPU shared with 7 other jobs, see RESULTS.md for what ran):
   JNAS_DATA_DIR=/work/shared/data nice python experiments/renas_search.py \
       --dataset cifar10 --seeds 0-2 --baseline-seeds 0-9 --out /tmp/renas_search.jsonl
 Prints one JSON line per (method, seed) and a mean ± std summary per method.

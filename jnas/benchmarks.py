@@ -30,7 +30,7 @@ input size, so ImageNet16-120 cells are cheaper; the dataset size is ignored). T
 constants give an average CIFAR cell ~26 s per 12-epoch query (12,000 s ≈ 460 random
 queries) and are NOT fitted to measured NB201 training times; pass ``overhead_s`` /
 ``per_mflop_s`` to :class:`TabularEvaluator` to calibrate. (The NB201 paper's RS/REA rows
-under 12,000 s match our 50-100-query rows, see docs/results/baselines.md, which suggests
+under 12,000 s match our 50-100-query rows, see RESULTS.md, which suggests
 real 12-epoch queries cost several times more than this default.)
 """
 from __future__ import annotations

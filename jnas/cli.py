@@ -134,14 +134,15 @@ def _make_config(spec: Any, args: argparse.Namespace) -> Any:
     return apply_overrides(config, args.overrides)
 
 
-def _make_evaluator(args: argparse.Namespace, space: Any, dataset: str, key: Any,
-                    config: Any) -> Any:
+def _make_evaluator(args: argparse.Namespace, space: Any, dataset: str, seed: int,
+                    ws_overrides: list[str]) -> Any:
     from jnas import benchmarks
     if args.evaluator == "weight-sharing":
         if args.space != "nb201":
             raise ValueError("--evaluator weight-sharing supports --space nb201 only")
         from jnas import weight_sharing
-        return weight_sharing.make_evaluator(dataset=dataset, key=key, config=config)
+        return weight_sharing.make_evaluator("weight-sharing", dataset=dataset, seed=seed,
+                                             protocol=args.protocol, overrides=ws_overrides)
     bench_name = args.benchmark or args.space
     if bench_name.endswith(".csv"):
         if args.metric is None:
@@ -165,6 +166,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                          f"not {args.space!r}")
     dataset = _dataset(args.dataset)
     seeds = parse_seeds(args.seed, args.seeds)
+    # ``--set ws.KEY=VALUE`` configures the weight-sharing evaluator, the rest the method.
+    ws_overrides = [o[3:] for o in args.overrides if o.startswith("ws.")]
+    args.overrides = [o for o in args.overrides if not o.startswith("ws.")]
     config = _make_config(spec, args)
     out = Path(args.out)
     for seed in seeds:
@@ -175,12 +179,20 @@ def cmd_search(args: argparse.Namespace) -> int:
             result = spec.factory(config, space=args.space, dataset=dataset, key=key,
                                   out_dir=seed_dir)
         else:
-            from jnas import search, spaces
+            from jnas import benchmarks, search, spaces
             space = spaces.get_space(args.space)
             budget = args.budget if args.budget is not None else 100
-            evaluator = _make_evaluator(args, space, dataset, key, config)
+            evaluator = _make_evaluator(args, space, dataset, seed, ws_overrides)
+            if isinstance(evaluator, benchmarks.TableEvaluator):
+                # A table that covers part of the space (the NB101 subset, a user CSV):
+                # searchers only propose cells the table can answer.
+                from jnas.benchmarks_nb101 import TableSpace
+                space = TableSpace(evaluator.bench, space)
             searcher = spec.factory(space, key, config)
-            res = search.run_search(searcher, evaluator, budget=budget, out_dir=seed_dir)
+            res = search.run_search(searcher, evaluator, budget=budget, out_dir=seed_dir,
+                                    method=spec.name, seed=seed, config=config,
+                                    log=lambda m: print(m, flush=True),
+                                    log_every=max(1, budget // 10))
             result = res.to_json() if hasattr(res, "to_json") else dict(res)
         result.update({"method": spec.name, "space": args.space, "dataset": dataset,
                        "seed": seed})
@@ -194,7 +206,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     if len(seeds) > 1:
         from jnas import report
         results = report.load_results([out])
-        print(report.format_summary(report.summarise(results)), flush=True)
+        budgets = sorted({b for b in (10, 50, 100, 200, 500) if b < (args.budget or 100)}
+                         | {args.budget or 100})
+        if spec.kind == "sample":
+            print(report.format_summary(report.summarise(results, budgets)), flush=True)
     return 0
 
 

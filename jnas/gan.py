@@ -154,7 +154,7 @@ class _AOTFunction:
     """``jax.jit(fn)`` compiled ahead of time per input signature with XLA options, timing
     each compile (``compile_s``). ``fast_compile`` uses XLA backend optimisation level 0:
     GA-NAS networks are tiny, so on CPU this cuts compile time ~3x for a negligible step-time
-    cost (measured in docs/results/ganas.md)."""
+    cost (measured in RESULTS.md)."""
 
     def __init__(self, fn: Any, fast_compile: bool) -> None:
         self._jit = jax.jit(fn)

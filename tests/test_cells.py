@@ -229,7 +229,7 @@ def test_op_costs_tables_are_consistent():
 def test_supernet_compile_time_cpu():
     """Compile of the test-size NB201 search step (fwd + bwd, C=4 N=1, batch 8) is bounded.
 
-    The real figures (idle vs loaded machine) are in docs/results/core.md."""
+    The real figures (idle vs loaded machine) are in RESULTS.md."""
     sup = cells.NB201Supernet(C=4, N=1)
     x = jnp.zeros((8, 32, 32, 3))
     w = jnp.full((6, 5), 0.2)

@@ -1,7 +1,7 @@
 """End-to-end on real CIFAR-10 images (shared zip): jnas.data -> NB201Network -> jnas.train.
 
 The full proof (C=8, N=1, a few hundred steps, test accuracy > 35 %) takes minutes on 2 CPU
-cores, so it lives in ``experiments/train_nb201_cell.py`` (output in docs/results/data.md);
+cores, so it lives in ``experiments/train_nb201_cell.py`` (output in RESULTS.md);
 this test keeps the same pipeline short and asserts that the loss drops clearly.
 """
 from __future__ import annotations

@@ -1,0 +1,376 @@
+"""jit speed benchmark of the jnas one-shot search steps against the PyTorch reference (issue 8).
+
+What it measures, in ONE process, for every combination of the flags:
+
+* jnas first-order DARTS step (``jnas.darts.make_bilevel_step(order=1)``: α Adam step on a
+  val batch + weight SGD step on a train batch) and the exact second-order step
+  (``order=2``), on the NB201 supernet (``--C 16 --N 5``) and the DARTS-space supernet
+  (``--C 16 --layers 8``), built by ``jnas.oneshot.make_supernet`` with
+  ``weight_optimizer`` / ``alpha_optimizer`` of ``jnas.oneshot``; batch ``--batches``;
+* the less-local population step (``jnas.less_local.make_population_step``, vmap over the
+  member axis) for P in ``--populations`` (first order by default, ``--pop-orders``);
+* dtype: ``fp32``. ``bf16`` is reported as ``"not supported"`` (one JSON line with
+  ``"status": "not supported"``): the jnas supernets (``cells.NB201Supernet``,
+  ``cells_darts.DARTSSupernet``) have no compute-dtype option and ``oneshot.preprocess``
+  always yields float32, so a bf16 run would be fp32 under another name;
+* the PyTorch reference (eager, synthetic data on the GPU) when ``torch`` + ``xautodl`` are
+  importable and CUDA is available: xautodl ``TinyNetworkDarts`` (NB201 ops, C, N) and
+  ``NASNetworkDARTS`` (DARTS ops, C, cells = ``--layers``); first-order step = weight step
+  (SGD 0.025, momentum 0.9, wd 3e-4, grad-norm clip 5) on a train batch + α step (Adam 3e-4,
+  betas (0.5, 0.999), wd 1e-3) on a val batch. Otherwise one JSON line with
+  ``"impl": "torch-xautodl", "status": "skipped", "reason": ...``.
+
+Timing: ``jax.jit(step, donate_argnums=0).lower(...).compile()`` is ``compile_s`` (state
+built from ``jax.eval_shape`` shapes via ``experiments/compile_cpu._fill`` so the init graph
+is never compiled); one warm-up call is excluded; ``step_ms`` = median over ``--steps`` calls,
+each followed by ``block_until_ready`` (torch: ``torch.cuda.synchronize``). ``images_per_s`` =
+2·batch (train + val batch) · P / step time. ``peak_mem_gb``: jax
+``device.memory_stats()['peak_bytes_in_use']`` (process-wide peak, monotone over the run, so
+it is an upper bound for later configs; null on CPU where memory_stats is None),
+``exec_mem_gb`` the compiled step's own ``memory_analysis()`` (arguments + outputs + temps −
+aliased), torch ``torch.cuda.max_memory_allocated`` (reset per config). ``speedup_vs_ref`` =
+reference first-order fp32 step ms / this step ms at the same space and batch (jnas order-1
+single-member lines only; ``ref_step_ms`` is given too). Each line is appended to ``--out``
+as soon as it is measured, so a run killed by a time limit keeps what it finished.
+
+GPU command (H100), everything in one process::
+
+    python experiments/bench_jit.py --out /tmp/bench_jit.jsonl --plot /tmp/bench_jit.png
+
+With a 10-minute limit per command, split it (each line is written as soon as measured, so a
+killed run keeps its finished lines; the reference is re-timed in every part, so each
+part's speed-up is still measured in one process)::
+
+    for s in nb201 darts; do for b in 64 256; do
+      timeout 590 python experiments/bench_jit.py --spaces $s --batches $b \
+          --out /tmp/bench_${s}_${b}.jsonl --plot /tmp/bench_${s}_${b}.png; done; done
+
+(defaults: ``--batches 64,256 --dtypes fp32,bf16 --orders 1,2 --populations 1,8 --steps 20
+--C 16 --N 5 --layers 8``; install ``torch`` + ``xautodl`` (the ``torch-bench`` extra) first
+for the reference lines.)
+
+On this project's 2-core CPU only the tiny smoke configuration was run (2026-11-23, machine
+shared with a running test suite), to show the script runs; the GPU path and the torch
+reference path are untested::
+
+    nice timeout 900 /work/venv/bin/python experiments/bench_jit.py --C 4 --N 1 --layers 5 \\
+        --batches 8 --steps 2 --spaces nb201 --orders 1 --populations 1 --dtypes fp32 \\
+        --out /tmp/bench_smoke.jsonl --plot /tmp/bench_smoke.png
+
+Output:
+
+    {"device": "cpu", "backend": "cpu", "impl": "torch-xautodl", "status": "skipped", "reason": "torch not importable: No module named 'torch'"}
+    {"device": "cpu", "backend": "cpu", "impl": "jnas", "space": "nb201", "order": 1, "batch": 8, "dtype": "fp32", "population": null, "compile_s": 25.47, "step_ms": 94.571, "images_per_s": 169.2, "peak_mem_gb": null, "exec_mem_gb": 0.011, "train_loss": 2.6485424041748047, "finite": true}
+    {"device": "cpu", "backend": "cpu", "impl": "jnas", "space": "nb201", "order": 1, "batch": 8, "dtype": "fp32", "population": 1, "compile_s": 29.62, "step_ms": 100.768, "images_per_s": 158.8, "peak_mem_gb": null, "exec_mem_gb": 0.011, "train_loss": 2.66001033782959, "finite": true}
+
+Extra CPU check of the second-order step and the bf16 line (same day, same machine)::
+
+    nice timeout 600 /work/venv/bin/python experiments/bench_jit.py --C 4 --N 1 --layers 5 \\
+        --batches 8 --steps 2 --spaces nb201 --orders 2 --populations "" --dtypes fp32,bf16 \\
+        --out /tmp/bench_smoke2.jsonl
+
+Output:
+
+    {"device": "cpu", "backend": "cpu", "impl": "torch-xautodl", "status": "skipped", "reason": "torch not importable: No module named 'torch'"}
+    {"device": "cpu", "backend": "cpu", "impl": "jnas", "space": "nb201", "order": 2, "batch": 8, "dtype": "fp32", "population": null, "compile_s": 47.6, "step_ms": 282.469, "images_per_s": 56.6, "peak_mem_gb": null, "exec_mem_gb": 0.029, "train_loss": 2.648700714111328, "finite": true}
+    {"device": "cpu", "backend": "cpu", "impl": "jnas", "space": "nb201", "batch": 8, "dtype": "bf16", "status": "not supported", "reason": "jnas supernets have no compute-dtype option; preprocess yields float32"}
+
+Not run anywhere: the DARTS-space configs, the C=16 sizes, the GPU path (``peak_mem_gb`` from
+``memory_stats``) and the torch/xautodl reference path (torch is not installed here).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(_HERE, ".."))
+sys.path.insert(0, _HERE)
+_prev_platforms = os.environ.get("JAX_PLATFORMS")
+from compile_cpu import _fill  # noqa: E402  (sets JAX_PLATFORMS=cpu by default: undone below)
+if _prev_platforms is None:
+    os.environ.pop("JAX_PLATFORMS", None)
+
+from jnas.darts import DARTSConfig, make_bilevel_step  # noqa: E402
+from jnas.less_local import make_population_step  # noqa: E402
+from jnas.oneshot import (SearchState, alpha_optimizer, init_alpha, make_supernet,  # noqa: E402
+                          weight_optimizer)
+
+TOTAL_STEPS = 10_000  # cosine schedule length (only sets the lr value; no effect on speed)
+
+
+# ----------------------------------------------------------------------------- jnas
+def _state(net, config, w_opt, a_opt, batch: int, P: int) -> SearchState:
+    """A SearchState (P = 0: single, else leading member axis P) without compiling init."""
+    x = jnp.zeros((batch, 32, 32, 3), jnp.float32)
+    w = {k: jnp.full(s, 1.0 / s[-1]) for k, s in net.alpha_shapes.items()}
+    v = _fill(jax.eval_shape(lambda: net.module.init(jax.random.key(0), x,
+                                                     *[w[k] for k in net.alpha_shapes],
+                                                     train=True)))
+    params, bs = v["params"], v.get("batch_stats", {})
+    alpha = init_alpha(net, jax.random.key(1), config.alpha_init_std)
+    st = SearchState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=bs, alpha=alpha,
+                     opt_state=w_opt.init(params), alpha_opt_state=a_opt.init(alpha),
+                     key=jax.random.key_data(jax.random.key(2)))
+    if P == 0:
+        return st
+    st = jax.tree_util.tree_map(lambda a: jnp.stack([a] * P), st)
+    # members differ in α (as in init_population: random one-hot cells + noise) and key
+    noise = {k: a + jax.random.normal(jax.random.key(3 + i), a.shape)
+             for i, (k, a) in enumerate(st.alpha.items())}
+    return st.replace(alpha=noise, key=jax.random.key_data(jax.random.split(jax.random.key(9), P)))
+
+
+def _batch(batch: int) -> dict:
+    rng = np.random.default_rng(0)
+    return {"xt": jnp.asarray(rng.integers(0, 256, (batch, 32, 32, 3), np.uint8)),
+            "yt": jnp.asarray(rng.integers(0, 10, batch), jnp.int32),
+            "xv": jnp.asarray(rng.integers(0, 256, (batch, 32, 32, 3), np.uint8)),
+            "yv": jnp.asarray(rng.integers(0, 10, batch), jnp.int32)}
+
+
+def _peak_gb() -> float | None:
+    try:
+        ms = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001
+        return None
+    if not ms or "peak_bytes_in_use" not in ms:
+        return None
+    return round(ms["peak_bytes_in_use"] / 2**30, 3)
+
+
+def _exec_gb(compiled) -> float | None:
+    try:
+        m = compiled.memory_analysis()
+        b = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+             - m.alias_size_in_bytes)
+        return round(b / 2**30, 3)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def bench_jnas(space: str, order: int, batch: int, P: int, args) -> dict:
+    """P = 0: the plain DARTS step; P >= 1: the less-local population step of P members."""
+    config = DARTSConfig(C=args.C, N=args.N, layers=args.layers, batch_size=batch, order=order)
+    net = make_supernet(space, config)
+    w_opt, a_opt = weight_optimizer(config, TOTAL_STEPS), alpha_optimizer(config)
+    single = make_bilevel_step(net, config, w_opt, a_opt, TOTAL_STEPS, order=order)
+    step = single if P == 0 else make_population_step(single)
+    state = _state(net, config, w_opt, a_opt, batch, P)
+    data = _batch(batch)
+    jax.block_until_ready((state, data))
+    t = time.perf_counter()
+    compiled = jax.jit(step, donate_argnums=0).lower(state, data).compile()
+    compile_s = time.perf_counter() - t
+    state, m = compiled(state, data)  # warm-up (first call), excluded
+    jax.block_until_ready((state, m))
+    times = []
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        state, m = compiled(state, data)
+        jax.block_until_ready((state, m))
+        times.append(time.perf_counter() - t)
+    ms = 1e3 * float(np.median(times))
+    loss = float(np.mean(np.asarray(m["train_loss"])))
+    return {"impl": "jnas", "space": space, "order": order, "batch": batch, "dtype": "fp32",
+            "population": P if P else None, "compile_s": round(compile_s, 2),
+            "step_ms": round(ms, 3), "images_per_s": round(2 * batch * max(P, 1) / ms * 1e3, 1),
+            "peak_mem_gb": _peak_gb(), "exec_mem_gb": _exec_gb(compiled),
+            "train_loss": loss, "finite": bool(np.isfinite(loss))}
+
+
+# ----------------------------------------------------------------------------- torch
+def torch_available() -> tuple[bool, str]:
+    try:
+        import torch  # noqa: F401
+    except Exception as e:  # noqa: BLE001
+        return False, f"torch not importable: {e}"
+    try:
+        import xautodl  # noqa: F401
+    except Exception as e:  # noqa: BLE001
+        return False, f"xautodl not importable: {e}"
+    if not torch.cuda.is_available():
+        return False, "torch.cuda.is_available() is False"
+    return True, ""
+
+
+def _torch_model(space: str, args):
+    from xautodl.models.cell_operations import SearchSpaceNames
+    if space == "nb201":
+        from xautodl.models.cell_searchs.search_model_darts import TinyNetworkDarts
+        return TinyNetworkDarts(args.C, args.N, 4, 10, SearchSpaceNames["nas-bench-201"],
+                                False, False), args.N
+    from xautodl.models.cell_searchs.search_model_darts_nasnet import NASNetworkDARTS
+    # xautodl versions differ: 3N+2 or 3N cells; pick the N that gives --layers cells
+    for n in ((args.layers - 2) // 3, args.layers // 3):
+        m = NASNetworkDARTS(args.C, max(n, 1), 4, 4, 3, 10, SearchSpaceNames["darts"],
+                            False, False)
+        if len(getattr(m, "_cells", getattr(m, "cells", []))) == args.layers:
+            return m, n
+    return m, n
+
+
+def bench_torch(space: str, batch: int, args) -> dict:
+    import torch
+    torch.backends.cudnn.benchmark = True
+    dev = torch.device("cuda")
+    model, n_arg = _torch_model(space, args)
+    model = model.to(dev).train()
+    if hasattr(model, "get_weights"):
+        w_params, a_params = list(model.get_weights()), list(model.get_alphas())
+    else:
+        named = list(model.named_parameters())
+        a_params = [p for n, p in named if "arch" in n]
+        w_params = [p for n, p in named if "arch" not in n]
+    w_opt = torch.optim.SGD(w_params, 0.025, momentum=0.9, weight_decay=3e-4)
+    a_opt = torch.optim.Adam(a_params, 3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    crit = torch.nn.CrossEntropyLoss()
+    g = torch.Generator(device=dev).manual_seed(0)
+    xt = torch.randn(batch, 3, 32, 32, device=dev, generator=g)
+    xv = torch.randn(batch, 3, 32, 32, device=dev, generator=g)
+    yt = torch.randint(0, 10, (batch,), device=dev, generator=g)
+    yv = torch.randint(0, 10, (batch,), device=dev, generator=g)
+
+    def step():
+        w_opt.zero_grad(set_to_none=True)
+        _, logits = model(xt)
+        loss = crit(logits, yt)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(w_params, 5.0)
+        w_opt.step()
+        a_opt.zero_grad(set_to_none=True)
+        _, logits = model(xv)
+        crit(logits, yv).backward()
+        a_opt.step()
+        return loss
+
+    torch.cuda.reset_peak_memory_stats()
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    loss = step()  # warm-up (cudnn autotune), excluded; reported as compile_s
+    torch.cuda.synchronize()
+    first_s = time.perf_counter() - t
+    times = []
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        loss = step()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    ms = 1e3 * float(np.median(times))
+    return {"impl": "torch-xautodl", "space": space, "order": 1, "batch": batch,
+            "dtype": "fp32", "population": None, "compile_s": round(first_s, 2),
+            "compile_note": "eager: first (warm-up) call time", "step_ms": round(ms, 3),
+            "images_per_s": round(2 * batch / ms * 1e3, 1),
+            "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3),
+            "ref_N_arg": n_arg, "train_loss": float(loss), "torch": torch.__version__}
+
+
+# ----------------------------------------------------------------------------- main
+def _plot(lines: list[dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [r for r in lines if r.get("step_ms") is not None]
+    if not rows:
+        return
+    labels = [f"{r['impl']}\n{r['space']} o{r['order']} b{r['batch']}\n{r['dtype']}"
+              + (f" P{r['population']}" if r.get("population") else "") for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4.5))
+    colors = ["tab:orange" if r["impl"] != "jnas" else "tab:blue" for r in rows]
+    ax.bar(range(len(rows)), [r["step_ms"] for r in rows], color=colors)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(labels, fontsize=6, rotation=90)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=min(r["step_ms"] for r in rows) / 3)
+    ax.set_ylabel("step ms (median, log)")
+    ax.set_title(f"search step time on {jax.devices()[0].device_kind}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spaces", default="nb201,darts")
+    ap.add_argument("--batches", default="64,256")
+    ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--orders", default="1,2")
+    ap.add_argument("--populations", default="1,8")
+    ap.add_argument("--pop-orders", default="1",
+                    help="orders of the population step (subset of --orders)")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--C", type=int, default=16)
+    ap.add_argument("--N", type=int, default=5)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    ap.add_argument("--out", default=None, help="JSON-lines file (appended per line)")
+    ap.add_argument("--plot", default=None, help="PNG bar chart of step ms")
+    args = ap.parse_args()
+    spaces = args.spaces.split(",")
+    batches = [int(b) for b in args.batches.split(",")]
+    dtypes = args.dtypes.split(",")
+    orders = [int(o) for o in args.orders.split(",")]
+    pops = [int(p) for p in args.populations.split(",") if p]
+    pop_orders = [int(o) for o in args.pop_orders.split(",") if int(o) in orders]
+    lines: list[dict] = []
+    if args.out:
+        open(args.out, "w").close()
+
+    def emit(rec: dict) -> None:
+        rec = {"device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
+               **rec}
+        lines.append(rec)
+        s = json.dumps(rec)
+        print(s, flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(s + "\n")
+
+    ref: dict[tuple[str, int], float] = {}
+    ok, why = (False, "--no-torch") if args.no_torch else torch_available()
+    if not ok:
+        emit({"impl": "torch-xautodl", "status": "skipped", "reason": why})
+    for space in spaces:
+        for batch in batches:
+            if ok:
+                try:
+                    r = bench_torch(space, batch, args)
+                    ref[(space, batch)] = r["step_ms"]
+                    emit(r)
+                except Exception as e:  # noqa: BLE001
+                    emit({"impl": "torch-xautodl", "space": space, "batch": batch,
+                          "status": "failed", "reason": f"{type(e).__name__}: {e}"})
+            for dtype in dtypes:
+                if dtype != "fp32":
+                    emit({"impl": "jnas", "space": space, "batch": batch, "dtype": dtype,
+                          "status": "not supported",
+                          "reason": "jnas supernets have no compute-dtype option; "
+                                    "preprocess yields float32"})
+                    continue
+                runs = [(o, 0) for o in orders] + [(o, p) for o in pop_orders for p in pops]
+                for order, P in runs:
+                    try:
+                        r = bench_jnas(space, order, batch, P, args)
+                    except Exception as e:  # noqa: BLE001
+                        emit({"impl": "jnas", "space": space, "order": order, "batch": batch,
+                              "dtype": dtype, "population": P or None, "status": "failed",
+                              "reason": f"{type(e).__name__}: {e}"})
+                        continue
+                    if order == 1 and P == 0 and (space, batch) in ref:
+                        r["ref_step_ms"] = ref[(space, batch)]
+                        r["speedup_vs_ref"] = round(ref[(space, batch)] / r["step_ms"], 2)
+                    emit(r)
+    if args.plot:
+        _plot(lines, args.plot)
+
+
+if __name__ == "__main__":
+    main()
