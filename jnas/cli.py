@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from jnas.search import _jsonable as _json_default
+
 SPACES = ("nb201", "darts", "nb101")
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 _DATASET_ALIASES = {"imagenet16-120": "ImageNet16-120", "imagenet16": "ImageNet16-120",
@@ -108,17 +110,6 @@ def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
     os.replace(tmp, path)
-
-
-def _json_default(o: Any) -> Any:
-    import numpy as np
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if hasattr(o, "to_string"):
-        return o.to_string()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def _make_config(spec: Any, args: argparse.Namespace) -> Any:

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jnas.search import _jsonable as _json_default
 from jnas.rng import as_key, np_rng
 
 __all__ = ["OneShotConfig", "SearchState", "Supernet", "make_supernet", "load_search_data",
@@ -336,16 +337,6 @@ def _save_json(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, default=_json_default))
     os.replace(tmp, path)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.generic,)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if hasattr(o, "to_string"):
-        return o.to_string()
-    raise TypeError(type(o).__name__)
 
 
 def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], epochs: int,

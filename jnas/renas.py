@@ -67,26 +67,12 @@ _NB201_STAGES = ((16, 32), (32, 16), (64, 8))  # (channels, spatial size) of the
 # ----------------------------------------------------------------------------- features
 def _nb101_vertex_channels(in_ch: int, out_ch: int, matrix: np.ndarray) -> list[int]:
     """Channels of every vertex, as ``compute_vertex_channels`` in google-research/nasbench."""
+    from jnas.cells_nb101 import nb101_vertex_channels
     n = matrix.shape[0]
-    ch = [0] * n
-    ch[0], ch[n - 1] = in_ch, out_ch
-    if n == 2:
-        return ch
-    in_degree = matrix[1:].sum(axis=0)
-    if in_degree[n - 1] == 0:
+    if n > 2 and matrix[1:].sum(axis=0)[n - 1] == 0:
         raise ValueError("NB101 cell: the output has no incoming edge from an op vertex; "
                          "prune the cell first (NB101Arch.pruned())")
-    interior, correction = divmod(out_ch, int(in_degree[n - 1]))
-    for v in range(1, n - 1):
-        if matrix[v, n - 1]:
-            ch[v] = interior + (1 if correction > 0 else 0)
-            correction -= 1 if correction > 0 else 0
-    for v in range(n - 3, 0, -1):
-        if not matrix[v, n - 1]:
-            for dst in range(v + 1, n - 1):
-                if matrix[v, dst]:
-                    ch[v] = max(ch[v], ch[dst])
-    return ch
+    return nb101_vertex_channels(in_ch, out_ch, matrix)
 
 
 def _nb101_node_costs(matrix: np.ndarray, ops: Sequence[str], in_ch: int, out_ch: int,
