@@ -39,32 +39,27 @@ def load_results(dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     return out
 
 
-def score_at(result: Mapping[str, Any], budget: int) -> float:
-    """Best-so-far reported score of one run after ``budget`` queries (NaN if it has fewer)."""
-    traj = result.get("trajectory") or []
-    if not traj or traj[-1][0] < budget:
+def _curve_at(traj: Sequence[Sequence[float]], x: float) -> float:
+    """Value of a best-so-far step curve ``[[x, best], ...]`` at ``x`` (NaN if it ends sooner)."""
+    if not traj or traj[-1][0] < x:
         return math.nan
     best = math.nan
     for q, v in traj:
-        if q > budget:
+        if q > x:
             break
         best = v
     return float(best)
+
+
+def score_at(result: Mapping[str, Any], budget: int) -> float:
+    """Best-so-far reported score of one run after ``budget`` queries (NaN if it has fewer)."""
+    return _curve_at(result.get("trajectory") or [], budget)
 
 
 def score_at_time(result: Mapping[str, Any], seconds: float) -> float:
     """Best-so-far reported score once ``seconds`` of *simulated* query cost are spent (the
     NB201 paper's time budget); NaN if the run stopped before spending that much."""
-    traj = result.get("trajectory_sim_s") or []
-    if not traj or traj[-1][0] < seconds:
-        return math.nan
-    best = math.nan
-    for t, v in traj:
-        if t > seconds:
-            break
-        best = v
-    return float(best)
-
+    return _curve_at(result.get("trajectory_sim_s") or [], seconds)
 
 def summarise(results: Sequence[Mapping[str, Any]],
               budgets: Sequence[int] = (50, 100, 200, 500)) -> dict[str, Any]:
