@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "download": cmd_download, "methods": cmd_methods}
     try:
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except (ValueError, FileNotFoundError, KeyError, OSError, RuntimeError) as e:
         print(f"jnas: error: {e}", file=sys.stderr)
         return 2
 
