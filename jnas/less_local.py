@@ -33,10 +33,11 @@ import numpy as np
 from jnas.config import config_to_dict
 from jnas.darts import DARTSConfig, _jit_step, _public, finish_result, make_bilevel_step
 from jnas.oneshot import (SearchState, Supernet, alpha_optimizer, alpha_probs, arch_weights,
-                          discretise, init_state, load_search_data, make_supernet, preprocess,
+                          build_state, discretise, load_search_data, make_supernet, preprocess,
                           cross_entropy, run_epochs, score_arch, weight_optimizer)
 from jnas.registry import register
 from jnas.rng import as_key
+from jnas.train import run_once
 
 __all__ = ["LessLocalConfig", "init_population", "make_population_step", "exploit_explore",
            "run_less_local"]
@@ -73,7 +74,8 @@ def init_population(net: Supernet, config: LessLocalConfig, key: jax.Array,
     idx = jnp.arange(P)
     alphas = jax.vmap(member_alpha)(idx, jax.random.split(k_ops, P), jax.random.split(k_noise, P))
     keys = jax.random.split(k_w, P)
-    return jax.vmap(lambda k, a: init_state(net, k, a, w_opt, a_opt, sample_x))(keys, alphas)
+    build = jax.vmap(lambda k, a, x: build_state(net, k, a, w_opt, a_opt, x), (0, 0, None))
+    return run_once(build, keys, alphas, sample_x)
 
 
 def make_population_step(single_step: Callable[[SearchState, dict], tuple[SearchState, dict]]

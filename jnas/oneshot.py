@@ -31,12 +31,8 @@ from jnas.rng import as_key, np_rng
 
 __all__ = ["OneShotConfig", "SearchState", "Supernet", "make_supernet", "load_search_data",
            "init_alpha", "weight_optimizer", "alpha_optimizer", "preprocess", "cross_entropy",
-           "discretise", "make_eval_fn", "run_epochs", "score_arch", "plot_alpha",
-           "alpha_probs"]
-
-CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
-CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
-
+           "discretise", "make_eval_fn", "init_state", "build_state", "run_epochs", "score_arch",
+           "plot_alpha", "alpha_probs"]
 
 @dataclasses.dataclass(frozen=True)
 class OneShotConfig:
@@ -104,13 +100,15 @@ class Supernet:
     def _args(self, weights: dict[str, jax.Array]) -> list[jax.Array]:
         return [weights[k] for k in self.alpha_shapes]
 
-    def init(self, key: jax.Array, x: jax.Array) -> tuple[Any, Any]:
-        """Initial ``(params, batch_stats)`` for an input batch like ``x``."""
+    def init_variables(self, key: jax.Array, x: jax.Array) -> tuple[Any, Any]:
+        """Initial ``(params, batch_stats)`` for an input batch like ``x`` (pure, traceable)."""
         w = {k: jnp.full(s, 1.0 / s[-1]) for k, s in self.alpha_shapes.items()}
-        # jit: eager flax init of a scanned supernet dispatches thousands of tiny ops.
-        init = jax.jit(lambda k, xx, ww: self.module.init(k, xx, *self._args(ww), train=True))
-        variables = init(key, x, w)
+        variables = self.module.init(key, x, *self._args(w), train=True)
         return variables["params"], variables.get("batch_stats", {})
+
+    def init(self, key: jax.Array, x: jax.Array) -> tuple[Any, Any]:
+        """:meth:`init_variables`, compiled once (:func:`jnas.train.run_once`)."""
+        return train_module().run_once(self.init_variables, key, x)
 
     def apply(self, params: Any, batch_stats: Any, x: jax.Array, weights: dict[str, jax.Array],
               train: bool) -> tuple[jax.Array, Any]:
@@ -155,31 +153,24 @@ def load_search_data(dataset: str, config: OneShotConfig, key: jax.Array
     else:
         raise ValueError(f"one-shot search supports datasets 'cifar10' (and 'mock' for tests), "
                          f"not {dataset!r}")
-    x, y = np.asarray(x), np.asarray(y)
-    perm = np_rng(k_split).permutation(len(x))
-    half = len(x) // 2
-    tr, va = perm[:half], perm[half:]
-    if config.train_size > len(tr) or config.val_size > len(va):
+    (xt, yt), (xv, yv) = data.search_split(np.asarray(x), np.asarray(y), k_split)
+    if config.train_size > len(xt) or config.val_size > len(xv):
         raise ValueError(f"train_size={config.train_size}/val_size={config.val_size} exceed the "
-                         f"{half}/{len(x) - half} images of the search split; lower them")
-    tr, va = tr[:config.train_size], va[:config.val_size]
-    return x[tr], y[tr].astype(np.int32), x[va], y[va].astype(np.int32)
+                         f"{len(xt)}/{len(xv)} images of the search split; lower them")
+    # search_split sorts by index within each half; draw the used subset at random.
+    rng = np_rng(jax.random.fold_in(k_split, 1))
+    it = np.sort(rng.permutation(len(xt))[:config.train_size])
+    iv = np.sort(rng.permutation(len(xv))[:config.val_size])
+    return xt[it], yt[it].astype(np.int32), xv[iv], yv[iv].astype(np.int32)
 
 
 def preprocess(key: jax.Array, x: jax.Array, augment: bool) -> jax.Array:
-    """uint8 NHWC → normalised float32, with pad-4 random crop + flip when ``augment``."""
-    x = x.astype(jnp.float32) / 255.0
+    """uint8 NHWC → normalised float32 (:func:`jnas.data.normalize`), after the pad-4 random
+    crop + flip of :func:`jnas.data.augment` when ``augment``."""
+    from jnas import data
     if augment:
-        n, h, w, _ = x.shape
-        k1, k2, k3 = jax.random.split(key, 3)
-        xp = jnp.pad(x, ((0, 0), (4, 4), (4, 4), (0, 0)), mode="constant")
-        dy = jax.random.randint(k1, (n,), 0, 9)
-        dx = jax.random.randint(k2, (n,), 0, 9)
-        crop = jax.vmap(lambda im, a, b: jax.lax.dynamic_slice(im, (a, b, 0), (h, w, 3)))
-        x = crop(xp, dy, dx)
-        flip = jax.random.bernoulli(k3, 0.5, (n, 1, 1, 1))
-        x = jnp.where(flip, x[:, :, ::-1, :], x)
-    return (x - CIFAR_MEAN) / CIFAR_STD
+        x = data.augment(key, x)
+    return data.normalize(x)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -216,15 +207,24 @@ def alpha_optimizer(config: OneShotConfig) -> optax.GradientTransformation:
                        optax.adam(config.a_lr, b1=config.a_beta1, b2=config.a_beta2))
 
 
-def init_state(net: Supernet, key: jax.Array, alpha: dict[str, jax.Array],
-               w_opt: optax.GradientTransformation, a_opt: optax.GradientTransformation,
-               sample_x: jax.Array) -> SearchState:
-    """A fresh :class:`SearchState` (weights from ``key``, α given)."""
+def build_state(net: Supernet, key: jax.Array, alpha: dict[str, jax.Array],
+                w_opt: optax.GradientTransformation, a_opt: optax.GradientTransformation,
+                sample_x: jax.Array) -> SearchState:
+    """A fresh :class:`SearchState` (weights from ``key``, α given); pure and traceable (vmap it
+    for a population)."""
     k_init, k_run = jax.random.split(key)
-    params, batch_stats = net.init(k_init, sample_x)
+    params, batch_stats = net.init_variables(k_init, sample_x)
     return SearchState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                        alpha=alpha, opt_state=w_opt.init(params),
                        alpha_opt_state=a_opt.init(alpha), key=jax.random.key_data(k_run))
+
+
+def init_state(net: Supernet, key: jax.Array, alpha: dict[str, jax.Array],
+               w_opt: optax.GradientTransformation, a_opt: optax.GradientTransformation,
+               sample_x: jax.Array) -> SearchState:
+    """:func:`build_state`, compiled once (:func:`jnas.train.run_once`)."""
+    return train_module().run_once(
+        lambda k, a, x: build_state(net, k, a, w_opt, a_opt, x), key, alpha, sample_x)
 
 
 # ----------------------------------------------------------------------------- discretise
