@@ -275,6 +275,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jnas`` console script."""
     args = _build_parser().parse_args(argv)
+    if args.command == "search":
+        from jnas.train import enable_compilation_cache
+        enable_compilation_cache()
     handlers = {"search": cmd_search, "info": cmd_info, "compare": cmd_compare,
                 "download": cmd_download, "methods": cmd_methods}
     try:

@@ -32,13 +32,38 @@ __all__ = ["TrainState", "sgd_cosine", "make_mesh", "shard_batch", "replicate",
            "make_classifier_steps", "create_train_state", "recalibrate_bn", "save_checkpoint",
            "restore_checkpoint", "latest_checkpoint", "MetricsLogger", "progress",
            "check_finite", "NonFiniteLossError", "resolve_run_dir", "cross_entropy",
-           "run_once", "ONCE_COMPILER_OPTIONS"]
+           "run_once", "ONCE_COMPILER_OPTIONS", "enable_compilation_cache"]
 
 #: XLA options for a program that runs once (parameter initialisation). The CPU backend's
 #: optimisation passes dominate the compile time of threefry-heavy init graphs (test-size NB201
 #: supernet init: ~150 s -> ~10 s on the 2-core CPU) and buy nothing for a single call.
 ONCE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0,
                          "xla_llvm_disable_expensive_passes": True}
+
+
+def enable_compilation_cache(path: str | Path | None = None) -> Path | None:
+    """Turns on JAX's persistent compilation cache, so identical programs compile once across
+    seeds, resumed runs and processes (a multi-seed one-shot search on CPU compiles its step
+    once instead of per seed: 24 s -> 3 s per repeat for the test-size DARTS search).
+
+    ``path`` defaults to ``$JNAS_XLA_CACHE_DIR`` or ``<jnas cache>/xla``; set
+    ``JNAS_XLA_CACHE_DIR=off`` to disable. Returns the folder used (None when disabled).
+    """
+    env = os.environ.get("JNAS_XLA_CACHE_DIR")
+    if path is None and env is not None and env.lower() in ("off", "0", "none", ""):
+        return None
+    if path is None:
+        if env:
+            path = env
+        else:
+            d = os.environ.get("JNAS_CACHE_DIR")
+            path = (Path(d).expanduser() if d else Path.home() / ".cache" / "jnas") / "xla"
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
 
 
 def run_once(fn: Callable[..., Any], *args: Any) -> Any:

@@ -13,8 +13,20 @@ _default = Path(__file__).resolve().parents[2] / "shared" / "data"
 if "JNAS_DATA_DIR" not in os.environ and _default.is_dir():
     os.environ["JNAS_DATA_DIR"] = str(_default)
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+from jnas.train import enable_compilation_cache  # noqa: E402
+
+# Tests are bound by XLA compile time and many build the same programs (the same toy search
+# run fresh, resumed and killed): a per-session persistent cache compiles each program once.
+_XLA_CACHE = tempfile.mkdtemp(prefix="jnas-test-xla-")
+enable_compilation_cache(_XLA_CACHE)
+atexit.register(shutil.rmtree, _XLA_CACHE, True)
 
 
 @pytest.fixture(scope="session")

@@ -151,3 +151,23 @@ def test_run_dir_metrics_and_progress(tmp_path):
     recs = [json.loads(s) for s in (d / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs] == [1, 2] and recs[0]["loss"] == 2.0
     assert list(train.progress(range(3), total=3, desc="x")) == [0, 1, 2]
+
+
+def test_compilation_cache_switches_and_reuses_programs(tmp_path, monkeypatch):
+    old = jax.config.jax_compilation_cache_dir
+    try:
+        monkeypatch.setenv("JNAS_XLA_CACHE_DIR", "off")
+        assert train.enable_compilation_cache() is None
+        assert jax.config.jax_compilation_cache_dir == old  # untouched when disabled
+        monkeypatch.setenv("JNAS_XLA_CACHE_DIR", str(tmp_path / "xla"))
+        assert train.enable_compilation_cache() == tmp_path / "xla"
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xla")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", old)
+
+
+def test_run_once_equals_jit():
+    f = lambda k, x: (jax.random.normal(k, (3, 4)) * x).sum(0)  # noqa: E731
+    k, x = jax.random.key(3), jnp.arange(4.0)
+    np.testing.assert_allclose(np.asarray(train.run_once(f, k, x)),
+                               np.asarray(jax.jit(f)(k, x)), rtol=1e-6)
