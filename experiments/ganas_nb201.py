@@ -1,6 +1,6 @@
 """GA-NAS on NAS-Bench-201 vs random search and regularised evolution (same loop, same seeds).
 
-Command (the run recorded in RESULTS.md; 2-core CPU shared by 8 engineers):
+Command (the run recorded in RESULTS.md; 2-core CPU, shared):
 
     cd /work/main && JNAS_DATA_DIR=/work/shared/data nice -n 10 timeout 3000 \
       /work/venv/bin/python experiments/ganas_nb201.py --datasets cifar10 --seeds 0-19 \
@@ -13,15 +13,19 @@ GA-NAS best cell under the params budget vs the table's true constrained optimum
 
 Prints, per dataset, the reported score (200-epoch test accuracy of the best-by-signal cell)
 at 50/100/200/500 queries (mean ± std over seeds) for every method, the GA-NAS generator
-diagnostics per round (valid/unique fraction, entropy), time per round and compile time, and
+diagnostics per round (valid/unique fraction of the proposal batch, entropy of G's training
+samples and of the proposals -- these differ with ``propose_unseen``, which masks seen cells
+while proposing), time per round and compile time, and
 writes ``OUT/summary_<dataset>_<protocol>.json`` and a best-so-far plot
 ``OUT/ganas_<dataset>_<protocol>.png``.
 
-Runtime (2-core CPU, load ~13): ~23 min for the command above (GA-NAS ~64 s per seed incl.
-48 s compile once; RS/REA < 1 s per seed). Result (CIFAR-10, 12-epoch signal, 20 seeds,
-200-epoch test of the best-by-signal cell at 50/100/200/500 queries): GA-NAS 93.78 / 94.02 /
-94.20 / 94.26, RS 93.40 / 93.68 / 93.84 / 94.03, REA 93.81 / 94.03 / 94.13 / 94.26.
-Details and the constrained run: RESULTS.md.
+Runtime and result (2-core CPU shared by 4 workers, load 5-7): the command above with
+``--methods ganas`` took 669 CPU-s (21 min wall; ~33 CPU-s per 500-query seed, 40 s compile
+once; RS/REA < 1 s per seed). CIFAR-10, 12-epoch signal, 20 seeds, 200-epoch test of the
+best-by-signal cell at 50/100/200/500 queries: GA-NAS (default ``propose_unseen=True``)
+93.82 / 94.07 / 94.12 / 94.18; with ``--set propose_unseen=False`` (first session) 93.78 /
+94.02 / 94.20 / 94.26; RS 93.40 / 93.68 / 93.84 / 94.03, REA 93.81 / 94.03 / 94.13 / 94.26.
+Details, the generator diagnostics and the constrained run: RESULTS.md (GA-NAS).
 """
 from __future__ import annotations
 
@@ -118,14 +122,15 @@ def table(results: dict, budget: int) -> str:
 def round_table(diags: list[dict]) -> str:
     """Per-round generator diagnostics, mean over seeds."""
     n = min(len(d["rounds"]) for d in diags)
-    lines = ["| round | queried before | valid frac | unique frac | entropy (nats) | "
-             "D loss | random fill | s/round |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| round | queried before | valid frac | unique frac | G entropy (nats) | "
+             "proposal entropy | D loss | random fill | s/round |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for i in list(range(0, n, max(1, n // 12))) + ([n - 1] if n > 1 else []):
         rs = [d["rounds"][i] for d in diags]
-        f = lambda k: float(np.mean([r[k] for r in rs]))  # noqa: E731
+        f = lambda k: float(np.mean([r.get(k, np.nan) for r in rs]))  # noqa: E731
         lines.append(f"| {i + 1} | {f('n_told'):.0f} | {f('valid_frac'):.3f} | "
-                     f"{f('unique_frac'):.3f} | {f('entropy'):.2f} | {f('d_loss'):.3f} | "
-                     f"{f('random_fill'):.2f} | {f('time_s'):.2f} |")
+                     f"{f('unique_frac'):.3f} | {f('g_entropy'):.2f} | {f('entropy'):.2f} | "
+                     f"{f('d_loss'):.3f} | {f('random_fill'):.2f} | {f('time_s'):.2f} |")
     return "\n".join(lines)
 
 
@@ -150,12 +155,15 @@ def main(argv=None) -> None:
         tag = f"{ds}_{args.protocol}" + (f"_max{args.max_params}" if args.max_params else "")
         print(f"== {ds}, protocol {args.protocol}, seeds {args.seeds}, budget {args.budget}"
               + (f", max_params {args.max_params} M" if args.max_params else ""), flush=True)
-        results, diags = {}, []
+        results, diags, cpu = {}, [], {}
         for m in args.methods.split(","):
+            c0 = time.process_time()
             res, d = run_method(m, seeds, bench, ds, args.protocol, args.budget,
                                 args.overrides, args.max_params if m == "ganas" else None)
             results[m] = res
             diags += d
+            cpu[m] = time.process_time() - c0
+            print(f"  {m}: {cpu[m]:.0f} CPU-s for {len(seeds)} seeds", flush=True)
         print(table(results, args.budget))
         ceil = ceiling(bench, ds, args.protocol, args.max_params)
         print("table:", json.dumps(ceil))
@@ -164,7 +172,8 @@ def main(argv=None) -> None:
                    "max_params": args.max_params, "ceiling": ceil,
                    "scores": {m: {b: [score_at(r, b) for r in res] for b in BUDGETS
                                   if b <= args.budget} for m, res in results.items()},
-                   "wall_s": {m: [r["wall_s"] for r in res] for m, res in results.items()}}
+                   "wall_s": {m: [r["wall_s"] for r in res] for m, res in results.items()},
+                   "cpu_s": cpu}
         if diags:
             print(round_table(diags))
             comp = [d["compile_s"] for d in diags]

@@ -6,12 +6,16 @@ Protocol (Xu et al., CVPR 2021, arXiv 1910.01523, NB101 Table 4 transferred to N
 validation accuracy (``--protocol 12epoch``, the NB201 paper's signal); the reported number is
 the 200-epoch test accuracy of the best-by-signal cell, plus its top-percentile in the table.
 
-Command (2-core CPU shared with 7 other jobs, see RESULTS.md for what ran):
-  JNAS_DATA_DIR=/work/shared/data nice python experiments/renas_search.py \
-      --dataset cifar10 --seeds 0-2 --baseline-seeds 0-9 --out /tmp/renas_search.jsonl
-Prints one JSON line per (method, seed) and a mean ± std summary per method.
-Ran (2-core CPU, heavily shared; ~460 s per ReNAS seed, ~2 s per RS/REA seed), C10 test:
-RS 94.03 ± 0.16 (10 seeds), REA 94.32 ± 0.14 (10), ReNAS 94.23 ± 0.12 (3 seeds, top 0.07 %).
+Commands (2-core CPU shared with 3 other jobs; what ran and its results: RESULTS.md, ReNAS):
+  JNAS_DATA_DIR=/work/shared/data nice -n 10 python experiments/renas_search.py \
+      --dataset cifar100 --seeds 0-4 --baseline-seeds 0-19 --out FILE.jsonl
+  python experiments/renas_search.py --summarise FILE.jsonl [FILE2.jsonl ...]
+Prints one JSON line per (method, seed) and a mean ± std summary per method; ``--summarise``
+prints the table (mean ± std, ddof 0, and mean top-percentile) per (dataset, method).
+A ReNAS seed costs ~55-62 CPU-s (200 epochs on 424 cells + scoring 15,625), RS/REA < 1 CPU-s.
+Result (434 queries, 200-epoch test of the best-by-signal cell; RS/REA 20 seeds, ReNAS 5):
+C10 RS 94.01, REA 94.28, ReNAS 94.12 ± 0.23; C100 72.26 / 72.61 / 72.18 ± 1.05;
+ImageNet16-120 45.91 / 46.13 / 46.18 ± 0.41 (table and top-percentiles in RESULTS.md).
 """
 from __future__ import annotations
 
@@ -25,6 +29,30 @@ from jnas import benchmarks, search
 from jnas.cli import parse_seeds
 
 
+def summarise(paths: list[str]) -> None:
+    """Markdown table per (dataset, method) of JSON-line result files (later duplicates win)."""
+    recs: dict[tuple, dict] = {}
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                r = json.loads(line)
+                recs[(r["dataset"], r["method"], r["queries"], r["seed"])] = r
+    groups: dict[tuple, list[dict]] = {}
+    for k, r in sorted(recs.items()):
+        groups.setdefault(k[:3], []).append(r)
+    print("| dataset | method | queries | seeds | test acc (200 ep) | top % (mean) | "
+          "top % (median) | wall s/seed | CPU s/seed |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (ds, m, q), rs in groups.items():
+        acc = np.array([r["test_acc"] for r in rs])
+        top = np.array([r["top_percent"] for r in rs])
+        cpu = [r["cpu_s"] for r in rs if "cpu_s" in r]
+        print(f"| {ds} | {m} | {q} | {len(rs)} | {acc.mean():.2f} ± {acc.std():.2f} | "
+              f"{top.mean():.3f} | {np.median(top):.3f} | "
+              f"{np.median([r['wall_s'] for r in rs]):.0f} | "
+              f"{np.median(cpu) if cpu else float('nan'):.0f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="cifar10")
@@ -35,7 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    help="ReNAS config overrides, e.g. epochs=200")
     p.add_argument("--out", default=None)
+    p.add_argument("--summarise", nargs="+", default=None, metavar="JSONL",
+                   help="only print the summary table of these result files")
     a = p.parse_args(argv)
+    if a.summarise:
+        return summarise(a.summarise)
     bench = benchmarks.load_nb201()
     acc = np.asarray(bench.test_acc[a.dataset])
     budget = 0
@@ -50,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         budget = budget or 434
         seeds = parse_seeds(None, a.seeds if method == "renas" else a.baseline_seeds)
         for seed in seeds:
-            t0 = time.time()
+            t0, c0 = time.time(), time.process_time()
             res = search.run_seeds(
                 method, [seed], budget, space="nb201", dataset=a.dataset, protocol=a.protocol,
                 overrides=ov, evaluator_factory=lambda s: benchmarks.TabularEvaluator(
@@ -59,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
             rec = {"method": method, "dataset": a.dataset, "seed": seed, "queries": budget,
                    "best_arch": res["best_arch"], "test_acc": best,
                    "top_percent": 100.0 * float(np.mean(acc > best)),
-                   "wall_s": round(time.time() - t0, 1)}
+                   "wall_s": round(time.time() - t0, 1),
+                   "cpu_s": round(time.process_time() - c0, 1)}
             rows.setdefault(method, []).append(best)
             print(json.dumps(rec), flush=True)
             if a.out:

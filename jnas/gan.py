@@ -62,6 +62,16 @@ class GANASConfig:
       temperature: sampling temperature for proposals.
       max_resample: extra proposal batches when too few unseen cells come out; after that
         the round is filled with random unseen cells (counted in the round stats).
+      propose_unseen: draw proposals from G *conditioned on* the cells not yet issued (a
+        trie mask over the enumerable candidate set: all 15,625 NB201 cells, or the rows of
+        a table subspace such as the offline NB101 subset; cells over ``max_params`` are
+        excluded from the set). The method queries "m new unseen cells sampled from G" and
+        handles constraints by masking; this masks "already seen" the same way (choices
+        whose every completion was seen are masked while decoding), so a concentrated G
+        still proposes its most likely *new* cells instead of the round being filled with
+        uniform random cells (the collapse seen with ``False``, RESULTS.md). Chosen by that
+        reasoning, not tuned on the benchmark. Ignored where the space cannot be enumerated
+        (the full NB101 space): there rejection + random fill is used.
     Constraint:
       max_params: params budget in M (None = unconstrained).
       constraint: 'mask' (NB201: exact masking while decoding, plus rejection) or 'reject'.
@@ -93,6 +103,7 @@ class GANASConfig:
     context: str = "winner"
     temperature: float = 1.0
     max_resample: int = 4
+    propose_unseen: bool = True
     max_params: float | None = None
     constraint: str = "mask"
     num_classes: int = 10
@@ -133,7 +144,9 @@ class GANASSteps:
     metrics)`` (one PPO/REINFORCE iteration on given rewards);
     ``round(g_state, d_state, winners, losers, loser_w, key, budget) -> (g_state, d_state,
     metrics)`` (D training then G training);
-    ``propose(g_params, d_params, winners, key, budget) -> (tokens, reward, logp, ent)``.
+    ``propose(g_params, d_params, winners, key, budget) -> (tokens, reward, logp, ent)``;
+    ``propose_in(g_params, d_params, winners, key, budget, seqs, avail)``: the same, sampled
+    from G conditioned on the available rows of ``seqs`` (see :func:`decode`).
     States are ``(params, opt_state)`` tuples; ``budget`` is the cell cost budget
     (``max_params - codec.base_cost``, ``inf`` for none) as an f32 scalar.
     """
@@ -148,6 +161,7 @@ class GANASSteps:
     reward: Any
     round: Any
     propose: Any
+    propose_in: Any
 
 
 class _AOTFunction:
@@ -181,7 +195,8 @@ def get_steps(codec: CellCodec, config: GANASConfig) -> GANASSteps:
     """:func:`make_steps`, cached per (space, num_classes, config) so that searchers with the
     same config (e.g. the seeds of one experiment) share compiled executables."""
     host_only = dict(n_init=1, m=1, select="reward", max_resample=0, max_params=None,
-                     constraint="mask", num_classes=10)  # do not change the compiled steps
+                     constraint="mask", num_classes=10,  # do not change the compiled steps
+                     propose_unseen=False)
     k = (codec.name, dataclasses.replace(config, **host_only))
     if k not in _STEPS_CACHE:
         _STEPS_CACHE[k] = make_steps(codec, config)
@@ -212,8 +227,9 @@ def make_steps(codec: CellCodec, config: GANASConfig) -> GANASSteps:
             return jnp.broadcast_to(winners[0], (n, codec.T))
         return jnp.zeros((n, codec.T), jnp.int32)
 
-    def sample(gp, ctx, key, budget, temperature=1.0):
-        return decode(gen, gp, codec, ctx, key, budget, temperature=temperature)
+    def sample(gp, ctx, key, budget, temperature=1.0, allowed=None):
+        return decode(gen, gp, codec, ctx, key, budget, temperature=temperature,
+                      allowed=allowed)
 
     def log_prob(gp, ctx, toks, budget):
         _, lp, ent = decode(gen, gp, codec, ctx, None, budget, forced=toks)
@@ -316,7 +332,13 @@ def make_steps(codec: CellCodec, config: GANASConfig) -> GANASSteps:
         toks, lp, ent = sample(gp, ctx, k2, budget, cfg.temperature)
         return toks, reward(dp, toks, winners), lp, ent
 
-    fns = [init, sample, log_prob, pg_update, reward, round_fn, propose]
+    def propose_in(gp, dp, winners, key, budget, seqs, avail):
+        k1, k2 = jax.random.split(key)
+        ctx = contexts(winners, cfg.cand_batch, k1)
+        toks, lp, ent = sample(gp, ctx, k2, budget, cfg.temperature, (seqs, avail))
+        return toks, reward(dp, toks, winners), lp, ent
+
+    fns = [init, sample, log_prob, pg_update, reward, round_fn, propose, propose_in]
     return GANASSteps(codec, cfg, gen, disc, *[_AOTFunction(f, cfg.fast_compile) for f in fns])
 
 
@@ -368,6 +390,7 @@ class GANASSearcher:
             if cfg.constraint == "mask" and name == "nb201":
                 self._budget = jnp.float32(cfg.max_params - self.codec.base_cost)
         self._issued: set[str] = set()
+        self._pool_seqs, self._pool_row, self._pool_ok = self._candidate_pool()
         self._queue: list[tuple[Any, np.ndarray]] = []
         self._tokens: dict[str, np.ndarray] = {}
         self._told: list[tuple[str, Any, float]] = []
@@ -390,6 +413,39 @@ class GANASSearcher:
         except ImportError as e:  # pragma: no cover - depends on jnas.cells
             raise RuntimeError("max_params on NB101 needs jnas.cells.arch_cost") from e
         return float(arch_cost(self.space, arch)["params_M"])
+
+    def _candidate_pool(self) -> tuple[Any, dict[str, int] | None, np.ndarray | None]:
+        """The enumerable candidate set, if any: ``(seqs, row_of_key, within_budget)``.
+
+        NB201 (or a table subspace, e.g. the offline NB101 subset, via ``space.enumerate``)
+        gives a finite set; then G's proposals can be conditioned on its unseen rows
+        (``propose_unseen``) and generated cells outside it are discarded. The full NB101
+        space is not enumerable: ``(None, None, None)``.
+        """
+        try:
+            archs = list(self.space.enumerate())
+        except (AttributeError, ValueError, NotImplementedError):
+            return None, None, None
+        if not archs:
+            raise ValueError("GA-NAS: the search space (table) has no cells")
+        seqs = np.stack([self.codec.encode(a) for a in archs]).astype(np.int32)
+        row_of = {self._key_of(a): i for i, a in enumerate(archs)}
+        mp = self.config.max_params
+        if mp is None:
+            ok = np.ones(len(archs), bool)
+        elif self.space_name == "nb201":
+            cost = self.codec.cost[np.arange(self.codec.T)[None, :], seqs].sum(-1)
+            ok = self.codec.base_cost + cost <= mp + 1e-9
+        else:
+            ok = np.array([self._ok(a) for a in archs])
+        return jnp.asarray(seqs), row_of, ok
+
+    def _available(self) -> np.ndarray:
+        """f32[M]: 1 for candidate-set rows within the budget and never issued."""
+        avail = self._pool_ok.astype(np.float32)
+        rows = [self._pool_row[k] for k in self._issued if k in self._pool_row]
+        avail[rows] = 0.0
+        return avail
 
     def _ok(self, arch: Any) -> bool:
         mp = self.config.max_params
@@ -463,9 +519,19 @@ class GANASSearcher:
         n_cand = n_valid = n_over = 0
         uniq: set[str] = set()
         ents = []
+        conditioned = cfg.propose_unseen and self._pool_seqs is not None
         for attempt in range(1 + cfg.max_resample):
-            toks, rew, _, ent = self._call("propose", self._g[0], self._d[0], winners,
-                                           self._next_key(100 + attempt), self._budget)
+            key = self._next_key(100 + attempt)
+            if conditioned:
+                avail = self._available()
+                if not avail.any():
+                    break
+                toks, rew, _, ent = self._call("propose_in", self._g[0], self._d[0], winners,
+                                               key, self._budget, self._pool_seqs,
+                                               jnp.asarray(avail))
+            else:
+                toks, rew, _, ent = self._call("propose", self._g[0], self._d[0], winners,
+                                               key, self._budget)
             toks, rew = np.asarray(toks), np.asarray(rew)
             ents.append(float(np.mean(ent)))
             fresh = []
@@ -474,8 +540,10 @@ class GANASSearcher:
                 n_cand += 1
                 if not self._valid(arch):
                     continue
-                n_valid += 1
                 k = self._key_of(arch)
+                if self._pool_row is not None and k not in self._pool_row:
+                    continue  # outside the table the search runs on
+                n_valid += 1
                 uniq.add(k)
                 if not self._ok(arch):
                     n_over += 1
@@ -499,8 +567,9 @@ class GANASSearcher:
         self.rounds.append({
             "round": self._round, "n_told": len(self._told),
             "d_loss": float(met["d_loss"]), "reward": float(met["reward"]),
+            "g_entropy": float(met["g_entropy"]), "conditioned": bool(conditioned),
             "g_loss_first": float(met["g_loss_first"]), "g_loss_last": float(met["g_loss_last"]),
-            "entropy": ents[0], "valid_frac": n_valid / max(n_cand, 1),
+            "entropy": ents[0] if ents else float("nan"), "valid_frac": n_valid / max(n_cand, 1),
             "unique_frac": len(uniq) / max(n_valid, 1), "over_budget_frac": n_over / max(n_valid, 1),
             "random_fill": n_fill, "proposal_batches": len(ents),
             "time_s": time.perf_counter() - t0 - (self.compile_s - c0)})

@@ -211,6 +211,12 @@ def _nb201_node_adj() -> np.ndarray:
 _NB201_NODE_ADJ = _nb201_node_adj()
 
 
+def nb201_all_sequences() -> np.ndarray:
+    """int32[15625, 6]: every NB201 decision sequence; row ``i`` is ``i`` written in base 5
+    (most significant digit first), so ``row_of(tokens) = sum(tokens * 5 ** (5 - t))``."""
+    return np.stack(np.unravel_index(np.arange(5 ** 6), (5,) * 6), -1).astype(np.int32)
+
+
 def make_codec(space: str, num_classes: int = 10) -> CellCodec:
     """The :class:`CellCodec` of ``'nb201'`` or ``'nb101'`` (``num_classes`` sets the NB201
     classifier params used by the params cost)."""
@@ -332,7 +338,8 @@ def batch_graph(codec: CellCodec, tokens: jax.Array) -> tuple[jax.Array, jax.Arr
 
 def decode(gen: Generator, params: Any, codec: CellCodec, ctx_tokens: jax.Array,
            key: jax.Array | None, budget: jax.Array, forced: jax.Array | None = None,
-           temperature: float = 1.0) -> tuple[jax.Array, jax.Array, jax.Array]:
+           temperature: float = 1.0, allowed: tuple[jax.Array, jax.Array] | None = None
+           ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Runs the autoregressive decoder over ``T`` steps (jit-able, batched).
 
     Args:
@@ -343,6 +350,16 @@ def decode(gen: Generator, params: Any, codec: CellCodec, ctx_tokens: jax.Array,
       budget: scalar cell cost budget (``max_params - codec.base_cost``; ``inf`` for none).
       forced: int[B, T] sequences to score instead of sampling (teacher forcing).
       temperature: sampling temperature (log-probs are those of the untempered policy).
+      allowed: optional ``(seqs int[M, T], avail f32[M])``: a finite set of decision
+        sequences and which of them may be emitted. Each step then allows only the choices
+        that extend the prefix written so far towards at least one available sequence (a
+        trie mask, evaluated as ``[B, M] @ one_hot(seqs[:, t])``), *instead of* the codec's
+        validity and budget masks (the set is assumed valid and within budget). This treats
+        "already seen" like the other constraints, by masking while decoding: the result is
+        G's policy restricted step by step to prefixes that still have an available
+        completion (log-probs are those of this masked policy; they sum to one over the
+        available set, but are not exactly G's probabilities renormalised over it, which
+        would need G's probability of every available cell). ``avail.sum()`` must be > 0.
 
     Returns:
       ``(tokens int[B, T], log_prob f32[B], entropy f32[B])``: the sum over steps of the
@@ -353,10 +370,20 @@ def decode(gen: Generator, params: Any, codec: CellCodec, ctx_tokens: jax.Array,
     h = gen.apply({"params": params}, adj, feats, method=Generator.encode)
     toks0 = jnp.zeros((B, codec.T), jnp.int32) if forced is None else forced
 
+    if allowed is not None:
+        seqs, avail = allowed
+        match0 = jnp.broadcast_to(avail.astype(jnp.float32)[None], (B, seqs.shape[0]))
+    else:
+        match0 = jnp.zeros((B, 1), jnp.float32)
+
     def body(carry, t):
-        h, toks, prev = carry
+        h, toks, prev, match = carry
         h, logits = gen.apply({"params": params}, h, prev, t, method=Generator.step)
-        mask = codec.step_mask(toks, t, budget)
+        if allowed is None:
+            mask = codec.step_mask(toks, t, budget)
+        else:  # choices that continue the prefix towards an available sequence
+            col = jnp.take(seqs, t, axis=1)  # [M]
+            mask = (match @ jax.nn.one_hot(col, codec.K)) > 0
         logits = jnp.where(mask, logits, -1e9)
         logp_all = jax.nn.log_softmax(logits, -1)
         if forced is None:
@@ -367,8 +394,11 @@ def decode(gen: Generator, params: Any, codec: CellCodec, ctx_tokens: jax.Array,
         lp = jnp.take_along_axis(logp_all, choice[:, None], -1)[:, 0]
         p = jnp.exp(logp_all)
         ent = -jnp.sum(jnp.where(mask, p * logp_all, 0.0), -1)
-        return (h, toks, choice.astype(jnp.int32)), (lp, ent)
+        if allowed is not None:
+            match = match * (col[None, :] == choice[:, None])
+        return (h, toks, choice.astype(jnp.int32), match), (lp, ent)
 
     prev0 = jnp.full((B,), codec.K, jnp.int32)
-    (_, toks, _), (lps, ents) = jax.lax.scan(body, (h, toks0, prev0), jnp.arange(codec.T))
+    (_, toks, _, _), (lps, ents) = jax.lax.scan(body, (h, toks0, prev0, match0),
+                                                jnp.arange(codec.T))
     return toks, lps.sum(0), ents.sum(0)

@@ -96,8 +96,14 @@ class ReNASSearcher:
             raise ValueError(f"ReNASConfig.loss must be one of {losses}, got {c.loss!r}")
         self.pool = list(candidates) if candidates is not None else _candidate_pool(space, c.pool)
         if not 2 <= c.train_size <= len(self.pool):
+            hint = ""
+            if _space_name(space) == "nb101":
+                hint = (f"; the NB101 pool is the benchmark table's cells ({len(self.pool)} "
+                        "unique in the offline NASLib subset), so the paper's 424 training "
+                        "cells need the full NB101 table (set pool=PATH), or use e.g. "
+                        "--set train_size=200")
             raise ValueError(f"train_size must be in [2, {len(self.pool)}] (the candidate pool),"
-                             f" got {c.train_size}")
+                             f" got {c.train_size}{hint}")
         if c.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {c.top_k}")
         self._key = as_key(key)

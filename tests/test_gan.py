@@ -217,3 +217,78 @@ def test_registered_for_cli():
     spec = get_method("ganas")
     assert spec.kind == "sample" and set(spec.spaces) == {"nb201", "nb101"}
     assert spec.config_cls is GANASConfig
+
+
+def test_conditioned_decode_masks_towards_the_available_set():
+    """``decode(allowed=...)`` samples only available rows; its log-probs are G's step-wise
+    log-softmax over the choices that still lead to an available row (checked by hand),
+    and they sum to one over the available set."""
+    from jnas.gan_models import decode, nb201_all_sequences
+    codec = make_codec("nb201")
+    steps = get_steps(codec, TINY)
+    g, _ = steps.init(jax.random.key(11))
+    all_seqs = nb201_all_sequences()
+    seqs = jnp.asarray(all_seqs)
+    rng = np.random.default_rng(0)
+    avail_rows = rng.choice(seqs.shape[0], 40, replace=False)
+    avail = np.zeros(seqs.shape[0], np.float32)
+    avail[avail_rows] = 1.0
+    allowed = (seqs, jnp.asarray(avail))
+    gen = steps.gen
+    ctx = jnp.zeros((512, codec.T), jnp.int32)
+    toks, _, _ = decode(gen, g[0], codec, ctx, jax.random.key(12), INF, allowed=allowed)
+    rows = np.asarray(toks) @ (5 ** np.arange(5, -1, -1))
+    assert set(rows.tolist()) <= set(avail_rows.tolist())
+    assert len(set(rows.tolist())) > 5  # a distribution over the set, not one cell
+    ctx40 = jnp.zeros((40, codec.T), jnp.int32)
+    _, lp_c, _ = decode(gen, g[0], codec, ctx40, None, INF, forced=seqs[avail_rows],
+                        allowed=allowed)
+    assert float(jnp.exp(lp_c).sum()) == pytest.approx(1.0, abs=1e-4)
+    adj, feats = batch_graph(codec, ctx40[:1])
+    avail_set = all_seqs[avail_rows]
+    for r in range(3):  # by hand: mask = next tokens of available rows sharing the prefix
+        seq = all_seqs[avail_rows[r]]
+        h = gen.apply({"params": g[0]}, adj, feats, method=Generator.encode)
+        prev, total = jnp.array([codec.K]), 0.0
+        for t in range(codec.T):
+            h, logits = gen.apply({"params": g[0]}, h, prev, jnp.int32(t), method=Generator.step)
+            same = np.all(avail_set[:, :t] == seq[:t], axis=1)
+            ok = np.zeros(codec.K, bool)
+            ok[avail_set[same, t]] = True
+            lg = np.asarray(logits[0], np.float64)
+            lse = np.log(np.exp(lg[ok] - lg[ok].max()).sum()) + lg[ok].max()
+            total += lg[seq[t]] - lse
+            prev = jnp.array([seq[t]])
+        assert float(lp_c[r]) == pytest.approx(total, abs=1e-4)
+
+
+@pytest.mark.parametrize("unseen", [True, False])
+def test_propose_unseen_never_needs_random_fill(unseen):
+    """With ``propose_unseen`` every round's cells come from G (no random fill) and no cell
+    repeats; without it the searcher still works (rejection + fill)."""
+    import dataclasses
+    cfg = dataclasses.replace(TINY, propose_unseen=unseen, cand_batch=8, max_resample=0)
+    s = GANASSearcher("nb201", 3, cfg)
+    archs = _run(s, 40, 4)
+    assert len({a.to_string() for a in archs}) == 40
+    assert all(r["conditioned"] is unseen for r in s.rounds)
+    if unseen:
+        assert sum(r["random_fill"] for r in s.rounds) == 0
+
+
+@pytest.mark.parametrize("unseen", [True, False])
+def test_nb101_table_subspace_only_proposes_table_cells(data_dir, unseen):
+    """On the offline NB101 subset (292 cells) GA-NAS proposes only cells the table holds,
+    so the CLI's ``--space nb101`` search can score every query."""
+    import dataclasses
+    from jnas import benchmarks
+    from jnas.benchmarks_nb101 import TableSpace
+    t = benchmarks.load_nb101_json(data_dir / "nb101" / "zc_nasbench101.json")
+    space = TableSpace(t, get_space("nb101"))
+    s = GANASSearcher(space, 0, dataclasses.replace(TINY, propose_unseen=unseen))
+    archs = _run(s, 24, 4)
+    held = {t.arch_at(i).spec_hash() for i in range(len(t))}
+    assert all(a.spec_hash() in held for a in archs)
+    assert len({a.spec_hash() for a in archs}) == 24
+    if unseen:
+        assert sum(r["random_fill"] for r in s.rounds) == 0

@@ -160,6 +160,9 @@ def test_registry_and_nb101_pool(data_dir):
     assert x.shape == (5, 19, 7, 7) and np.all(np.isfinite(x))
     with pytest.raises(ValueError, match="spaces 'nb201' and 'nb101'"):
         renas.features("darts", [])
+    # the paper's 424 training cells do not fit the offline table: a clear error, no search
+    with pytest.raises(ValueError, match=r"train_size must be in \[2, \d+\].*full NB101"):
+        spec.factory(get_space("nb101"), jax.random.key(0), renas.ReNASConfig())
 
 
 def test_predictor_guided_evolution_runs():
