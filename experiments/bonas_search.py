@@ -1,26 +1,32 @@
 """BONAS search on NB201 (tabular, ask/tell loop of jnas.search) next to RS and REA.
 
-Command (2-core CPU shared with other jobs):
+Command (2-core CPU shared with other jobs; comma lists of datasets/protocols run in one
+process, so the compiled GCN programs are shared; set JAX_COMPILATION_CACHE_DIR to also share
+them between processes):
     JNAS_DATA_DIR=/work/shared/data nice python experiments/bonas_search.py \
-        --dataset cifar10 --seeds 0-4 --budget 200 --out /tmp/bonas/search_c10.json
+        --dataset cifar10,cifar100,ImageNet16-120 --protocol 12epoch,200epoch \
+        --seeds 0-19 --budget 200 --out /tmp/bonas/search.jsonl
+    python experiments/bonas_search.py --summarise /tmp/bonas/search.jsonl \
+        --dataset cifar10 --protocol 12epoch     # tables only
 Protocol '12epoch': the searcher sees the 12-epoch validation accuracy; the reported score is
-the 200-epoch test accuracy of the best-by-signal cell (jnas.search.run_search). BONAS asks
-k=10 cells per round (BONASConfig defaults: 10 random warm-up cells, GCN 100 epochs, BLR by
-evidence maximisation, UCB 0.5 over 10,000 random candidates). Prints a markdown table: best
+the 200-epoch test accuracy of the best-by-signal cell (jnas.search.run_search); '200epoch':
+signal = reported = the 200-epoch test accuracy. BONAS asks k=10 cells per round
+(BONASConfig defaults: 10 random warm-up cells, GCN 100 epochs, BLR by evidence maximisation,
+UCB 0.5 over 10,000 random candidates). Prints a markdown table per (dataset, protocol): best
 reported score at 50/100/200 queries (mean ± std over seeds), queries until a top-0.1 % cell
 (by 200-epoch test accuracy) is first *queried*, and BONAS per-round timings.
-Runtime and results: RESULTS.md. On the shared 2-core CPU (load about 19), with
-the default bidirectional GCN, 9 seeds took about 35 min; most of that was compiling, and each
-later seed took about 100 s. BONAS reached 93.74 ± 0.32 at 100 queries and 94.20 ± 0.22 at 200
-queries, and queried a top-0.1 % cell in 9 of 9 seeds. REA from the same loop reached 94.05 and
-94.20, and found one in 7 of 9 seeds.
+Runtime and results: RESULTS.md. NB201 CIFAR-10, 12-epoch protocol, 20 seeds, bidirectional GCN
+(2-core CPU, load 2-7): about 37 CPU-s (20-95 s wall) per 200-query seed; BONAS 93.97 ± 0.34
+at 100 queries and 94.15 ± 0.24 at 200 (REA from the same loop 94.03 and 94.13).
 
 Weight-sharing mode (real CIFAR-10 images, jnas.weight_sharing):
     JNAS_DATA_DIR=/work/shared/data nice python experiments/bonas_search.py --ws-tau \
         --ws-k 8 --ws-rounds 3 --set C=4 N=1 steps=400 --out /tmp/bonas/ws.jsonl
 trains k random NB201 cells together in one supernet (BONAS) and, separately, each alone for
 steps/k steps (same total steps), and prints Kendall tau of both read-outs against the
-NB201 200-epoch CIFAR-10 test accuracy, per round.
+NB201 200-epoch CIFAR-10 test accuracy, per round and pooled. On the shared 2-core CPU this
+did not finish one round (about 15 CPU-min: the vmapped 'independent' program alone compiled
+for over 15 min); it needs a GPU (RESULTS.md).
 """
 from __future__ import annotations
 
@@ -47,7 +53,11 @@ def _seeds(s: str) -> list[int]:
 
 
 def ws_tau(args) -> None:
-    """Kendall tau of weight-shared vs stand-alone read-outs of k random cells (see docstring)."""
+    """Kendall tau of weight-shared vs stand-alone read-outs of k random cells (see docstring).
+
+    Per round: k random NB201 cells (the same cells for both modes), tau of each mode's
+    read-out against the 200-epoch CIFAR-10 test accuracy. At the end: mean ± std of the
+    per-round tau, and tau over all rounds' cells pooled."""
     import dataclasses
     from jnas.data import load_cifar10, search_split
     from jnas.metrics import kendall_tau
@@ -58,78 +68,46 @@ def ws_tau(args) -> None:
     tr, va = search_split(x, y, 0)
     base = apply_overrides(WSConfig(), args.set)
     space = get_space("nb201")
+    modes = ("shared", "independent")
     evs = {m: WeightSharingEvaluator(tr, va, 0, dataclasses.replace(base, mode=m))
-           for m in ("shared", "independent")}
+           for m in modes}
+    recs = []
     for r in range(args.ws_rounds):
         archs = space.sample(as_key(1000 + r), args.ws_k)
         true = [float(acc[bench.index_of(a)]) for a in archs]
-        rec = {"round": r, "k": args.ws_k, "config": dataclasses.asdict(base), "true": true}
+        rec = {"round": r, "k": args.ws_k, "config": dataclasses.asdict(base), "true": true,
+               "archs": [a.to_string() for a in archs]}
         for m, ev in evs.items():
             sc = ev.evaluate(archs)
             rec[m] = {"scores": sc, "tau": kendall_tau(true, sc), **ev.last_timing}
+        recs.append(rec)
         print(json.dumps(rec), flush=True)
         if args.out:
             with open(args.out, "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
+    true_all = [t for rec in recs for t in rec["true"]]
+    print(f"\nk={args.ws_k}, {len(recs)} rounds, {len(tr[0])} train / {len(va[0])} val images")
+    for m in modes:
+        taus = [rec[m]["tau"] for rec in recs]
+        pooled = kendall_tau(true_all, [s for rec in recs for s in rec[m]["scores"]])
+        mean_acc = np.mean([s for rec in recs for s in rec[m]["scores"]])
+        run_s = np.median([rec[m]["run_s"] for rec in recs])
+        print(f"{m}: per-round tau {np.mean(taus):.3f} ± {np.std(taus):.3f} "
+              f"({', '.join(f'{t:.2f}' for t in taus)}); pooled tau {pooled:.3f}; "
+              f"mean read-out acc {mean_acc:.1f}%; run {run_s:.1f}s per round, "
+              f"compile {recs[0][m]['compile_s']:.1f}s")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", default="cifar10")
-    ap.add_argument("--protocol", default="12epoch")
-    ap.add_argument("--seeds", default="0-4")
-    ap.add_argument("--budget", type=int, default=200)
-    ap.add_argument("--methods", default="bonas,rs,rea")
-    ap.add_argument("--set", nargs="*", default=[], help="BONASConfig overrides key=value")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--summarise", default=None, help="only print the tables of a JSONL file")
-    ap.add_argument("--ws-tau", action="store_true", help="weight-sharing tau experiment")
-    ap.add_argument("--ws-k", type=int, default=8)
-    ap.add_argument("--ws-rounds", type=int, default=3)
-    ap.add_argument("--ws-per-class", type=int, default=1000)
-    args = ap.parse_args()
-    if args.ws_tau:
-        return ws_tau(args)
-    bench = load_nb201()
-    acc = bench.test_acc[args.dataset]
-    thr = np.sort(acc)[::-1][int(np.ceil(0.001 * len(acc))) - 1]  # top 0.1 % = best 16 cells
-    space = get_space("nb201")
-    rows: list[dict] = []
-    if args.summarise:
-        rows = [json.loads(line) for line in open(args.summarise)]
-        rows = [r for r in rows if r["dataset"] == args.dataset]
-        for r in rows:
-            r["best"] = {int(k): v for k, v in r["best"].items()}
-        args.methods = ",".join(dict.fromkeys(r["method"] for r in rows))
-    for method in ([] if args.summarise else args.methods.split(",")):
-        spec = get_method(method)
-        cfg = apply_overrides(spec.config_cls(), args.set if method == "bonas" else None)
-        batch = cfg.k if method == "bonas" else 1
-        for seed in _seeds(args.seeds):
-            ev = TabularEvaluator(bench, args.dataset, args.protocol)
-            searcher = spec.factory(space, as_key(seed), cfg)
-            t0 = time.perf_counter()
-            res = run_search(searcher, ev, args.budget, batch, method=method, seed=seed,
-                             config=cfg)
-            new = [h for h in res.history if h.get("new", True)]  # distinct queries only
-            hit = next((i + 1 for i, h in enumerate(new)
-                        if acc[bench.index_of(h["arch"])] >= thr), None)
-            rec = {"method": method, "seed": seed, "dataset": args.dataset,
-                   "best": {b: res.best_at(b) for b in (50, 100, 200) if b <= args.budget},
-                   "queries_to_top0.1%": hit, "wall_s": time.perf_counter() - t0,
-                   "best_arch": res.best_arch}
-            if method == "bonas":
-                rec["rounds"] = searcher.round_log
-            rows.append(rec)
-            print(json.dumps({k: v for k, v in rec.items() if k != "rounds"}), flush=True)
-            if args.out:
-                with open(args.out, "a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
-    print(f"\n{args.dataset}, protocol {args.protocol}, top-0.1% threshold {thr:.2f}")
+def _table(rows: list[dict], dataset: str, protocol: str, thr: float, methods: list[str]) -> None:
+    """Markdown table of one (dataset, protocol): mean ± std at 50/100/200 queries and the
+    queries until a top-0.1 % cell is first queried (median over the seeds that found one)."""
+    print(f"\n{dataset}, protocol {protocol}, top-0.1% threshold {thr:.2f}")
     print("| method | @50 | @100 | @200 | queries to top 0.1 % (median; found/seeds) | seeds |")
     print("|---|---|---|---|---|---|")
-    for method in args.methods.split(","):
+    for method in methods:
         rs = [r for r in rows if r["method"] == method]
+        if not rs:
+            continue
         cells = []
         for b in (50, 100, 200):
             v = [r["best"][b] for r in rs if b in r["best"]]
@@ -145,6 +123,68 @@ def main() -> None:
               f"acquisition over {f('n_candidates'):.0f} candidates {f('acq_s'):.2f}s, "
               f"total {f('total_s'):.2f}s; compile (first round per data bucket) "
               f"{max(x['compile_s'] for x in rounds):.1f}s max")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", default="cifar10",
+                    help="comma list of cifar10, cifar100, ImageNet16-120 (one process shares "
+                         "the compiled GCN programs across them)")
+    ap.add_argument("--protocol", default="12epoch", help="comma list of 12epoch, 200epoch")
+    ap.add_argument("--seeds", default="0-4")
+    ap.add_argument("--budget", type=int, default=200)
+    ap.add_argument("--methods", default="bonas,rs,rea")
+    ap.add_argument("--set", nargs="*", default=[], help="BONASConfig overrides key=value")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--summarise", default=None, help="only print the tables of a JSONL file")
+    ap.add_argument("--ws-tau", action="store_true", help="weight-sharing tau experiment")
+    ap.add_argument("--ws-k", type=int, default=8)
+    ap.add_argument("--ws-rounds", type=int, default=3)
+    ap.add_argument("--ws-per-class", type=int, default=1000)
+    args = ap.parse_args()
+    if args.ws_tau:
+        return ws_tau(args)
+    bench = load_nb201()
+    space = get_space("nb201")
+    combos = [(d, p) for d in args.dataset.split(",") for p in args.protocol.split(",")]
+    methods = args.methods.split(",")
+    rows: list[dict] = []
+    if args.summarise:
+        rows = [json.loads(line) for line in open(args.summarise)]
+        for r in rows:
+            r.setdefault("protocol", "12epoch")  # records written before the field existed
+            r["best"] = {int(k): v for k, v in r["best"].items()}
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+    for dataset, protocol in combos:
+        acc = bench.test_acc[dataset]
+        thr = np.sort(acc)[::-1][int(np.ceil(0.001 * len(acc))) - 1]  # top 0.1 % = best 16
+        for method in ([] if args.summarise else methods):
+            spec = get_method(method)
+            cfg = apply_overrides(spec.config_cls(), args.set if method == "bonas" else None)
+            batch = cfg.k if method == "bonas" else 1
+            for seed in _seeds(args.seeds):
+                ev = TabularEvaluator(bench, dataset, protocol)
+                searcher = spec.factory(space, as_key(seed), cfg)
+                t0 = time.perf_counter()
+                c0 = time.process_time()
+                res = run_search(searcher, ev, args.budget, batch, method=method, seed=seed,
+                                 config=cfg)
+                new = [h for h in res.history if h.get("new", True)]  # distinct queries only
+                hit = next((i + 1 for i, h in enumerate(new)
+                            if acc[bench.index_of(h["arch"])] >= thr), None)
+                rec = {"method": method, "seed": seed, "dataset": dataset, "protocol": protocol,
+                       "best": {b: res.best_at(b) for b in (50, 100, 200) if b <= args.budget},
+                       "queries_to_top0.1%": hit, "wall_s": time.perf_counter() - t0,
+                       "cpu_s": time.process_time() - c0, "best_arch": res.best_arch}
+                if method == "bonas":
+                    rec["rounds"] = searcher.round_log
+                rows.append(rec)
+                print(json.dumps({k: v for k, v in rec.items() if k != "rounds"}), flush=True)
+                if args.out:
+                    with open(args.out, "a") as fh:
+                        fh.write(json.dumps(rec) + "\n")
+        sel = [r for r in rows if r["dataset"] == dataset and r["protocol"] == protocol]
+        _table(sel, dataset, protocol, thr, methods)
 
 
 if __name__ == "__main__":
