@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from jnas.report import load_jsonl
 from jnas import renas
 from jnas.cli import parse_seeds
 from jnas.metrics import kendall_tau, precision_at_k, spearman_rho
@@ -64,12 +65,7 @@ def _gcn_scores(data: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, seed: 
 
 def summarise(paths: list[str]) -> None:
     """Prints the markdown table (mean ± std over seeds, ddof 0) of JSON-line result files."""
-    recs: dict[tuple, dict] = {}
-    for path in paths:
-        with open(path) as f:
-            for line in f:
-                r = json.loads(line)
-                recs[(r["space"], r["dataset"], r["size"], r["loss"], r["seed"])] = r
+    recs = load_jsonl(paths, ("space", "dataset", "size", "loss", "seed"))
     groups: dict[tuple, list[dict]] = {}
     for (sp, ds, size, loss, _), r in sorted(recs.items()):
         groups.setdefault((sp, ds, size, loss), []).append(r)

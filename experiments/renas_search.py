@@ -25,18 +25,14 @@ import time
 
 import numpy as np
 
+from jnas.report import load_jsonl
 from jnas import benchmarks, search
 from jnas.cli import parse_seeds
 
 
 def summarise(paths: list[str]) -> None:
     """Markdown table per (dataset, method) of JSON-line result files (later duplicates win)."""
-    recs: dict[tuple, dict] = {}
-    for path in paths:
-        with open(path) as f:
-            for line in f:
-                r = json.loads(line)
-                recs[(r["dataset"], r["method"], r["queries"], r["seed"])] = r
+    recs = load_jsonl(paths, ("dataset", "method", "queries", "seed"))
     groups: dict[tuple, list[dict]] = {}
     for k, r in sorted(recs.items()):
         groups.setdefault(k[:3], []).append(r)

@@ -15,8 +15,21 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["load_results", "score_at", "score_at_time", "summarise", "format_summary",
+__all__ = ["load_jsonl", "load_results", "score_at", "score_at_time", "summarise", "format_summary",
            "best_so_far_curve", "plot_best_so_far"]
+
+
+def load_jsonl(paths: Sequence[str | Path], key: Sequence[str]) -> dict[tuple, dict[str, Any]]:
+    """Records of JSON-lines files, keyed by the tuple of their ``key`` fields; a later record
+    with the same key replaces an earlier one (re-runs and resumed runs win)."""
+    recs: dict[tuple, dict[str, Any]] = {}
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    r = json.loads(line)
+                    recs[tuple(r[k] for k in key)] = r
+    return recs
 
 
 def load_results(dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
