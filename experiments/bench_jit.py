@@ -8,79 +8,75 @@ What it measures, in ONE process, for every combination of the flags:
   (``--C 16 --layers 8``), built by ``jnas.oneshot.make_supernet`` with
   ``weight_optimizer`` / ``alpha_optimizer`` of ``jnas.oneshot``; batch ``--batches``;
 * the less-local population step (``jnas.less_local.make_population_step``, vmap over the
-  member axis) for P in ``--populations`` (first order by default, ``--pop-orders``);
-* dtype: ``fp32``. ``bf16`` is reported as ``"not supported"`` (one JSON line with
-  ``"status": "not supported"``): the jnas supernets (``cells.NB201Supernet``,
-  ``cells_darts.DARTSSupernet``) have no compute-dtype option and ``oneshot.preprocess``
-  always yields float32, so a bf16 run would be fp32 under another name;
-* the PyTorch reference (eager, synthetic data on the GPU) when ``torch`` + ``xautodl`` are
-  importable and CUDA is available: xautodl ``TinyNetworkDarts`` (NB201 ops, C, N) and
-  ``NASNetworkDARTS`` (DARTS ops, C, cells = ``--layers``); first-order step = weight step
-  (SGD 0.025, momentum 0.9, wd 3e-4, grad-norm clip 5) on a train batch + α step (Adam 3e-4,
-  betas (0.5, 0.999), wd 1e-3) on a val batch. Otherwise one JSON line with
-  ``"impl": "torch-xautodl", "status": "skipped", "reason": ...``.
+  member axis) for P in ``--populations`` (default 1 and 8; first order, ``--pop-orders``);
+* compute dtype ``--dtypes fp32,bf16``: bf16 runs the supernet with ``dtype=bfloat16``
+  (activations and convolutions in bf16; params, BN statistics, optimiser states and
+  logits float32), through the config's ``compute_dtype`` when ``jnas.oneshot`` has it,
+  else by cloning the module with ``dtype``;
+* the PyTorch reference (eager, synthetic data on the GPU, fp32) when ``torch`` and
+  ``xautodl`` (PyPI ``xautodl`` 1.0.0, D-X-Y/AutoDL-Projects) import and CUDA is available:
+  NB201: ``xautodl.models.cell_searchs.TinyNetworkDarts(C, N, max_nodes=4, num_classes=10,
+  search_space=get_search_spaces("cell", "nas-bench-201"), affine=False,
+  track_running_stats=False)``; DARTS space: ``NASNetworkDARTS(C, N, steps=4, multiplier=4,
+  stem_multiplier=3, num_classes=10, search_space=get_search_spaces("cell", "darts"),
+  affine=False, track_running_stats=False)``. NASNetworkDARTS builds 3N cells (reductions
+  after N and 2N cells), so ``--layers 8`` gets N=3, i.e. 9 cells (``ref_cells`` in the
+  JSON; ``--layers 9`` matches jnas cell for cell). Both return ``(features, logits)`` and
+  split parameters by ``get_weights()`` / ``get_alphas()``. First-order step = weight step
+  (SGD 0.025, momentum 0.9, wd 3e-4, grad-norm clip 5) on a train batch + α step (Adam
+  3e-4, betas (0.5, 0.999), wd 1e-3) on a val batch, as in xautodl's DARTS-V1 search
+  script. Otherwise one JSON line ``{"impl": "torch-xautodl", "status": "skipped",
+  "reason": ...}`` (e.g. "torch not importable: No module named 'torch'"), and the jnas
+  lines have no speed-up.
 
-Timing: ``jax.jit(step, donate_argnums=0).lower(...).compile()`` is ``compile_s`` (state
-built from ``jax.eval_shape`` shapes via ``experiments/compile_cpu._fill`` so the init graph
-is never compiled); one warm-up call is excluded; ``step_ms`` = median over ``--steps`` calls,
-each followed by ``block_until_ready`` (torch: ``torch.cuda.synchronize``). ``images_per_s`` =
-2·batch (train + val batch) · P / step time. ``peak_mem_gb``: jax
+Timing: ``jax.jit(step, donate_argnums=0).lower(...).compile(compiler_options=...)`` is
+``compile_s`` (``--xla-options fast`` = ``jnas.cells.compiler_options()``: the fast XLA-CPU
+options on CPU, XLA's defaults elsewhere; state built from ``jax.eval_shape`` shapes via
+``experiments/compile_cpu._fill`` so the init graph is never compiled; ``compile_cpu_s`` the
+process CPU seconds of the same, robust to a shared machine's load); one warm-up call is
+excluded; ``step_ms`` = median over ``--steps`` calls, each followed by
+``block_until_ready`` (torch: ``torch.cuda.synchronize``). ``images_per_s`` = 2·batch
+(train + val batch) · P / step time. ``peak_mem_gb``: jax
 ``device.memory_stats()['peak_bytes_in_use']`` (process-wide peak, monotone over the run, so
-it is an upper bound for later configs; null on CPU where memory_stats is None),
-``exec_mem_gb`` the compiled step's own ``memory_analysis()`` (arguments + outputs + temps −
-aliased), torch ``torch.cuda.max_memory_allocated`` (reset per config). ``speedup_vs_ref`` =
-reference first-order fp32 step ms / this step ms at the same space and batch (jnas order-1
-single-member lines only; ``ref_step_ms`` is given too). Each line is appended to ``--out``
-as soon as it is measured, so a run killed by a time limit keeps what it finished.
+an upper bound for later configs; null on CPU), ``exec_mem_gb`` the compiled step's own
+``memory_analysis()`` (arguments + outputs + temps − aliased), torch
+``torch.cuda.max_memory_allocated`` (reset per config). ``speedup_vs_ref`` = reference
+first-order fp32 step ms / this step ms at the same space and batch (jnas single-member
+lines; ``ref_step_ms`` too). ``ratio_vs_fp32_o1`` = this step / the jnas fp32 first-order
+single step of the same space and batch (second order ≤ 3x, population of 8 ≤ 3x, bf16 < 1
+are issue-8 targets). Each line is appended to ``--out`` as soon as it is measured, so a run
+killed by a time limit keeps what it finished.
 
-GPU command (H100), everything in one process::
+GPU command (H100; install ``torch`` and ``xautodl`` first for the reference lines:
+``pip install torch xautodl``), everything in one process::
 
     python experiments/bench_jit.py --out /tmp/bench_jit.jsonl --plot /tmp/bench_jit.png
 
-With a 10-minute limit per command, split it (each line is written as soon as measured, so a
-killed run keeps its finished lines; the reference is re-timed in every part, so each
-part's speed-up is still measured in one process)::
+With a 10-minute limit per command, split it (each line is written as soon as measured; the
+reference is re-timed in every part, so each part's speed-up is measured in one process)::
 
     for s in nb201 darts; do for b in 64 256; do
       timeout 590 python experiments/bench_jit.py --spaces $s --batches $b \
           --out /tmp/bench_${s}_${b}.jsonl --plot /tmp/bench_${s}_${b}.png; done; done
 
 (defaults: ``--batches 64,256 --dtypes fp32,bf16 --orders 1,2 --populations 1,8 --steps 20
---C 16 --N 5 --layers 8``; install ``torch`` + ``xautodl`` (the ``torch-bench`` extra) first
-for the reference lines.)
+--C 16 --N 5 --layers 8 --xla-options fast``.)
 
-On this project's 2-core CPU only the tiny smoke configuration was run (2026-11-23, machine
-shared with a running test suite), to show the script runs; the GPU path and the torch
-reference path are untested::
+CPU smoke configuration (2-core CPU; shows the script runs; no GPU, no torch here)::
 
-    nice timeout 900 /work/venv/bin/python experiments/bench_jit.py --C 4 --N 1 --layers 5 \\
-        --batches 8 --steps 2 --spaces nb201 --orders 1 --populations 1 --dtypes fp32 \\
+    nice /work/venv/bin/python experiments/bench_jit.py --C 4 --N 1 --layers 5 \
+        --batches 8 --steps 2 --spaces nb201 --orders 1 --populations 1 --dtypes fp32,bf16 \
         --out /tmp/bench_smoke.jsonl --plot /tmp/bench_smoke.png
 
-Output:
-
-    {"device": "cpu", "backend": "cpu", "impl": "torch-xautodl", "status": "skipped", "reason": "torch not importable: No module named 'torch'"}
-    {"device": "cpu", "backend": "cpu", "impl": "jnas", "space": "nb201", "order": 1, "batch": 8, "dtype": "fp32", "population": null, "compile_s": 25.47, "step_ms": 94.571, "images_per_s": 169.2, "peak_mem_gb": null, "exec_mem_gb": 0.011, "train_loss": 2.6485424041748047, "finite": true}
-    {"device": "cpu", "backend": "cpu", "impl": "jnas", "space": "nb201", "order": 1, "batch": 8, "dtype": "fp32", "population": 1, "compile_s": 29.62, "step_ms": 100.768, "images_per_s": 158.8, "peak_mem_gb": null, "exec_mem_gb": 0.011, "train_loss": 2.66001033782959, "finite": true}
-
-Extra CPU check of the second-order step and the bf16 line (same day, same machine)::
-
-    nice timeout 600 /work/venv/bin/python experiments/bench_jit.py --C 4 --N 1 --layers 5 \\
-        --batches 8 --steps 2 --spaces nb201 --orders 2 --populations "" --dtypes fp32,bf16 \\
-        --out /tmp/bench_smoke2.jsonl
-
-Output:
-
-    {"device": "cpu", "backend": "cpu", "impl": "torch-xautodl", "status": "skipped", "reason": "torch not importable: No module named 'torch'"}
-    {"device": "cpu", "backend": "cpu", "impl": "jnas", "space": "nb201", "order": 2, "batch": 8, "dtype": "fp32", "population": null, "compile_s": 47.6, "step_ms": 282.469, "images_per_s": 56.6, "peak_mem_gb": null, "exec_mem_gb": 0.029, "train_loss": 2.648700714111328, "finite": true}
-    {"device": "cpu", "backend": "cpu", "impl": "jnas", "space": "nb201", "batch": 8, "dtype": "bf16", "status": "not supported", "reason": "jnas supernets have no compute-dtype option; preprocess yields float32"}
-
-Not run anywhere: the DARTS-space configs, the C=16 sizes, the GPU path (``peak_mem_gb`` from
-``memory_stats``) and the torch/xautodl reference path (torch is not installed here).
+Its results (and those of earlier CPU runs) are in ``BENCHMARKS.md``. Never run here: the
+DARTS-space configs at C=16, the GPU path and the torch/xautodl reference path (torch is
+not installed on the project's CPU machine; the reference constructors were checked against
+the xautodl source, not executed).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -99,12 +95,27 @@ from compile_cpu import _fill  # noqa: E402  (sets JAX_PLATFORMS=cpu by default:
 if _prev_platforms is None:
     os.environ.pop("JAX_PLATFORMS", None)
 
+from jnas import cells  # noqa: E402
 from jnas.darts import DARTSConfig, make_bilevel_step  # noqa: E402
 from jnas.less_local import make_population_step  # noqa: E402
 from jnas.oneshot import (SearchState, alpha_optimizer, init_alpha, make_supernet,  # noqa: E402
                           weight_optimizer)
 
 TOTAL_STEPS = 10_000  # cosine schedule length (only sets the lr value; no effect on speed)
+DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
+
+
+def _supernet(space: str, config, dtype: str):
+    """``make_supernet`` at the compute dtype: via ``config.compute_dtype`` where the config
+    has it, else the module cloned with ``dtype`` (params stay float32 either way)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
+    if dtype != "fp32" and "compute_dtype" in {f.name for f in dataclasses.fields(config)}:
+        config = dataclasses.replace(config, compute_dtype="bfloat16")
+    net = make_supernet(space, config)
+    if dtype != "fp32" and getattr(net.module, "dtype", None) is None:
+        net = dataclasses.replace(net, module=net.module.clone(dtype=DTYPES[dtype]))
+    return net
 
 
 # ----------------------------------------------------------------------------- jnas
@@ -157,19 +168,20 @@ def _exec_gb(compiled) -> float | None:
         return None
 
 
-def bench_jnas(space: str, order: int, batch: int, P: int, args) -> dict:
+def bench_jnas(space: str, order: int, batch: int, P: int, args, dtype: str = "fp32") -> dict:
     """P = 0: the plain DARTS step; P >= 1: the less-local population step of P members."""
     config = DARTSConfig(C=args.C, N=args.N, layers=args.layers, batch_size=batch, order=order)
-    net = make_supernet(space, config)
+    net = _supernet(space, config, dtype)
     w_opt, a_opt = weight_optimizer(config, TOTAL_STEPS), alpha_optimizer(config)
     single = make_bilevel_step(net, config, w_opt, a_opt, TOTAL_STEPS, order=order)
     step = single if P == 0 else make_population_step(single)
     state = _state(net, config, w_opt, a_opt, batch, P)
     data = _batch(batch)
     jax.block_until_ready((state, data))
-    t = time.perf_counter()
-    compiled = jax.jit(step, donate_argnums=0).lower(state, data).compile()
-    compile_s = time.perf_counter() - t
+    t, c = time.perf_counter(), time.process_time()
+    opts = cells.compiler_options("fast" if args.xla_options == "fast" else None)
+    compiled = jax.jit(step, donate_argnums=0).lower(state, data).compile(compiler_options=opts)
+    compile_s, compile_cpu_s = time.perf_counter() - t, time.process_time() - c
     state, m = compiled(state, data)  # warm-up (first call), excluded
     jax.block_until_ready((state, m))
     times = []
@@ -180,56 +192,51 @@ def bench_jnas(space: str, order: int, batch: int, P: int, args) -> dict:
         times.append(time.perf_counter() - t)
     ms = 1e3 * float(np.median(times))
     loss = float(np.mean(np.asarray(m["train_loss"])))
-    return {"impl": "jnas", "space": space, "order": order, "batch": batch, "dtype": "fp32",
-            "population": P if P else None, "compile_s": round(compile_s, 2),
-            "step_ms": round(ms, 3), "images_per_s": round(2 * batch * max(P, 1) / ms * 1e3, 1),
+    return {"impl": "jnas", "space": space, "order": order, "batch": batch, "dtype": dtype,
+            "population": P if P else None, "xla_options": args.xla_options,
+            "compile_s": round(compile_s, 2), "compile_cpu_s": round(compile_cpu_s, 2),
+            "loadavg_1m": round(os.getloadavg()[0], 2), "step_ms": round(ms, 3),
+            "images_per_s": round(2 * batch * max(P, 1) / ms * 1e3, 1),
             "peak_mem_gb": _peak_gb(), "exec_mem_gb": _exec_gb(compiled),
             "train_loss": loss, "finite": bool(np.isfinite(loss))}
 
 
 # ----------------------------------------------------------------------------- torch
 def torch_available() -> tuple[bool, str]:
+    """Whether the PyTorch reference can run: torch, xautodl (its model classes) and CUDA."""
     try:
-        import torch  # noqa: F401
+        import torch
     except Exception as e:  # noqa: BLE001
         return False, f"torch not importable: {e}"
     try:
-        import xautodl  # noqa: F401
+        from xautodl.models import get_search_spaces  # noqa: F401
+        from xautodl.models.cell_searchs import NASNetworkDARTS, TinyNetworkDarts  # noqa: F401
     except Exception as e:  # noqa: BLE001
-        return False, f"xautodl not importable: {e}"
+        return False, f"xautodl not importable (pip install xautodl): {type(e).__name__}: {e}"
     if not torch.cuda.is_available():
-        return False, "torch.cuda.is_available() is False"
+        return False, "torch.cuda.is_available() is False (the reference is timed on a GPU)"
     return True, ""
 
 
 def _torch_model(space: str, args):
-    from xautodl.models.cell_operations import SearchSpaceNames
+    """The xautodl search model of ``space`` and its cell count (see the module docstring)."""
+    from xautodl.models import get_search_spaces
+    from xautodl.models.cell_searchs import NASNetworkDARTS, TinyNetworkDarts
     if space == "nb201":
-        from xautodl.models.cell_searchs.search_model_darts import TinyNetworkDarts
-        return TinyNetworkDarts(args.C, args.N, 4, 10, SearchSpaceNames["nas-bench-201"],
-                                False, False), args.N
-    from xautodl.models.cell_searchs.search_model_darts_nasnet import NASNetworkDARTS
-    # xautodl versions differ: 3N+2 or 3N cells; pick the N that gives --layers cells
-    for n in ((args.layers - 2) // 3, args.layers // 3):
-        m = NASNetworkDARTS(args.C, max(n, 1), 4, 4, 3, 10, SearchSpaceNames["darts"],
-                            False, False)
-        if len(getattr(m, "_cells", getattr(m, "cells", []))) == args.layers:
-            return m, n
-    return m, n
+        ops = get_search_spaces("cell", "nas-bench-201")
+        return TinyNetworkDarts(args.C, args.N, 4, 10, ops, False, False), 3 * args.N
+    n = max(1, -(-args.layers // 3))  # 3N cells: the smallest N with 3N >= --layers
+    ops = get_search_spaces("cell", "darts")
+    return NASNetworkDARTS(args.C, n, 4, 4, 3, 10, ops, False, False), 3 * n
 
 
 def bench_torch(space: str, batch: int, args) -> dict:
     import torch
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
-    model, n_arg = _torch_model(space, args)
+    model, ref_cells = _torch_model(space, args)
     model = model.to(dev).train()
-    if hasattr(model, "get_weights"):
-        w_params, a_params = list(model.get_weights()), list(model.get_alphas())
-    else:
-        named = list(model.named_parameters())
-        a_params = [p for n, p in named if "arch" in n]
-        w_params = [p for n, p in named if "arch" not in n]
+    w_params, a_params = list(model.get_weights()), list(model.get_alphas())
     w_opt = torch.optim.SGD(w_params, 0.025, momentum=0.9, weight_decay=3e-4)
     a_opt = torch.optim.Adam(a_params, 3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
     crit = torch.nn.CrossEntropyLoss()
@@ -270,7 +277,7 @@ def bench_torch(space: str, batch: int, args) -> dict:
             "compile_note": "eager: first (warm-up) call time", "step_ms": round(ms, 3),
             "images_per_s": round(2 * batch / ms * 1e3, 1),
             "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3),
-            "ref_N_arg": n_arg, "train_loss": float(loss), "torch": torch.__version__}
+            "ref_cells": ref_cells, "train_loss": float(loss), "torch": torch.__version__}
 
 
 # ----------------------------------------------------------------------------- main
@@ -311,12 +318,18 @@ def main() -> None:
     ap.add_argument("--N", type=int, default=5)
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    ap.add_argument("--xla-options", choices=("fast", "default"), default="fast",
+                    help="fast: jnas.cells.compiler_options() (fast XLA-CPU compile options on "
+                         "CPU, XLA defaults on GPU); default: XLA defaults everywhere")
     ap.add_argument("--out", default=None, help="JSON-lines file (appended per line)")
     ap.add_argument("--plot", default=None, help="PNG bar chart of step ms")
     args = ap.parse_args()
     spaces = args.spaces.split(",")
     batches = [int(b) for b in args.batches.split(",")]
     dtypes = args.dtypes.split(",")
+    for d in dtypes:
+        if d not in DTYPES:
+            ap.error(f"unknown dtype {d!r} in --dtypes; choose from {sorted(DTYPES)}")
     orders = [int(o) for o in args.orders.split(",")]
     pops = [int(p) for p in args.populations.split(",") if p]
     pop_orders = [int(o) for o in args.pop_orders.split(",") if int(o) in orders]
@@ -348,23 +361,22 @@ def main() -> None:
                 except Exception as e:  # noqa: BLE001
                     emit({"impl": "torch-xautodl", "space": space, "batch": batch,
                           "status": "failed", "reason": f"{type(e).__name__}: {e}"})
+            base = None  # the jnas fp32 first-order single step of this space and batch
             for dtype in dtypes:
-                if dtype != "fp32":
-                    emit({"impl": "jnas", "space": space, "batch": batch, "dtype": dtype,
-                          "status": "not supported",
-                          "reason": "jnas supernets have no compute-dtype option; "
-                                    "preprocess yields float32"})
-                    continue
                 runs = [(o, 0) for o in orders] + [(o, p) for o in pop_orders for p in pops]
                 for order, P in runs:
                     try:
-                        r = bench_jnas(space, order, batch, P, args)
+                        r = bench_jnas(space, order, batch, P, args, dtype)
                     except Exception as e:  # noqa: BLE001
                         emit({"impl": "jnas", "space": space, "order": order, "batch": batch,
                               "dtype": dtype, "population": P or None, "status": "failed",
                               "reason": f"{type(e).__name__}: {e}"})
                         continue
-                    if order == 1 and P == 0 and (space, batch) in ref:
+                    if order == 1 and P == 0 and dtype == "fp32":
+                        base = r["step_ms"]
+                    if base is not None:
+                        r["ratio_vs_fp32_o1"] = round(r["step_ms"] / base, 3)
+                    if order == 1 and P <= 1 and (space, batch) in ref:
                         r["ref_step_ms"] = ref[(space, batch)]
                         r["speedup_vs_ref"] = round(ref[(space, batch)] / r["step_ms"], 2)
                     emit(r)

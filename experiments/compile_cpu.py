@@ -6,21 +6,30 @@ on one batch + an SGD update of the weights and an Adam update of alpha, fwd + b
 * NB201 supernet at test size (C=4, N=1, batch 8) and at C=16, N=5, batch 64;
 * DARTS-space supernet at test size (C=4, 5 layers, batch 8) and at C=16, 8 layers, batch 64.
 
-Prints one JSON line per config: ``compile_s`` (lower + XLA compile of the step, init
-excluded: weights are filled from ``jax.eval_shape`` shapes so the init graph is never
-compiled), ``compile_cpu_s`` (process CPU seconds of the same: XLA compiles mostly on one
-thread, so this approximates the wall time on an idle machine), ``step_ms`` (median of ``--steps`` timed steps after one warm-up), the machine
-load average while it ran.
+Prints one JSON line per config and option set: ``compile_s`` (lower + XLA compile of the
+step, init excluded: weights are filled from ``jax.eval_shape`` shapes so the init graph is
+never compiled), ``compile_cpu_s`` (process CPU seconds of the same: robust to the load of a
+shared machine), ``step_ms`` (median of ``--steps`` timed steps after one warm-up), the
+machine load average while it ran. ``--options``: XLA option sets ``default``, ``fast``
+(:data:`jnas.cells.CPU_FAST_COMPILE`) and ``fastest`` (backend optimisation level 0);
+``--flat 1`` wraps the weight optimiser in ``optax.flatten`` (one vector: fewer kernels,
+same numerics); ``--dtype bfloat16`` sets the supernets' compute dtype.
 
-Command (2-core shared CPU, 1 device)::
+Command (2-core shared CPU, 1 device; one process per option set, so that every figure
+includes the first-compile costs a user pays)::
 
-    nice timeout 3000 /work/venv/bin/python experiments/compile_cpu.py --out /tmp/compile_cpu.jsonl
+    for o in default fast fastest; do nice -n 10 /work/venv/bin/python \
+        experiments/compile_cpu.py --only nb201_test_C4_N1 --options $o; done
+    nice -n 10 /work/venv/bin/python experiments/compile_cpu.py --only nb201_test_C4_N1 \
+        --options fast --flat 1
 
-Runtime: 25+ minutes on the shared 2-core CPU under load (dominated by the DARTS step and
-the C=16 configs). Result (2026-11-23, shared 2-core CPU, load average 19-21 from other
-jobs): NB201 test size compile 111 s wall / 19.3 s CPU, step 330 ms; DARTS test size
-compile 378 s wall / 73.8 s CPU, step 14.5 s; the C=16 configs did not finish within the
-1500 s timeout. Full table: ``RESULTS.md``.
+Result (2026-11-23, shared 2-core AMD EPYC CPU, load average 5-8 from other jobs, two
+alternating repetitions; BENCHMARKS.md): NB201 test size (C=4, N=1, batch 8) compile
+19.1 / 20.0 CPU-s before this change (HEAD ``bff9370``), now 16.6 (default), 9.3-9.7
+(``fast``), 8.1-8.4 (``fast`` + flat optimiser), 3.9-4.1 (``fastest``, but ~10x slower
+steps); step 60-110 ms except ``fastest`` (570-970 ms). DARTS test size (C=4, 5 layers):
+see BENCHMARKS.md. Earlier (before the custom BN / fast options): NB201 111 s wall / 19.3 s
+CPU at load 21; DARTS 378 s wall / 73.8 s CPU, step 14.5 s.
 """
 from __future__ import annotations
 
@@ -53,7 +62,13 @@ def _fill(shapes):
     return jax.tree_util.tree_map_with_path(f, shapes)
 
 
-def bench(name: str, model, alpha_shapes: dict, batch: int, steps: int) -> dict:
+OPTIONS = {"default": None, "fast": cells.CPU_FAST_COMPILE,
+           "fastest": {"xla_cpu_use_fusion_emitters": False,
+                       "xla_backend_optimization_level": 0}}
+
+
+def bench(name: str, model, alpha_shapes: dict, batch: int, steps: int,
+          options: str = "default", flat: bool = False) -> dict:
     x = jnp.asarray(np.random.default_rng(1).normal(size=(batch, 32, 32, 3)), jnp.float32)
     y = jnp.asarray(np.arange(batch) % 10, jnp.int32)
     alpha = {k: 1e-3 * jnp.asarray(np.random.default_rng(2).normal(size=s), jnp.float32)
@@ -65,6 +80,8 @@ def bench(name: str, model, alpha_shapes: dict, batch: int, steps: int) -> dict:
     v = _fill(jax.eval_shape(lambda: model.init(jax.random.key(0), x, *weights(alpha),
                                                 train=True)))
     w_opt = train.sgd_cosine(steps=1000)
+    if flat:  # one flat vector for the optimiser: fewer, larger XLA kernels (same numerics)
+        w_opt = optax.flatten(w_opt)
     a_opt = optax.adamw(3e-4, b1=0.5, b2=0.999, weight_decay=1e-3)
     state = (v["params"], v.get("batch_stats", {}), alpha, w_opt.init(v["params"]),
              a_opt.init(alpha))
@@ -85,7 +102,8 @@ def bench(name: str, model, alpha_shapes: dict, batch: int, steps: int) -> dict:
                 as_), l
 
     t, c = time.perf_counter(), time.process_time()
-    compiled = jax.jit(step, donate_argnums=0).lower(state, x, y).compile()
+    compiled = jax.jit(step, donate_argnums=0).lower(state, x, y).compile(
+        compiler_options=OPTIONS[options])
     compile_s = time.perf_counter() - t
     compile_cpu_s = time.process_time() - c  # CPU seconds: robust to a loaded machine
     state, l = compiled(state, x, y)
@@ -96,7 +114,8 @@ def bench(name: str, model, alpha_shapes: dict, batch: int, steps: int) -> dict:
         state, l = compiled(state, x, y)
         jax.block_until_ready(l)
         times.append(time.perf_counter() - t)
-    return {"config": name, "batch": batch, "compile_s": round(compile_s, 2),
+    return {"config": name, "batch": batch, "xla_options": options, "flat_optimizer": flat,
+            "compile_s": round(compile_s, 2),
             "compile_cpu_s": round(compile_cpu_s, 2),
             "step_ms": round(1e3 * float(np.median(times)), 1), "loss": float(l),
             "loadavg_1m": os.getloadavg()[0], "devices": jax.device_count(),
@@ -108,24 +127,37 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
     ap.add_argument("--only", default=None, help="comma list of config names to run")
+    ap.add_argument("--options", default="default",
+                    help="comma list of XLA option sets: default, fast (cells.CPU_FAST_COMPILE),"
+                         " fastest (backend optimisation level 0)")
+    ap.add_argument("--flat", default="0",
+                    help="comma list of 0/1: wrap the weight optimiser in optax.flatten")
+    ap.add_argument("--dtype", default=None, help="supernet compute dtype (e.g. bfloat16)")
     args = ap.parse_args()
+    for o in args.options.split(","):
+        if o not in OPTIONS:
+            ap.error(f"unknown --options {o!r}; choose from {sorted(OPTIONS)}")
+    dt = {"dtype": args.dtype} if args.dtype else {}
     configs = [
-        ("nb201_test_C4_N1", cells.NB201Supernet(C=4, N=1), {"cell": (6, 5)}, 8),
-        ("darts_test_C4_L5", cells.DARTSSupernet(C=4, layers=5),
+        ("nb201_test_C4_N1", cells.NB201Supernet(C=4, N=1, **dt), {"cell": (6, 5)}, 8),
+        ("darts_test_C4_L5", cells.DARTSSupernet(C=4, layers=5, **dt),
          {"normal": (14, 8), "reduce": (14, 8)}, 8),
-        ("nb201_C16_N5", cells.NB201Supernet(C=16, N=5), {"cell": (6, 5)}, 64),
-        ("darts_C16_L8", cells.DARTSSupernet(C=16, layers=8),
+        ("nb201_C16_N5", cells.NB201Supernet(C=16, N=5, **dt), {"cell": (6, 5)}, 64),
+        ("darts_C16_L8", cells.DARTSSupernet(C=16, layers=8, **dt),
          {"normal": (14, 8), "reduce": (14, 8)}, 64),
     ]
     for name, model, shapes, batch in configs:
         if args.only and name not in args.only.split(","):
             continue
-        rec = bench(name, model, shapes, batch, args.steps)
-        line = json.dumps(rec)
-        print(line, flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(line + "\n")
+        for opts in args.options.split(","):
+            for flat in args.flat.split(","):
+                rec = bench(name, model, shapes, batch, args.steps, opts, flat == "1")
+                rec["dtype"] = args.dtype or "float32"
+                line = json.dumps(rec)
+                print(line, flush=True)
+                if args.out:
+                    with open(args.out, "a") as f:
+                        f.write(line + "\n")
 
 
 if __name__ == "__main__":

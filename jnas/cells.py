@@ -14,10 +14,15 @@ the edges leaving one node are evaluated with ``nn.vmap`` over edge parameters, 
 into one wider convolution per op instead of one convolution per edge; parameter-free ops
 (pooling, skip) of one source node are computed once for all its edges; ``none`` is never
 computed (it contributes exactly 0). Ops whose weight is statically zero on every edge of a
-source node can be skipped with ``op_mask``.
+source node can be skipped with ``op_mask``. BatchNorm has a closed-form backward
+(:func:`batch_norm_train`: about half the XLA kernels of its autodiff graph), and
+:func:`compiler_options` gives XLA-CPU options that halve compile time; both were chosen by
+profiling the CPU compile (BENCHMARKS.md). ``dtype="bfloat16"`` is a mixed-precision compute
+dtype (params, BN statistics and op weights float32).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -27,7 +32,8 @@ import numpy as np
 
 __all__ = [
     "BatchNorm", "ReLUConvBN", "ResNetBasicBlock", "avg_pool", "NB201MixedOp", "NB201Supernet",
-    "NB201Network", "nb201_subnet_params", "nb201_arch",
+    "NB201Network", "nb201_subnet_params", "nb201_arch", "batch_norm_train", "compute_dtype",
+    "compiler_options", "CPU_FAST_COMPILE", "CPU_FASTEST_COMPILE", "weighted",
     # re-exported below
     "DARTSSupernet", "DARTSNetwork", "DARTSMixedOp", "NB101Network",
     "count_params", "count_flops", "arch_cost", "op_costs", "cell_costs",
@@ -42,6 +48,55 @@ conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 # ----------------------------------------------------------------------------- basic layers
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array,
+                     eps: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Training-mode batch norm over all axes but the last (Ioffe & Szegedy, ICML 2015).
+
+    Returns ``(y, mean, var)``: ``y = (x - mean) / sqrt(var + eps) * scale + bias`` in
+    ``x.dtype`` and the float32 batch mean / biased variance (statistics always in float32).
+    The backward pass is the closed form ``dx = scale * rstd * (g - mean(g) - x̂ mean(g x̂))``
+    (two reductions and one elementwise pass) instead of the autodiff graph of the forward
+    (about twice as many XLA kernels: issue 8, CPU compile time); it is itself differentiable,
+    so second-order DARTS can differentiate through it.
+    """
+    return _bn_fwd(x, scale, bias, eps)[0]
+
+
+def _bn_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    xf = x.astype(jnp.float32)
+    axes = tuple(range(x.ndim - 1))
+    mean = xf.mean(axis=axes)
+    var = jnp.maximum((xf * xf).mean(axis=axes) - mean * mean, 0.0)
+    return mean, var
+
+
+def _bn_fwd(x, scale, bias, eps):
+    mean, var = _bn_stats(x)
+    rstd = jax.lax.rsqrt(var + eps)
+    y = ((x.astype(jnp.float32) - mean) * (rstd * scale) + bias).astype(x.dtype)
+    return (y, mean, var), (x, mean, rstd, scale)
+
+
+def _bn_bwd(eps, res, cts):
+    x, mean, rstd, scale = res
+    g, g_mean, g_var = cts
+    axes = tuple(range(x.ndim - 1))
+    n = x.size // x.shape[-1]
+    xc = x.astype(jnp.float32) - mean
+    xhat = xc * rstd
+    gf = g.astype(jnp.float32)
+    s_g = gf.sum(axis=axes)
+    s_gx = (gf * xhat).sum(axis=axes)
+    dx = (scale * rstd) * (gf - s_g / n - xhat * (s_gx / n))
+    # cotangents of the returned statistics (zero unless a caller differentiates them)
+    dx = dx + g_mean / n + xc * (2.0 * g_var / n)
+    return dx.astype(x.dtype), s_gx, s_g
+
+
+batch_norm_train.defvjp(_bn_fwd, _bn_bwd)
+
+
 class BatchNorm(nn.Module):
     """Batch normalisation over N, H, W with PyTorch semantics (momentum 0.1, eps 1e-5).
 
@@ -64,32 +119,35 @@ class BatchNorm(nn.Module):
         if self.track_running_stats:
             ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((f,), jnp.float32))
             ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((f,), jnp.float32))
+        if self.affine:
+            scale = self.param("scale", nn.initializers.ones, (f,), jnp.float32)
+            bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32)
+        else:
+            scale, bias = jnp.ones((f,), jnp.float32), jnp.zeros((f,), jnp.float32)
+        # statistics and normalisation in float32 whatever the compute dtype; the output is
+        # cast back to the input dtype (bf16 mixed precision)
         if train or not self.track_running_stats:
-            xf = x.astype(jnp.float32)
-            mean = xf.mean(axis=(0, 1, 2))
-            var = jnp.maximum((xf * xf).mean(axis=(0, 1, 2)) - mean * mean, 0.0)
+            y, mean, var = batch_norm_train(x, scale, bias, self.eps)
             if self.track_running_stats and train and not self.is_initializing():
                 n = x.size // f
                 m = self.momentum
                 ra_mean.value = (1 - m) * ra_mean.value + m * mean
                 ra_var.value = (1 - m) * ra_var.value + m * var * (n / max(n - 1, 1))
-        else:
-            mean, var = ra_mean.value, ra_var.value
-        y = (x - mean.astype(x.dtype)) * jax.lax.rsqrt(var + self.eps).astype(x.dtype)
-        if self.affine:
-            scale = self.param("scale", nn.initializers.ones, (f,), jnp.float32)
-            bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32)
-            y = y * scale.astype(x.dtype) + bias.astype(x.dtype)
-        return y
+            return y
+        rstd = jax.lax.rsqrt(ra_var.value + self.eps)
+        return ((x.astype(jnp.float32) - ra_mean.value) * (rstd * scale) + bias).astype(x.dtype)
 
 
 def conv(features: int, kernel: int, stride: int = 1, dilation: int = 1, groups: int = 1,
-         bias: bool = False, name: str | None = None) -> nn.Conv:
-    """A PyTorch-padded (``(k-1)//2 * dilation`` each side) convolution, no bias by default."""
+         bias: bool = False, name: str | None = None, dtype: Any = None) -> nn.Conv:
+    """A PyTorch-padded (``(k-1)//2 * dilation`` each side) convolution, no bias by default.
+
+    ``dtype``: compute dtype (``None``: the input's); the kernel is stored in float32."""
     p = (kernel - 1) // 2 * dilation
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((p, p), (p, p)),
                    kernel_dilation=(dilation, dilation), feature_group_count=groups,
-                   use_bias=bias, kernel_init=conv_init, name=name)
+                   use_bias=bias, kernel_init=conv_init, name=name, dtype=dtype,
+                   param_dtype=jnp.float32)
 
 
 def avg_pool(x: jax.Array, window: int = 3, stride: int = 1, pad: int = 1) -> jax.Array:
@@ -111,6 +169,14 @@ def max_pool(x: jax.Array, window: int = 3, stride: int = 1, pad: int = 1) -> ja
     return nn.max_pool(x, (window, window), (stride, stride), ((pad, pad), (pad, pad)))
 
 
+def weighted(w: jax.Array, y: jax.Array) -> jax.Array:
+    """``w * y`` for an op weight ``w`` (scalar) and an op output ``y``, computed in float32 and
+    returned in ``y.dtype``: under a bf16 compute dtype the weight's gradient
+    ``sum(g * y)`` (a reduction over the whole activation) is then accumulated in float32
+    (in bf16 it is off by tens of percent). A no-op change for float32."""
+    return (jnp.asarray(w, jnp.float32) * y.astype(jnp.float32)).astype(y.dtype)
+
+
 class ReLUConvBN(nn.Module):
     """ReLU -> Conv(k, stride, dilation, no bias) -> BN: NB201 ``nor_conv_kxk``."""
 
@@ -120,10 +186,12 @@ class ReLUConvBN(nn.Module):
     dilation: int = 1
     affine: bool = True
     track_running_stats: bool = True
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = conv(self.features, self.kernel, self.stride, self.dilation)(nn.relu(x))
+        x = conv(self.features, self.kernel, self.stride, self.dilation,
+                 dtype=self.dtype)(nn.relu(x))
         return BatchNorm(self.features, self.affine, self.track_running_stats)(x, train)
 
 
@@ -131,13 +199,14 @@ class ResNetBasicBlock(nn.Module):
     """NB201 reduction block: ReLUConvBN(3, /2) -> ReLUConvBN(3) + (AvgPool2 -> Conv1x1)."""
 
     features: int
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        a = ReLUConvBN(self.features, 3, 2)(x, train)
-        b = ReLUConvBN(self.features, 3, 1)(a, train)
+        a = ReLUConvBN(self.features, 3, 2, dtype=self.dtype)(x, train)
+        b = ReLUConvBN(self.features, 3, 1, dtype=self.dtype)(a, train)
         r = nn.avg_pool(x, (2, 2), (2, 2), "VALID")
-        r = conv(self.features, 1)(r)
+        r = conv(self.features, 1, dtype=self.dtype)(r)
         return r + b
 
 
@@ -159,18 +228,20 @@ class NB201MixedOp(nn.Module):
     use_1x1: bool = True
     use_3x3: bool = True
     train: bool = True
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array) -> jax.Array:
         h = nn.relu(x)
-        out = jnp.zeros(x.shape[:-1] + (self.features,), x.dtype)
-        c, a, t = self.features, self.affine, self.track_running_stats
-        if self.use_1x1:
-            y = BatchNorm(c, a, t, name="bn_1x1")(conv(c, 1, name="conv_1x1")(h), self.train)
-            out = out + w[2].astype(x.dtype) * y
-        if self.use_3x3:
-            y = BatchNorm(c, a, t, name="bn_3x3")(conv(c, 3, name="conv_3x3")(h), self.train)
-            out = out + w[3].astype(x.dtype) * y
+        out = None
+        c, a, t, dt = self.features, self.affine, self.track_running_stats, self.dtype
+        for k, use, tag in ((2, self.use_1x1, "1x1"), (3, self.use_3x3, "3x3")):
+            if use:
+                y = conv(c, int(tag[0]), name=f"conv_{tag}", dtype=dt)(h)
+                y = weighted(w[k], BatchNorm(c, a, t, name=f"bn_{tag}")(y, self.train))
+                out = y if out is None else out + y
+        if out is None:
+            out = jnp.zeros(x.shape[:-1] + (self.features,), x.dtype)
         return out
 
 
@@ -184,32 +255,37 @@ class _NB201SuperCell(nn.Module):
     track_running_stats: bool
     train: bool
     op_mask: Any = None  # static tuple[6][5] of 0/1 or None
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array) -> tuple[jax.Array, None]:
         mask = np.ones((6, 5), bool) if self.op_mask is None else np.asarray(self.op_mask, bool)
+        if mask.shape != (6, 5):
+            raise ValueError(f"op_mask must be 6x5 (edges x ops), got shape {mask.shape}")
         nodes = [x]
         acc = {1: 0.0, 2: 0.0, 3: 0.0}
         for src in range(3):
             h = nodes[src]
             edges = _edges_from(src)
             m = mask[edges]
-            we = w[np.asarray(edges)].astype(h.dtype)  # [n_edges, 5]
+            # [n_edges, 5]; statically masked (edge, op) pairs get weight exactly 0
+            we = w[np.asarray(edges)] * m
             learn = None
             if m[:, 2].any() or m[:, 3].any():
                 vm = nn.vmap(NB201MixedOp, in_axes=(None, 0), out_axes=0,
                              variable_axes={"params": 0, "batch_stats": 0},
                              split_rngs={"params": True})
                 learn = vm(self.C, self.affine, self.track_running_stats, bool(m[:, 2].any()),
-                           bool(m[:, 3].any()), self.train, name=f"edges_from_{src}")(h, we)
+                           bool(m[:, 3].any()), self.train, self.dtype,
+                           name=f"edges_from_{src}")(h, we)
             pooled = avg_pool(h) if m[:, 4].any() else None
             for k, e in enumerate(edges):
                 to = NB201_EDGES[e][0]
                 y = 0.0
                 if m[k, 1]:
-                    y = y + we[k, 1] * h
+                    y = y + weighted(we[k, 1], h)
                 if pooled is not None and m[k, 4]:
-                    y = y + we[k, 4] * pooled
+                    y = y + weighted(we[k, 4], pooled)
                 if learn is not None:
                     y = y + learn[k]
                 acc[to] = acc[to] + y
@@ -243,7 +319,10 @@ class NB201Supernet(nn.Module):
     hard one-hot (GDAS) weights and masks all drive this module. Cell-op BN follows the
     reference search setting (``affine=False, track_running_stats=False``); stem, ResNet
     blocks and the final BN are standard BN layers (``batch_stats`` collection).
-    ``op_mask`` (static 6x5 0/1 tuple) skips computing ops that are statically masked.
+    ``op_mask`` (static 6x5 0/1 tuple) skips computing ops that are statically masked (and
+    zeroes their weights). ``dtype``: compute dtype (``None``/``"float32"``, or
+    ``"bfloat16"``): activations and convolutions run in it, while params, BN statistics,
+    the pooled features, the classifier and the logits stay float32 (mixed precision).
     """
 
     C: int = 16
@@ -252,27 +331,71 @@ class NB201Supernet(nn.Module):
     affine: bool = False
     track_running_stats: bool = False
     op_mask: Any = None
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, edge_weights: jax.Array, train: bool = True) -> jax.Array:
         _stem_and_head_check(x)
+        dt = compute_dtype(self.dtype)
         w = _stage_weights(edge_weights, 3 * self.N, 5, 6)
-        x = conv(self.C, 3, name="stem_conv")(x)
+        x = conv(self.C, 3, name="stem_conv", dtype=dt)(x)
         x = BatchNorm(self.C, name="stem_bn")(x, train)
         for stage in range(3):
             c = self.C * 2 ** stage
             if stage > 0:
-                x = ResNetBasicBlock(c, name=f"reduce_{stage}")(x, train)
+                x = ResNetBasicBlock(c, dt, name=f"reduce_{stage}")(x, train)
             scan = nn.scan(_NB201SuperCell, variable_axes={"params": 0, "batch_stats": 0},
                            split_rngs={"params": True}, in_axes=0, length=self.N)
-            x, _ = scan(c, self.affine, self.track_running_stats, train, self.op_mask,
+            x, _ = scan(c, self.affine, self.track_running_stats, train, self.op_mask, dt,
                         name=f"stage_{stage}")(x, w[stage * self.N:(stage + 1) * self.N])
         return _head(x, self.num_classes, train)
 
 
+CPU_FAST_COMPILE: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False,
+                                     "xla_backend_optimization_level": 1}
+"""XLA options that roughly halve the CPU compile time of a supernet step at an unchanged
+step time (test-size NB201 first-order DARTS step: ~17 -> ~9 CPU-s lower + compile, ~65
+ms/step either way; BENCHMARKS.md)."""
+CPU_FASTEST_COMPILE: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False,
+                                        "xla_backend_optimization_level": 0}
+"""XLA options that compile ~3x faster again but run ~10x slower: for functions run once or
+twice on tiny inputs (tests, shape checks)."""
+
+
+def compiler_options(mode: str | None = "fast",
+                     backend: str | None = None) -> dict[str, Any] | None:
+    """``compiler_options`` for ``jax.jit(...)`` / ``.compile(...)`` of a supernet function.
+
+    ``mode``: ``'fast'`` (:data:`CPU_FAST_COMPILE`, for train steps), ``'fastest'``
+    (:data:`CPU_FASTEST_COMPILE`, for one-off calls) or ``None`` (XLA defaults). Options are
+    only returned when the backend (default: JAX's default backend) is ``'cpu'``; GPU/TPU
+    keep XLA's defaults (``None``)."""
+    if mode not in (None, "fast", "fastest"):
+        raise ValueError(f"compiler_options mode must be 'fast', 'fastest' or None, got {mode!r}")
+    backend = jax.default_backend() if backend is None else backend
+    if mode is None or backend != "cpu":
+        return None
+    return dict(CPU_FAST_COMPILE if mode == "fast" else CPU_FASTEST_COMPILE)
+
+
+def compute_dtype(dtype: Any) -> Any:
+    """Validate a compute dtype: ``None`` (float32), ``float32``, ``bfloat16`` or ``float16``
+    (a name or a dtype); returns the jnp dtype, raises ``ValueError`` otherwise."""
+    if dtype is None:
+        return jnp.float32
+    try:
+        d = jnp.dtype(dtype)
+    except TypeError as e:
+        raise ValueError(f"unknown compute dtype {dtype!r}; use 'float32' or 'bfloat16'") from e
+    if d not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+        raise ValueError(f"compute dtype must be float32, bfloat16 or float16, got {d}")
+    return d
+
+
 def _head(x: jax.Array, num_classes: int, train: bool) -> jax.Array:
+    """BN -> ReLU -> global average pool -> linear; pooling and the classifier in float32."""
     x = nn.relu(BatchNorm(x.shape[-1], name="lastact_bn")(x, train))
-    x = x.mean(axis=(1, 2))
+    x = x.astype(jnp.float32).mean(axis=(1, 2))
     return nn.Dense(num_classes, name="classifier")(x)
 
 
@@ -293,6 +416,7 @@ class _NB201Cell(nn.Module):
     ops: tuple[str, ...]
     C: int
     train: bool
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, _: Any = None) -> tuple[jax.Array, None]:
@@ -310,7 +434,8 @@ class _NB201Cell(nn.Module):
                     y = avg_pool(h)
                 else:
                     k = 1 if op == "nor_conv_1x1" else 3
-                    y = ReLUConvBN(self.C, k, name=f"edge_{e}")(h, self.train)
+                    y = ReLUConvBN(self.C, k, dtype=self.dtype, name=f"edge_{e}")(h,
+                                                                                 self.train)
                 s = y if s is None else s + y
             nodes.append(jnp.zeros_like(x) if s is None else s)
         return nodes[3], None
@@ -321,26 +446,29 @@ class NB201Network(nn.Module):
 
     ``arch``: an ``NB201Arch``, a standard string or 6 op names. BN layers have affine
     parameters and running statistics (``train=False`` uses the running averages).
+    ``dtype``: compute dtype as in :class:`NB201Supernet` (params stay float32).
     """
 
     arch: Any
     C: int = 16
     N: int = 5
     num_classes: int = 10
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         _stem_and_head_check(x)
         ops = nb201_arch(self.arch)
-        x = conv(self.C, 3, name="stem_conv")(x)
+        dt = compute_dtype(self.dtype)
+        x = conv(self.C, 3, name="stem_conv", dtype=dt)(x)
         x = BatchNorm(self.C, name="stem_bn")(x, train)
         for stage in range(3):
             c = self.C * 2 ** stage
             if stage > 0:
-                x = ResNetBasicBlock(c, name=f"reduce_{stage}")(x, train)
+                x = ResNetBasicBlock(c, dt, name=f"reduce_{stage}")(x, train)
             scan = nn.scan(_NB201Cell, variable_axes={"params": 0, "batch_stats": 0},
                            split_rngs={"params": True}, length=self.N)
-            x, _ = scan(ops, c, train, name=f"stage_{stage}")(x, None)
+            x, _ = scan(ops, c, train, dt, name=f"stage_{stage}")(x, None)
         return _head(x, self.num_classes, train)
 
 

@@ -5,9 +5,11 @@ Layout NHWC. Edge order of a cell: for node i = 0..3, inputs j = 0..i+1 (14 edge
 and 1 are the outputs of the two previous cells. Op order: ``DARTS_OPS``.
 
 Compile-time design: the edges leaving one node share their input, so they run as one
-``nn.vmap`` over edge parameters (XLA batches their convolutions into wider ones) and the
-parameter-free ops (pools, identity) are computed once per source node. A run of consecutive
-normal cells with one signature whose two inputs have the same shape is scanned with
+``nn.vmap`` over edge parameters (XLA batches their convolutions into wider ones; on CPU the
+input is first broadcast to the edges, see :data:`BROADCAST_EDGE_INPUTS`) and the
+parameter-free ops (pools, identity) are computed once per source node. Op weights multiply
+op outputs in float32 (:func:`jnas.cells.weighted`) under any compute ``dtype``. A run of
+consecutive normal cells with one signature whose two inputs have the same shape is scanned with
 ``nn.scan`` (the 20-cell evaluation network scans cells 2-5, 8-12 and 15-19). In the 8-cell
 search network no run of two exists (each stage's first normal cell takes input 0 through a
 FactorizedReduce or from the 3C stem, and is followed by a reduction or a single plain
@@ -22,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnas.cells import BatchNorm, ReLUConvBN, avg_pool, conv, max_pool
+from jnas.cells import (BatchNorm, ReLUConvBN, avg_pool, compute_dtype, conv, max_pool,
+                        weighted)
 
 __all__ = ["DARTS_OPS", "FactorizedReduce", "SepConv", "DilConv", "DARTSMixedOp",
            "DARTSSupernet", "DARTSNetwork", "darts_cell_plan", "darts_edges_from"]
@@ -30,6 +33,21 @@ __all__ = ["DARTS_OPS", "FactorizedReduce", "SepConv", "DilConv", "DARTSMixedOp"
 DARTS_OPS: tuple[str, ...] = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
                               "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
 _OFFSETS = (0, 2, 5, 9)  # first edge index of node i
+
+
+BROADCAST_EDGE_INPUTS: bool | None = None
+"""Whether the input shared by the edges leaving one node is broadcast to an edge axis before
+the edge ``vmap`` (``None``: on the CPU backend only). XLA-CPU runs a depthwise convolution
+whose *kernel* alone is batched (the vmap of a shared input: a grouped convolution with
+channel multiplier E) 10-20x slower than the same convolution with input and kernel batched
+(a plain depthwise one over E*C channels): the test-size DARTS step drops from ~18 s to ~6 s
+on the 2-core CPU. On GPU the shared input is kept (no E copies). Same function either way."""
+
+
+def broadcast_edge_inputs() -> bool:
+    """The effective :data:`BROADCAST_EDGE_INPUTS` setting at trace time."""
+    b = BROADCAST_EDGE_INPUTS
+    return jax.default_backend() == "cpu" if b is None else bool(b)
 
 
 def darts_edges_from(src: int, steps: int = 4) -> list[int]:
@@ -48,6 +66,7 @@ class FactorizedReduce(nn.Module):
     features: int
     affine: bool = True
     track_running_stats: bool = True
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -55,8 +74,9 @@ class FactorizedReduce(nn.Module):
             raise ValueError(f"FactorizedReduce needs an even channel count, got {self.features}")
         h = nn.relu(x)
         half = self.features // 2
-        a = nn.Conv(half, (1, 1), (2, 2), "VALID", use_bias=False, name="conv_1")(h)
-        b = nn.Conv(half, (1, 1), (2, 2), "VALID", use_bias=False, name="conv_2")(h[:, 1:, 1:])
+        kw = dict(use_bias=False, dtype=self.dtype, param_dtype=jnp.float32)
+        a = nn.Conv(half, (1, 1), (2, 2), "VALID", name="conv_1", **kw)(h)
+        b = nn.Conv(half, (1, 1), (2, 2), "VALID", name="conv_2", **kw)(h[:, 1:, 1:])
         y = jnp.concatenate([a, b], axis=-1)
         return BatchNorm(self.features, self.affine, self.track_running_stats)(y, train)
 
@@ -70,12 +90,14 @@ class DilConv(nn.Module):
     dilation: int
     affine: bool = True
     track_running_stats: bool = True
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         c = x.shape[-1]
-        h = conv(c, self.kernel, self.stride, self.dilation, groups=c)(nn.relu(x))
-        h = conv(self.features, 1)(h)
+        h = conv(c, self.kernel, self.stride, self.dilation, groups=c,
+                 dtype=self.dtype)(nn.relu(x))
+        h = conv(self.features, 1, dtype=self.dtype)(h)
         return BatchNorm(self.features, self.affine, self.track_running_stats)(h, train)
 
 
@@ -87,25 +109,27 @@ class SepConv(nn.Module):
     stride: int
     affine: bool = True
     track_running_stats: bool = True
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        a, t = self.affine, self.track_running_stats
-        h = DilConv(x.shape[-1], self.kernel, self.stride, 1, a, t)(x, train)
-        return DilConv(self.features, self.kernel, 1, 1, a, t)(h, train)
+        a, t, d = self.affine, self.track_running_stats, self.dtype
+        h = DilConv(x.shape[-1], self.kernel, self.stride, 1, a, t, d)(x, train)
+        return DilConv(self.features, self.kernel, 1, 1, a, t, d)(h, train)
 
 
-def _param_op(name: str, C: int, stride: int, affine: bool, track: bool, mname: str):
+def _param_op(name: str, C: int, stride: int, affine: bool, track: bool, mname: str,
+              dtype: Any = None):
     if name == "sep_conv_3x3":
-        return SepConv(C, 3, stride, affine, track, name=mname)
+        return SepConv(C, 3, stride, affine, track, dtype, name=mname)
     if name == "sep_conv_5x5":
-        return SepConv(C, 5, stride, affine, track, name=mname)
+        return SepConv(C, 5, stride, affine, track, dtype, name=mname)
     if name == "dil_conv_3x3":
-        return DilConv(C, 3, stride, 2, affine, track, name=mname)
+        return DilConv(C, 3, stride, 2, affine, track, dtype, name=mname)
     if name == "dil_conv_5x5":
-        return DilConv(C, 5, stride, 2, affine, track, name=mname)
+        return DilConv(C, 5, stride, 2, affine, track, dtype, name=mname)
     if name == "skip_connect":  # only parametrised when reducing
-        return FactorizedReduce(C, affine, track, name=mname)
+        return FactorizedReduce(C, affine, track, dtype, name=mname)
     raise ValueError(f"unknown DARTS op {name!r}; valid ops: {DARTS_OPS}")
 
 
@@ -125,6 +149,7 @@ class DARTSMixedOp(nn.Module):
     affine: bool = False
     track_running_stats: bool = False
     train: bool = True
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array) -> jax.Array:
@@ -135,8 +160,8 @@ class DARTSMixedOp(nn.Module):
             if name == "skip_connect" and self.stride == 1:
                 continue
             y = _param_op(name, self.C, self.stride, self.affine, self.track_running_stats,
-                          name)(x, self.train)
-            out = out + w[k].astype(y.dtype) * y
+                          name, self.dtype)(x, self.train)
+            out = out + weighted(w[k], y)
         if isinstance(out, float):
             n = x.shape[1] // self.stride
             out = jnp.zeros((x.shape[0], n, n, self.C), x.dtype)
@@ -153,15 +178,16 @@ class _SearchCell(nn.Module):
     affine: bool = False
     track_running_stats: bool = False
     op_mask: Any = None
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, s0: jax.Array, s1: jax.Array, w: jax.Array) -> jax.Array:
-        a, t, C = self.affine, self.track_running_stats, self.C
+        a, t, C, d = self.affine, self.track_running_stats, self.C, self.dtype
         if self.reduction_prev:
-            s0 = FactorizedReduce(C, a, t, name="pre0")(s0, self.train)
+            s0 = FactorizedReduce(C, a, t, d, name="pre0")(s0, self.train)
         else:
-            s0 = ReLUConvBN(C, 1, 1, 1, a, t, name="pre0")(s0, self.train)
-        s1 = ReLUConvBN(C, 1, 1, 1, a, t, name="pre1")(s1, self.train)
+            s0 = ReLUConvBN(C, 1, 1, 1, a, t, d, name="pre0")(s0, self.train)
+        s1 = ReLUConvBN(C, 1, 1, 1, a, t, d, name="pre1")(s1, self.train)
         ne = w.shape[0]
         mask = (np.ones((ne, 8), bool) if self.op_mask is None
                 else np.asarray(self.op_mask, bool))
@@ -173,13 +199,16 @@ class _SearchCell(nn.Module):
             stride = 2 if self.reduction and src < 2 else 1
             m = mask[edges]
             use = tuple(bool(u) for u in m.any(axis=0))
-            we = w[np.asarray(edges)].astype(h.dtype)
+            we = w[np.asarray(edges)]
             learn = None
             if any(use[k] for k in (4, 5, 6, 7)) or (stride == 2 and use[3]):
-                vm = nn.vmap(DARTSMixedOp, in_axes=(None, 0), out_axes=0,
+                per_edge = broadcast_edge_inputs()
+                vm = nn.vmap(DARTSMixedOp, in_axes=(0 if per_edge else None, 0), out_axes=0,
                              variable_axes={"params": 0, "batch_stats": 0},
                              split_rngs={"params": True})
-                learn = vm(C, stride, use, a, t, self.train, name=f"edges_from_{src}")(h, we)
+                hin = jnp.broadcast_to(h, (len(edges),) + h.shape) if per_edge else h
+                learn = vm(C, stride, use, a, t, self.train, d, name=f"edges_from_{src}")(hin,
+                                                                                       we)
             free = {}
             for k, name in ((1, "max_pool_3x3"), (2, "avg_pool_3x3")):
                 if use[k]:
@@ -192,7 +221,7 @@ class _SearchCell(nn.Module):
                 y = 0.0 if learn is None else learn[q]
                 for k, v in free.items():
                     if m[q, k]:
-                        y = y + we[q, k] * v
+                        y = y + weighted(we[q, k], v)
                 acc[node] = acc.get(node, 0.0) + y
             if src < self.steps:
                 v = acc.get(src, 0.0)
@@ -241,13 +270,14 @@ class _ScanSearchCell(nn.Module):
     affine: bool
     track_running_stats: bool
     op_mask: Any
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, carry, w):
         s0, s1 = carry
         out = _SearchCell(self.C, False, False, self.train, affine=self.affine,
                           track_running_stats=self.track_running_stats,
-                          op_mask=self.op_mask, name="cell")(s0, s1, w)
+                          op_mask=self.op_mask, dtype=self.dtype, name="cell")(s0, s1, w)
         return (s1, out), None
 
 
@@ -259,7 +289,8 @@ class DARTSSupernet(nn.Module):
     search-time BN uses batch statistics (``track_running_stats=False`` by default, as in
     NB201's search setting; the DARTS code tracks them but only uses them in eval mode).
     ``op_masks``: optional static ``(mask_normal, mask_reduce)`` 14x8 0/1 tuples of ops to
-    compute at all.
+    compute at all. ``dtype``: compute dtype (``None``/``"float32"`` or ``"bfloat16"``);
+    params, BN statistics, the classifier and the logits stay float32.
     """
 
     C: int = 16
@@ -271,6 +302,7 @@ class DARTSSupernet(nn.Module):
     affine: bool = False
     track_running_stats: bool = False
     op_masks: Any = None
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, w_normal: jax.Array, w_reduce: jax.Array,
@@ -282,7 +314,8 @@ class DARTSSupernet(nn.Module):
             if tuple(w.shape) != (ne, len(DARTS_OPS)):
                 raise ValueError(f"{nm} must have shape ({ne}, {len(DARTS_OPS)}), got {w.shape}")
         mn, mr = (None, None) if self.op_masks is None else self.op_masks
-        h = conv(self.stem_multiplier * self.C, 3, name="stem_conv")(x)
+        d = compute_dtype(self.dtype)
+        h = conv(self.stem_multiplier * self.C, 3, name="stem_conv", dtype=d)(x)
         h = BatchNorm(h.shape[-1], name="stem_bn")(h, train)
         s0 = s1 = h
         plan = darts_cell_plan(self.C, self.layers, self.stem_multiplier, self.multiplier)
@@ -293,15 +326,16 @@ class DARTSSupernet(nn.Module):
                 scan = nn.scan(_ScanSearchCell, variable_axes={"params": 0, "batch_stats": 0},
                                split_rngs={"params": True}, in_axes=0, length=j - i)
                 ws = jnp.broadcast_to(w_normal, (j - i,) + w_normal.shape)
-                (s0, s1), _ = scan(p["C"], train, self.affine, self.track_running_stats, mn,
+                (s0, s1), _ = scan(p["C"], train, self.affine, self.track_running_stats, mn, d,
                                    name=f"cells_{i}_{j - 1}")((s0, s1), ws)
                 continue
             w = w_reduce if p["reduction"] else w_normal
             out = _SearchCell(p["C"], p["reduction"], p["reduction_prev"], train, self.steps,
-                              self.multiplier, op_mask=mr if p["reduction"] else mn,
+                              self.multiplier, op_mask=mr if p["reduction"] else mn, dtype=d,
                               name=f"cell_{i}", **kw)(s0, s1, w)
             s0, s1 = s1, out
-        return nn.Dense(self.num_classes, name="classifier")(s1.mean(axis=(1, 2)))
+        pooled = s1.astype(jnp.float32).mean(axis=(1, 2))
+        return nn.Dense(self.num_classes, name="classifier")(pooled)
 
 
 # ----------------------------------------------------------------------------- eval network
@@ -320,15 +354,16 @@ class _EvalCell(nn.Module):
     reduction: bool
     reduction_prev: bool
     train: bool
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, s0, s1, drop_prob=None):
-        C = self.C
+        C, d = self.C, self.dtype
         if self.reduction_prev:
-            s0 = FactorizedReduce(C, name="pre0")(s0, self.train)
+            s0 = FactorizedReduce(C, dtype=d, name="pre0")(s0, self.train)
         else:
-            s0 = ReLUConvBN(C, 1, name="pre0")(s0, self.train)
-        s1 = ReLUConvBN(C, 1, name="pre1")(s1, self.train)
+            s0 = ReLUConvBN(C, 1, dtype=d, name="pre0")(s0, self.train)
+        s1 = ReLUConvBN(C, 1, dtype=d, name="pre1")(s1, self.train)
         states = [s0, s1]
         for i in range(len(self.pairs) // 2):
             node = 0.0
@@ -343,7 +378,7 @@ class _EvalCell(nn.Module):
                 elif name == "skip_connect" and stride == 1:
                     y = h
                 else:
-                    y = _param_op(name, C, stride, True, True, f"op_{q}")(h, self.train)
+                    y = _param_op(name, C, stride, True, True, f"op_{q}", d)(h, self.train)
                 if not (name == "skip_connect" and stride == 1):
                     y = _drop_path(self, y, drop_prob, self.train)
                 node = node + y
@@ -359,11 +394,12 @@ class _ScanEvalCell(nn.Module):
     concat: tuple
     C: int
     train: bool
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, carry, _):
         s0, s1, p = carry
-        out = _EvalCell(self.pairs, self.concat, self.C, False, False, self.train,
+        out = _EvalCell(self.pairs, self.concat, self.C, False, False, self.train, self.dtype,
                         name="cell")(s0, s1, p)
         return (s1, out, p), None
 
@@ -386,7 +422,8 @@ class DARTSNetwork(nn.Module):
     ``__call__(x, train, drop_path_prob=None)`` (``drop_path_prob`` defaults to
     ``self.drop_path``; needs a ``'dropout'`` rng when > 0 and training). Returns the logits,
     or ``(logits, aux_logits)`` when ``auxiliary`` and training (aux head after the second
-    reduction cell, loss weight 0.4 in DARTS).
+    reduction cell, loss weight 0.4 in DARTS). ``dtype``: compute dtype of the cells
+    (params, BN statistics, the heads and the logits stay float32).
     """
 
     genotype: Any
@@ -396,6 +433,7 @@ class DARTSNetwork(nn.Module):
     drop_path: float = 0.0
     num_classes: int = 10
     stem_multiplier: int = 3
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True, drop_path_prob: Any = None):
@@ -408,7 +446,8 @@ class DARTSNetwork(nn.Module):
         rc = tuple(getattr(g, "reduce_concat", (2, 3, 4, 5)))
         p = self.drop_path if drop_path_prob is None else drop_path_prob
         p = None if (isinstance(p, (int, float)) and p == 0) else p
-        h = conv(self.stem_multiplier * self.C, 3, name="stem_conv")(x)
+        d = compute_dtype(self.dtype)
+        h = conv(self.stem_multiplier * self.C, 3, name="stem_conv", dtype=d)(x)
         h = BatchNorm(h.shape[-1], name="stem_bn")(h, train)
         s0 = s1 = h
         plan = darts_cell_plan(self.C, self.layers, self.stem_multiplier, len(nc))
@@ -418,14 +457,15 @@ class DARTSNetwork(nn.Module):
             if j - i >= 2:
                 scan = nn.scan(_ScanEvalCell, variable_axes={"params": 0, "batch_stats": 0},
                                split_rngs={"params": True, "dropout": True}, length=j - i)
-                (s0, s1, _), _ = scan(normal, nc, c["C"], train,
+                (s0, s1, _), _ = scan(normal, nc, c["C"], train, d,
                                       name=f"cells_{i}_{j - 1}")((s0, s1, p), None)
             else:
                 red = c["reduction"]
                 out = _EvalCell(reduce_ if red else normal, rc if red else nc, c["C"], red,
-                                c["reduction_prev"], train, name=f"cell_{i}")(s0, s1, p)
+                                c["reduction_prev"], train, d, name=f"cell_{i}")(s0, s1, p)
                 s0, s1 = s1, out
             if self.auxiliary and train and i <= 2 * self.layers // 3 < j:
-                aux = _AuxHead(self.num_classes, name="aux_head")(s1, train)
-        logits = nn.Dense(self.num_classes, name="classifier")(s1.mean(axis=(1, 2)))
+                aux = _AuxHead(self.num_classes, name="aux_head")(s1.astype(jnp.float32), train)
+        logits = nn.Dense(self.num_classes, name="classifier")(
+            s1.astype(jnp.float32).mean(axis=(1, 2)))
         return (logits, aux) if aux is not None else logits

@@ -167,7 +167,8 @@ def _jit_step(step: Callable, batch_size: int) -> Callable:
     from jnas.oneshot import train_module
     train = train_module()
     mesh = data_mesh(batch_size)
-    jstep = jax.jit(step, donate_argnums=0)
+    from jnas.cells import compiler_options
+    jstep = jax.jit(step, donate_argnums=0, compiler_options=compiler_options("fast"))
 
     def run(state, batch):
         return jstep(state, train.shard_batch(batch, mesh))

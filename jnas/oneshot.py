@@ -42,7 +42,8 @@ class OneShotConfig:
     training set split in halves (``train_size``/``val_size`` images of each half are used,
     25k/25k = the reference). Weights: SGD ``w_lr`` cosine → ``w_lr_min``, momentum, weight
     decay, gradient clip. α: Adam ``a_lr``, betas (``a_beta1``, 0.999), L2 ``a_wd``, init
-    ``alpha_init_std``·N(0,1).
+    ``alpha_init_std``·N(0,1). ``compute_dtype``: None/'float32' or 'bfloat16' (convolutions
+    in bf16; params, BN statistics, α and logits stay fp32; :mod:`jnas.cells`).
     """
     C: int = 16
     N: int = 5
@@ -61,6 +62,7 @@ class OneShotConfig:
     a_beta2: float = 0.999
     a_wd: float = 1e-3
     alpha_init_std: float = 1e-3
+    compute_dtype: str | None = None
     augment: bool = True
     data_source: str = "auto"
     eval_batches: int = 8
@@ -127,10 +129,12 @@ def make_supernet(space: str, config: OneShotConfig, num_classes: int = 10) -> S
     """The search supernet of ``space`` ('nb201' or 'darts') from :mod:`jnas.cells`."""
     from jnas import cells, spaces
     if space == "nb201":
-        mod = cells.NB201Supernet(C=config.C, N=config.N, num_classes=num_classes)
+        mod = cells.NB201Supernet(C=config.C, N=config.N, num_classes=num_classes,
+                                  dtype=config.compute_dtype)
         return Supernet("nb201", mod, {"cell": (6, 5)}, tuple(spaces.NB201_OPS))
     if space == "darts":
-        mod = cells.DARTSSupernet(C=config.C, layers=config.layers, num_classes=num_classes)
+        mod = cells.DARTSSupernet(C=config.C, layers=config.layers, num_classes=num_classes,
+                                  dtype=config.compute_dtype)
         return Supernet("darts", mod, {"normal": (14, 8), "reduce": (14, 8)},
                         tuple(spaces.DARTS_OPS))
     raise ValueError(f"one-shot search supports spaces 'nb201' and 'darts', not {space!r}")

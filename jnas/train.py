@@ -32,14 +32,7 @@ __all__ = ["TrainState", "sgd_cosine", "make_mesh", "shard_batch", "replicate",
            "make_classifier_steps", "create_train_state", "recalibrate_bn", "save_checkpoint",
            "restore_checkpoint", "latest_checkpoint", "MetricsLogger", "progress",
            "check_finite", "NonFiniteLossError", "resolve_run_dir", "cross_entropy",
-           "run_once", "ONCE_COMPILER_OPTIONS", "enable_compilation_cache"]
-
-#: XLA options for a program that runs once (parameter initialisation). The CPU backend's
-#: optimisation passes dominate the compile time of threefry-heavy init graphs (test-size NB201
-#: supernet init: ~150 s -> ~10 s on the 2-core CPU) and buy nothing for a single call.
-ONCE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0,
-                         "xla_llvm_disable_expensive_passes": True}
-
+           "run_once", "enable_compilation_cache"]
 
 def enable_compilation_cache(path: str | Path | None = None) -> Path | None:
     """Turns on JAX's persistent compilation cache, so identical programs compile once across
@@ -69,14 +62,14 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path | None:
 def run_once(fn: Callable[..., Any], *args: Any) -> Any:
     """``jax.jit(fn)(*args)`` for a function called once, e.g. a flax ``init``.
 
-    On CPU it compiles with :data:`ONCE_COMPILER_OPTIONS` (same values, a fraction of the
-    compile time); on accelerators it is a plain jit call. Results equal the optimised
+    On CPU it compiles with :func:`jnas.cells.compiler_options` ``('fastest')``: the backend's
+    optimisation passes dominate the compile time of threefry-heavy init graphs (test-size NB201
+    supernet init: ~150 s -> ~10 s on the 2-core CPU) and buy nothing for a single call. On
+    accelerators it is a plain jit call. Results equal the optimised
     program's up to float rounding and are deterministic in ``args``.
     """
-    jitted = jax.jit(fn)
-    if jax.default_backend() != "cpu":
-        return jitted(*args)
-    return jitted.lower(*args).compile(compiler_options=ONCE_COMPILER_OPTIONS)(*args)
+    from jnas.cells import compiler_options
+    return jax.jit(fn, compiler_options=compiler_options("fastest"))(*args)
 
 
 @flax.struct.dataclass
