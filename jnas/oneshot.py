@@ -128,6 +128,7 @@ class Supernet:
 def make_supernet(space: str, config: OneShotConfig, num_classes: int = 10) -> Supernet:
     """The search supernet of ``space`` ('nb201' or 'darts') from :mod:`jnas.cells`."""
     from jnas import cells, spaces
+    cells.compute_dtype(config.compute_dtype)  # ValueError naming the bad dtype
     if space == "nb201":
         mod = cells.NB201Supernet(C=config.C, N=config.N, num_classes=num_classes,
                                   dtype=config.compute_dtype)

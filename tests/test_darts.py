@@ -219,3 +219,14 @@ def test_methods_registered_for_cli():
     assert (cfg.C, cfg.epochs, cfg.order) == (8, 3, 2)
     with pytest.raises(ValueError, match="valid keys"):
         apply_overrides(darts.DARTSConfig(), ["bogus=1"])
+
+
+def test_compute_dtype_reaches_the_supernet_and_bad_values_are_refused():
+    cfg = darts.DARTSConfig(**{**TINY, "compute_dtype": "bfloat16"})
+    net = oneshot.make_supernet("nb201", cfg)
+    assert jnp.dtype(net.module.dtype) == jnp.bfloat16
+    x = jnp.zeros((2, 32, 32, 3))
+    params, _ = net.init(jax.random.key(0), x)
+    assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
+    with pytest.raises(ValueError, match="compute dtype"):
+        oneshot.make_supernet("nb201", darts.DARTSConfig(**{**TINY, "compute_dtype": "int8"}))
