@@ -81,7 +81,6 @@ import json
 import os
 import sys
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -43,7 +43,7 @@ from jnas import benchmarks, registry  # noqa: E402
 from jnas.config import apply_overrides  # noqa: E402
 from jnas.gan import GANASConfig, GANASSearcher  # noqa: E402
 from jnas.gan_models import nb201_params_M  # noqa: E402
-from jnas.report import plot_best_so_far, score_at  # noqa: E402
+from jnas.report import load_jsonl, plot_best_so_far, score_at  # noqa: E402
 from jnas.rng import as_key  # noqa: E402
 from jnas.search import run_search  # noqa: E402
 from jnas.spaces import get_space  # noqa: E402
@@ -76,11 +76,24 @@ def ceiling(bench, dataset: str, protocol: str, max_params: float | None = None)
             "best_by_signal_arch": str(bench.arch_strings[i_sig])}
 
 
-def run_method(method: str, seeds, bench, dataset, protocol, budget, overrides, max_params=None):
+def run_method(method: str, seeds, bench, dataset, protocol, budget, overrides, max_params=None,
+               jsonl: Path | None = None):
+    """Runs ``method`` for every seed; each finished seed is appended to ``jsonl`` (one JSON
+    line with the whole trajectory) and a seed already there is loaded instead of re-run."""
     sp = get_space("nb201")
     spec = registry.get_method(method)
     out, diags = [], []
+    key = ("method", "dataset", "protocol", "budget", "max_params", "overrides", "seed")
+    done = load_jsonl([jsonl], key) if jsonl is not None and jsonl.exists() else {}
     for seed in seeds:
+        tag = (method, dataset, protocol, budget, max_params, json.dumps(list(overrides)), seed)
+        prev = done.get(tag)
+        if prev is not None:
+            out.append(prev["result"])
+            if prev.get("diag") is not None:
+                diags.append(prev["diag"])
+            print(f"  {method} seed {seed}: loaded from {jsonl}", flush=True)
+            continue
         ev = benchmarks.TabularEvaluator(bench, dataset, protocol)
         if method == "ganas":
             cfg = apply_overrides(GANASConfig(num_classes=NUM_CLASSES[dataset]), overrides)
@@ -100,6 +113,10 @@ def run_method(method: str, seeds, bench, dataset, protocol, budget, overrides, 
                           "params_M": [nb201_params_M(sp.parse(h["arch"]).op_ids,
                                                       NUM_CLASSES[dataset])
                                        for h in res["history"] if h.get("new")]})
+        if jsonl is not None:
+            rec = dict(zip(key, tag), result=res, diag=diags[-1] if method == "ganas" else None)
+            with open(jsonl, "a") as f:
+                f.write(json.dumps(rec, default=float) + "\n")
         print(f"  {method} seed {seed}: " + " ".join(
             f"{b}:{score_at(res, b):.2f}" for b in BUDGETS if b <= budget)
             + f"  wall {res['wall_s']:.1f}s", flush=True)
@@ -159,7 +176,8 @@ def main(argv=None) -> None:
         for m in args.methods.split(","):
             c0 = time.process_time()
             res, d = run_method(m, seeds, bench, ds, args.protocol, args.budget,
-                                args.overrides, args.max_params if m == "ganas" else None)
+                                args.overrides, args.max_params if m == "ganas" else None,
+                                jsonl=out / "runs.jsonl")
             results[m] = res
             diags += d
             cpu[m] = time.process_time() - c0

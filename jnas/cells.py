@@ -6,7 +6,8 @@
   N cells (4C) -> BN-ReLU-GAP-linear.
 * The DARTS space (Liu et al., ICLR 2019) lives in :mod:`jnas.cells_darts`, NAS-Bench-101
   (Ying et al., ICML 2019) in :mod:`jnas.cells_nb101`, parameter / FLOP counting in
-  :mod:`jnas.cost`; all are re-exported here.
+  :mod:`jnas.cost`, the basic layers (BatchNorm, conv, pools, ReLU-Conv-BN, the ResNet
+  block) and compile/dtype options in :mod:`jnas.layers`; all are re-exported here.
 
 Speed design (issue 8): the cells of one stage are identical, so they run under ``nn.scan``
 (params stacked on a leading axis, one compiled cell body per stage); inside a supernet cell
@@ -22,13 +23,16 @@ dtype (params, BN statistics and op weights float32).
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jnas.layers import (CPU_FAST_COMPILE, CPU_FASTEST_COMPILE, BatchNorm, ReLUConvBN,
+                         ResNetBasicBlock, avg_pool, batch_norm_train, compiler_options,
+                         compute_dtype, conv, weighted)
 
 __all__ = [
     "BatchNorm", "ReLUConvBN", "ResNetBasicBlock", "avg_pool", "NB201MixedOp", "NB201Supernet",
@@ -42,173 +46,6 @@ __all__ = [
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3",
                               "avg_pool_3x3")
 NB201_EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
-
-# PyTorch-style initialisers so that function (not only shape) matches the references.
-conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-
-
-# ----------------------------------------------------------------------------- basic layers
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array,
-                     eps: float) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Training-mode batch norm over all axes but the last (Ioffe & Szegedy, ICML 2015).
-
-    Returns ``(y, mean, var)``: ``y = (x - mean) / sqrt(var + eps) * scale + bias`` in
-    ``x.dtype`` and the float32 batch mean / biased variance (statistics always in float32).
-    The backward pass is the closed form ``dx = scale * rstd * (g - mean(g) - x̂ mean(g x̂))``
-    (two reductions and one elementwise pass) instead of the autodiff graph of the forward
-    (about twice as many XLA kernels: issue 8, CPU compile time); it is itself differentiable,
-    so second-order DARTS can differentiate through it.
-    """
-    return _bn_fwd(x, scale, bias, eps)[0]
-
-
-def _bn_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    xf = x.astype(jnp.float32)
-    axes = tuple(range(x.ndim - 1))
-    mean = xf.mean(axis=axes)
-    var = jnp.maximum((xf * xf).mean(axis=axes) - mean * mean, 0.0)
-    return mean, var
-
-
-def _bn_fwd(x, scale, bias, eps):
-    mean, var = _bn_stats(x)
-    rstd = jax.lax.rsqrt(var + eps)
-    y = ((x.astype(jnp.float32) - mean) * (rstd * scale) + bias).astype(x.dtype)
-    return (y, mean, var), (x, mean, rstd, scale)
-
-
-def _bn_bwd(eps, res, cts):
-    x, mean, rstd, scale = res
-    g, g_mean, g_var = cts
-    axes = tuple(range(x.ndim - 1))
-    n = x.size // x.shape[-1]
-    xc = x.astype(jnp.float32) - mean
-    xhat = xc * rstd
-    gf = g.astype(jnp.float32)
-    s_g = gf.sum(axis=axes)
-    s_gx = (gf * xhat).sum(axis=axes)
-    dx = (scale * rstd) * (gf - s_g / n - xhat * (s_gx / n))
-    # cotangents of the returned statistics (zero unless a caller differentiates them)
-    dx = dx + g_mean / n + xc * (2.0 * g_var / n)
-    return dx.astype(x.dtype), s_gx, s_g
-
-
-batch_norm_train.defvjp(_bn_fwd, _bn_bwd)
-
-
-class BatchNorm(nn.Module):
-    """Batch normalisation over N, H, W with PyTorch semantics (momentum 0.1, eps 1e-5).
-
-    ``affine=False`` drops scale/bias; ``track_running_stats=False`` always normalises with
-    the batch statistics and keeps no state (the NB201/DARTS search-supernet setting). Under
-    ``jax.jit`` with a batch-sharded input the statistics are over the *global* batch.
-    """
-
-    features: int
-    affine: bool = True
-    track_running_stats: bool = True
-    momentum: float = 0.1
-    eps: float = 1e-5
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        f = self.features
-        if x.shape[-1] != f:
-            raise ValueError(f"BatchNorm expects {f} channels, got input shape {x.shape}")
-        if self.track_running_stats:
-            ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((f,), jnp.float32))
-            ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((f,), jnp.float32))
-        if self.affine:
-            scale = self.param("scale", nn.initializers.ones, (f,), jnp.float32)
-            bias = self.param("bias", nn.initializers.zeros, (f,), jnp.float32)
-        else:
-            scale, bias = jnp.ones((f,), jnp.float32), jnp.zeros((f,), jnp.float32)
-        # statistics and normalisation in float32 whatever the compute dtype; the output is
-        # cast back to the input dtype (bf16 mixed precision)
-        if train or not self.track_running_stats:
-            y, mean, var = batch_norm_train(x, scale, bias, self.eps)
-            if self.track_running_stats and train and not self.is_initializing():
-                n = x.size // f
-                m = self.momentum
-                ra_mean.value = (1 - m) * ra_mean.value + m * mean
-                ra_var.value = (1 - m) * ra_var.value + m * var * (n / max(n - 1, 1))
-            return y
-        rstd = jax.lax.rsqrt(ra_var.value + self.eps)
-        return ((x.astype(jnp.float32) - ra_mean.value) * (rstd * scale) + bias).astype(x.dtype)
-
-
-def conv(features: int, kernel: int, stride: int = 1, dilation: int = 1, groups: int = 1,
-         bias: bool = False, name: str | None = None, dtype: Any = None) -> nn.Conv:
-    """A PyTorch-padded (``(k-1)//2 * dilation`` each side) convolution, no bias by default.
-
-    ``dtype``: compute dtype (``None``: the input's); the kernel is stored in float32."""
-    p = (kernel - 1) // 2 * dilation
-    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((p, p), (p, p)),
-                   kernel_dilation=(dilation, dilation), feature_group_count=groups,
-                   use_bias=bias, kernel_init=conv_init, name=name, dtype=dtype,
-                   param_dtype=jnp.float32)
-
-
-def avg_pool(x: jax.Array, window: int = 3, stride: int = 1, pad: int = 1) -> jax.Array:
-    """Average pooling that ignores padding (PyTorch ``count_include_pad=False``).
-
-    The divisor is a NumPy constant computed from the static shape; (``flax``'s
-    ``count_include_pad=False`` pools a ones tensor of the full batch shape, which XLA
-    constant-folds for seconds at every compile.)"""
-    s = nn.pool(x, 0.0, jax.lax.add, (window, window), (stride, stride),
-                ((pad, pad), (pad, pad)))
-    ones = np.pad(np.ones(x.shape[1:3], np.float32), pad)
-    win = np.lib.stride_tricks.sliding_window_view(ones, (window, window))
-    cnt = win[::stride, ::stride].sum(axis=(-1, -2))
-    return s / jnp.asarray(cnt[None, :, :, None], x.dtype)
-
-
-def max_pool(x: jax.Array, window: int = 3, stride: int = 1, pad: int = 1) -> jax.Array:
-    """Max pooling with -inf padding (PyTorch semantics)."""
-    return nn.max_pool(x, (window, window), (stride, stride), ((pad, pad), (pad, pad)))
-
-
-def weighted(w: jax.Array, y: jax.Array) -> jax.Array:
-    """``w * y`` for an op weight ``w`` (scalar) and an op output ``y``, computed in float32 and
-    returned in ``y.dtype``: under a bf16 compute dtype the weight's gradient
-    ``sum(g * y)`` (a reduction over the whole activation) is then accumulated in float32
-    (in bf16 it is off by tens of percent). A no-op change for float32."""
-    return (jnp.asarray(w, jnp.float32) * y.astype(jnp.float32)).astype(y.dtype)
-
-
-class ReLUConvBN(nn.Module):
-    """ReLU -> Conv(k, stride, dilation, no bias) -> BN: NB201 ``nor_conv_kxk``."""
-
-    features: int
-    kernel: int
-    stride: int = 1
-    dilation: int = 1
-    affine: bool = True
-    track_running_stats: bool = True
-    dtype: Any = None
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = conv(self.features, self.kernel, self.stride, self.dilation,
-                 dtype=self.dtype)(nn.relu(x))
-        return BatchNorm(self.features, self.affine, self.track_running_stats)(x, train)
-
-
-class ResNetBasicBlock(nn.Module):
-    """NB201 reduction block: ReLUConvBN(3, /2) -> ReLUConvBN(3) + (AvgPool2 -> Conv1x1)."""
-
-    features: int
-    dtype: Any = None
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        a = ReLUConvBN(self.features, 3, 2, dtype=self.dtype)(x, train)
-        b = ReLUConvBN(self.features, 3, 1, dtype=self.dtype)(a, train)
-        r = nn.avg_pool(x, (2, 2), (2, 2), "VALID")
-        r = conv(self.features, 1, dtype=self.dtype)(r)
-        return r + b
-
 
 def _stem_and_head_check(x: jax.Array) -> None:
     if x.ndim != 4:
@@ -349,47 +186,6 @@ class NB201Supernet(nn.Module):
             x, _ = scan(c, self.affine, self.track_running_stats, train, self.op_mask, dt,
                         name=f"stage_{stage}")(x, w[stage * self.N:(stage + 1) * self.N])
         return _head(x, self.num_classes, train)
-
-
-CPU_FAST_COMPILE: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False,
-                                     "xla_backend_optimization_level": 1}
-"""XLA options that roughly halve the CPU compile time of a supernet step at an unchanged
-step time (test-size NB201 first-order DARTS step: ~17 -> ~9 CPU-s lower + compile, ~65
-ms/step either way; BENCHMARKS.md)."""
-CPU_FASTEST_COMPILE: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False,
-                                        "xla_backend_optimization_level": 0}
-"""XLA options that compile ~3x faster again but run ~10x slower: for functions run once or
-twice on tiny inputs (tests, shape checks)."""
-
-
-def compiler_options(mode: str | None = "fast",
-                     backend: str | None = None) -> dict[str, Any] | None:
-    """``compiler_options`` for ``jax.jit(...)`` / ``.compile(...)`` of a supernet function.
-
-    ``mode``: ``'fast'`` (:data:`CPU_FAST_COMPILE`, for train steps), ``'fastest'``
-    (:data:`CPU_FASTEST_COMPILE`, for one-off calls) or ``None`` (XLA defaults). Options are
-    only returned when the backend (default: JAX's default backend) is ``'cpu'``; GPU/TPU
-    keep XLA's defaults (``None``)."""
-    if mode not in (None, "fast", "fastest"):
-        raise ValueError(f"compiler_options mode must be 'fast', 'fastest' or None, got {mode!r}")
-    backend = jax.default_backend() if backend is None else backend
-    if mode is None or backend != "cpu":
-        return None
-    return dict(CPU_FAST_COMPILE if mode == "fast" else CPU_FASTEST_COMPILE)
-
-
-def compute_dtype(dtype: Any) -> Any:
-    """Validate a compute dtype: ``None`` (float32), ``float32``, ``bfloat16`` or ``float16``
-    (a name or a dtype); returns the jnp dtype, raises ``ValueError`` otherwise."""
-    if dtype is None:
-        return jnp.float32
-    try:
-        d = jnp.dtype(dtype)
-    except TypeError as e:
-        raise ValueError(f"unknown compute dtype {dtype!r}; use 'float32' or 'bfloat16'") from e
-    if d not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
-        raise ValueError(f"compute dtype must be float32, bfloat16 or float16, got {d}")
-    return d
 
 
 def _head(x: jax.Array, num_classes: int, train: bool) -> jax.Array:

@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnas.cells import (BatchNorm, ReLUConvBN, avg_pool, compute_dtype, conv, max_pool,
-                        weighted)
+from jnas.layers import (BatchNorm, ReLUConvBN, avg_pool, compute_dtype, conv, max_pool,
+                         weighted)
 
 __all__ = ["DARTS_OPS", "FactorizedReduce", "SepConv", "DilConv", "DARTSMixedOp",
            "DARTSSupernet", "DARTSNetwork", "darts_cell_plan", "darts_edges_from"]

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnas.cells import BatchNorm, conv, max_pool
+from jnas.layers import BatchNorm, conv, max_pool
 
 __all__ = ["NB101Network", "nb101_vertex_channels", "nb101_spec"]
 

@@ -160,7 +160,7 @@ def _darts_network(genotype: Any, C: int, layers: int, hw: int, in_ch: int,
     p, f = _conv(in_ch, stem_mult * C, 3, hw)
     p, f = p + 2 * stem_mult * C, f + 2 * stem_mult * C * hw
     plan = darts_cell_plan(C, layers, stem_mult, len(genotype.normal_concat))
-    h_prev = h_pp = hw
+    h_prev = hw
     for cell in plan:
         c, red = cell["C"], cell["reduction"]
         h_in = h_prev
@@ -173,7 +173,7 @@ def _darts_network(genotype: Any, C: int, layers: int, hw: int, in_ch: int,
             stride = 2 if red and j < 2 else 1
             a, b = _darts_op(op, c, c, stride, h_in, True, False)
             p, f = p + a, f + b
-        h_pp, h_prev = h_prev, (h_in // 4 if red else h_in)
+        h_prev = h_in // 4 if red else h_in
     cf = plan[-1]["C"] * len(genotype.normal_concat)
     p += cf * num_classes + num_classes
     f += cf * h_prev + cf * num_classes + num_classes

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jnas import darts, oneshot, relax, spaces
+from jnas import darts, oneshot, relax, snas, spaces
 from jnas.data import mock_cifar
 from jnas.oneshot import Supernet
 
@@ -172,35 +172,75 @@ def _run(cfg, out, stop_after=None, fn=darts.run_darts):
               data=toy_data(), stop_after=stop_after)
 
 
-def test_resume_mid_search_gives_identical_state(tmp_path):
-    cfg = darts.DARTSConfig(**TINY)
-    full = _run(cfg, tmp_path / "a")
-    part = _run(cfg, tmp_path / "b", stop_after=1)
+def _method(method: str, **over):
+    """(config, run function) of one of the five CLI one-shot methods, at the TINY size."""
+    from jnas import less_local
+    table = {"darts": (darts.DARTSConfig, darts.run_darts),
+             "darts2": (darts.DARTS2Config, darts.run_darts),
+             "gdas": (darts.GDASConfig, darts.run_gdas),
+             "snas": (snas.SNASConfig, snas.run_snas),
+             "less-local": (less_local.LessLocalConfig, less_local.run_less_local)}
+    cls, fn = table[method]
+    extra = {"population": 2, "eval_batches": 1} if method == "less-local" else {}
+    return cls(**{**TINY, **extra, **over}), fn
+
+
+@pytest.mark.parametrize("method", ["darts", "darts2", "gdas", "snas", "less-local"])
+def test_resume_mid_search_gives_identical_state(method, tmp_path):
+    cfg, fn = _method(method)
+    full = _run(cfg, tmp_path / "a", fn=fn)
+    part = _run(cfg, tmp_path / "b", stop_after=1, fn=fn)
     assert len(part["history"]) == 1
-    resumed = _run(cfg, tmp_path / "b")
+    resumed = _run(cfg, tmp_path / "b", fn=fn)
     assert resumed["best_arch"] == full["best_arch"]
     for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(full["_state"])),
                     jax.tree_util.tree_leaves(jax.device_get(resumed["_state"]))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert [h["train_loss"] for h in resumed["history"]] == \
         [h["train_loss"] for h in full["history"]]
+    assert resumed["history"][0] == part["history"][0]  # epoch 1 kept, not re-run
     # a different config in the same folder is refused, not overwritten
     with pytest.raises(ValueError, match="different config"):
-        _run(darts.DARTSConfig(**{**TINY, "w_lr": 0.1}), tmp_path / "b")
+        _run(_method(method, w_lr=0.1)[0], tmp_path / "b", fn=fn)
 
 
 @pytest.mark.parametrize("method", ["darts2", "gdas"])
-def test_second_order_and_gdas_run_and_move_alpha(method):
-    if method == "darts2":
-        cfg, fn = darts.DARTS2Config(**{**TINY, "a_lr": 3e-2}), darts.run_darts
-    else:
-        cfg, fn = darts.GDASConfig(**{**TINY, "a_lr": 3e-2}), darts.run_gdas
-    res = _run(cfg, None, fn=fn)
+def test_second_order_and_gdas_real_images_killed_and_resumed(method, data_dir, tmp_path):
+    """Real NB201Supernet (C=4, N=1) on real CIFAR-10 images: killed after epoch 1, resumed;
+    α moves, the genotype is valid and scored by the table."""
+    cfg, fn = _method(method, a_lr=3e-2)
+    kw = dict(space="nb201", dataset="cifar10", key=0, out_dir=tmp_path,
+              data=real_data(data_dir))
+    part = fn(cfg, stop_after=1, **kw)
+    assert len(part["history"]) == 1
+    res = fn(cfg, **kw)
     assert res["method"] == method
-    spaces.NB201.parse(res["best_arch"])
+    assert [h["epoch"] for h in res["history"]] == [1, 2]
+    assert res["history"][0] == part["history"][0]
+    arch = spaces.NB201.parse(res["best_arch"])
+    assert arch.to_string() == res["genotype"]
     a = np.asarray(res["alpha_final"]["cell"])
     assert np.abs(a).max() > 1e-2  # moved well beyond the 1e-3 initialisation
     assert all(np.isfinite(h["val_loss"]) for h in res["history"])
+    assert 0 < res["bench"]["test_accuracy"] <= 100
+
+
+def test_darts_space_search_real_images_end_to_end(data_dir):
+    """DARTS on the DARTS-space supernet (C=4, 3 layers: normal, reduction, reduction) with
+    real CIFAR-10 images: α of both cell types moves and the genotype follows the DARTS rule
+    (two distinct inputs per node, ``none`` never chosen)."""
+    cfg = darts.DARTSConfig(**{**TINY, "layers": 3, "epochs": 1, "a_lr": 3e-2})
+    res = darts.run_darts(cfg, space="darts", dataset="cifar10", key=0, out_dir=None,
+                          data=real_data(data_dir))
+    g = spaces.DARTS.parse(res["genotype"])
+    for cell in (g.normal, g.reduce):
+        assert all(op != "none" for op, _ in cell)
+        assert all(cell[2 * i][1] != cell[2 * i + 1][1] for i in range(4))
+    assert set(res["alpha_final"]) == {"normal", "reduce"}
+    for k in ("normal", "reduce"):
+        assert np.abs(np.asarray(res["alpha_final"][k])).max() > 1e-2
+    assert res["bench"] is None  # no table scores the DARTS space
+    assert np.isfinite(res["history"][0]["val_loss"])
 
 
 def test_nan_loss_raises_clear_error():

@@ -156,7 +156,7 @@ def _synthetic_score(arch) -> float:
 
 
 def _run(searcher, budget, batch):
-    seen, asked = set(), []
+    asked = []
     while len(asked) < budget:
         archs = searcher.ask(min(batch, budget - len(asked)))
         searcher.tell(archs, [_synthetic_score(a) for a in archs])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jnas.gcn import (GraphArrays, PredictorConfig, batch_graphs, graphs_to_arrays,
+from jnas.gcn import (PredictorConfig, batch_graphs, graphs_to_arrays,
                       train_predictor, weighted_mse)
 
 
