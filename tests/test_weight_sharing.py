@@ -45,9 +45,21 @@ def test_weight_sharing_returns_k_scores_from_one_compiled_program():
     ev2 = WeightSharingEvaluator(tr, va, key=0, config=_CFG)
     np.testing.assert_allclose(ev2.evaluate(archs), s1, atol=1e-6)
     # the compiled program is vmapped over masks: its HLO has one training loop
-    prog = [v for k, v in WeightSharingEvaluator._programs.items() if k[4] == 4][0]
+    prog = [v for k, v in WeightSharingEvaluator._programs.items() if k[4] == 4][0][1]
     assert prog.as_text().count("while") >= 1
     assert ev2.last_timing["compile_s"] == 0.0  # a second evaluator reuses the program
+
+
+def test_independent_mode_trains_each_candidate_alone():
+    """mode='independent' (the same-total-steps baseline): candidate i's score depends only on
+    its own mask and key, not on the other candidates of the round."""
+    tr, va = _data()
+    cfg = WSConfig(**{**_CFG.__dict__, "mode": "independent", "steps": 8})
+    a, b, c = NB201.sample(3, 3)
+    s_ab = WeightSharingEvaluator(tr, va, key=0, config=cfg).evaluate([a, b])
+    s_ac = WeightSharingEvaluator(tr, va, key=0, config=cfg).evaluate([a, c])
+    assert len(s_ab) == 2 and all(0.0 <= s <= 100.0 for s in s_ab)
+    np.testing.assert_allclose(s_ab[0], s_ac[0], atol=1e-6)
 
 
 def test_config_and_input_errors():
