@@ -11,7 +11,9 @@ Commands (2-core CPU shared with 3 other jobs; what ran and its results: RESULTS
       --dataset cifar100 --seeds 0-4 --baseline-seeds 0-19 --out FILE.jsonl
   python experiments/renas_search.py --summarise FILE.jsonl [FILE2.jsonl ...]
 Prints one JSON line per (method, seed) and a mean ± std summary per method; ``--summarise``
-prints the table (mean ± std, ddof 0, and mean top-percentile) per (dataset, method).
+prints the table (mean ± std, ddof 0, and mean top-percentile) per (dataset, method), and
+``--compare BONAS.jsonl GANAS/runs.jsonl`` adds BONAS / GA-NAS runs read at the same number of
+queries (``--queries``, default 434).
 A ReNAS seed costs ~55-62 CPU-s (200 epochs on 424 cells + scoring 15,625), RS/REA < 1 CPU-s.
 Result (434 queries, 200-epoch test of the best-by-signal cell; RS/REA 20 seeds, ReNAS 5):
 C10 RS 94.01, REA 94.28, ReNAS 94.12 ± 0.23; C100 72.26 / 72.61 / 72.18 ± 1.05;
@@ -30,9 +32,47 @@ from jnas import benchmarks, search
 from jnas.cli import parse_seeds
 
 
-def summarise(paths: list[str]) -> None:
-    """Markdown table per (dataset, method) of JSON-line result files (later duplicates win)."""
+def other_records(paths: list[str], queries: int) -> list[dict]:
+    """Records of other searchers at ``queries`` distinct queries, in this script's format:
+    BONAS lines of ``experiments/bonas_search.py`` (``best`` per budget) and GA-NAS lines of
+    ``experiments/ganas_nb201.py`` (``OUT/runs.jsonl``, whole trajectory). Runs with fewer
+    queries are left out."""
+    from jnas.report import score_at
+    bench = benchmarks.load_nb201()
+    out = []
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                r = json.loads(line)
+                if r["method"] in ("rs", "rea"):  # baselines come from this script's runs
+                    continue
+                if "result" in r:  # GA-NAS runs.jsonl
+                    if r.get("max_params") is not None or r["budget"] < queries:
+                        continue
+                    acc, proto = score_at(r["result"], queries), r["protocol"]
+                elif "best" in r:  # bonas_search.py
+                    if str(queries) not in r["best"]:
+                        continue
+                    acc, proto = r["best"][str(queries)], r.get("protocol", "12epoch")
+                else:
+                    raise ValueError(f"{path}: unknown record format (keys {sorted(r)})")
+                if proto != "12epoch":
+                    continue
+                table = np.asarray(bench.test_acc[r["dataset"]])
+                out.append({"method": r["method"], "dataset": r["dataset"], "seed": r["seed"],
+                            "queries": queries, "test_acc": float(acc),
+                            "top_percent": 100.0 * float(np.mean(table > acc)),
+                            "wall_s": r.get("wall_s", r.get("result", {}).get("wall_s", 0.0)),
+                            "cpu_s": r.get("cpu_s", float("nan"))})
+    return out
+
+
+def summarise(paths: list[str], others: list[str] | None = None, queries: int = 434) -> None:
+    """Markdown table per (dataset, method) of JSON-line result files (later duplicates win),
+    with BONAS / GA-NAS runs (``others``) read at the same number of queries."""
     recs = load_jsonl(paths, ("dataset", "method", "queries", "seed"))
+    for r in other_records(others or [], queries):
+        recs[(r["dataset"], r["method"], r["queries"], r["seed"])] = r
     groups: dict[tuple, list[dict]] = {}
     for k, r in sorted(recs.items()):
         groups.setdefault(k[:3], []).append(r)
@@ -42,7 +82,7 @@ def summarise(paths: list[str]) -> None:
     for (ds, m, q), rs in groups.items():
         acc = np.array([r["test_acc"] for r in rs])
         top = np.array([r["top_percent"] for r in rs])
-        cpu = [r["cpu_s"] for r in rs if "cpu_s" in r]
+        cpu = [r["cpu_s"] for r in rs if np.isfinite(r.get("cpu_s", np.nan))]
         print(f"| {ds} | {m} | {q} | {len(rs)} | {acc.mean():.2f} ± {acc.std():.2f} | "
               f"{top.mean():.3f} | {np.median(top):.3f} | "
               f"{np.median([r['wall_s'] for r in rs]):.0f} | "
@@ -61,9 +101,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=None)
     p.add_argument("--summarise", nargs="+", default=None, metavar="JSONL",
                    help="only print the summary table of these result files")
+    p.add_argument("--compare", nargs="+", default=None, metavar="JSONL",
+                   help="with --summarise: BONAS (bonas_search.py) / GA-NAS (ganas_nb201.py "
+                        "runs.jsonl) results, read at --queries")
+    p.add_argument("--queries", type=int, default=434)
     a = p.parse_args(argv)
     if a.summarise:
-        return summarise(a.summarise)
+        return summarise(a.summarise, a.compare, a.queries)
     bench = benchmarks.load_nb201()
     acc = np.asarray(bench.test_acc[a.dataset])
     budget = 0
