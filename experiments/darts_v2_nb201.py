@@ -1,21 +1,15 @@
-"""Table row "DARTS exact second order (hypergradient through one virtual SGD step)" (issue 3)
-on NAS-Bench-201 / CIFAR-10.
+"""Table row "DARTS exact second order (hypergradient through one virtual SGD step)" (issue 3):
+NB201 / CIFAR-10 one-shot search, the preset ``--method darts2`` of :mod:`darts_nb201` (same
+flags, same reduced budget).
 
-A thin preset of :mod:`darts_nb201` (same flags; ``--method darts2`` fixed):
+Command:
 
-    cd /work/main && JNAS_DATA_DIR=/work/shared/data nice -n 5 \
-        python experiments/darts_v2_nb201.py --seeds 0-2 --out runs/darts_nb201
+    JNAS_DATA_DIR=/work/shared/data python experiments/darts_v2_nb201.py --seeds 0-2 --out runs/x
 
-Machine and budget: the project's 2-core CPU, no GPU (load 5-9 while it ran, 2026-11-23);
-the reduced budget of :mod:`darts_nb201` (C=4, N=1, batch 16, 1,024/1,024 real CIFAR-10
-images, 4 epochs = 256 steps, α lr scaled to the budget). Wall per search: 395-480 s.
-Reference budget (GPU): add ``--epochs 50 --set C=16 --set N=5 --set train_size=25000
---set val_size=25000 --set batch_size=64 --no-scale-alpha-lr``.
-
-Result it gave (seeds 0-2, 200-epoch NB201 test accuracy of the found cell, CIFAR-10 /
-CIFAR-100 / ImageNet16-120, mean ± std): 91.64 ± 2.00 / 66.49 ± 4.02 / 39.30 ± 6.59.
-NB201 paper: 54.30 ± 0.00 (collapse) at the reference budget. ~3.3x the cost of first order per
-search.
+Machine and time: the 2-core CPU, no GPU (2026-11-23, load 5-9), 395-480 s wall per search.
+Result (seeds 0-2; NB201 200-epoch test accuracy of the found cell, CIFAR-10 / CIFAR-100 /
+ImageNet16-120): 91.64 ± 2.00 / 66.49 ± 4.02 / 39.30 ± 6.59. NB201 paper: 54.30 ± 0.00
+(collapse) at the reference budget. ~3.3x the cost of first order per search.
 """
 from __future__ import annotations
 

@@ -1,22 +1,16 @@
-"""Table row "less-local DARTS (population P=4 in one vmapped step, exploit/explore each
-epoch)" (issue 3) on NAS-Bench-201 / CIFAR-10.
+"""Table row "less-local DARTS (population P=4 in one vmapped step, exploit/explore each epoch)"
+(issue 3): NB201 / CIFAR-10 one-shot search, the preset ``--method less-local`` of
+:mod:`darts_nb201` (same flags, same reduced budget).
 
-A thin preset of :mod:`darts_nb201` (same flags; ``--method less-local`` fixed):
+Command:
 
-    cd /work/main && JNAS_DATA_DIR=/work/shared/data nice -n 5 \
-        python experiments/less_local_nb201.py --seeds 0-2 --out runs/darts_nb201
+    JNAS_DATA_DIR=/work/shared/data python experiments/less_local_nb201.py --seeds 0-2 --out runs/x
 
-Machine and budget: the project's 2-core CPU, no GPU (load 5-9 while it ran, 2026-11-23);
-the reduced budget of :mod:`darts_nb201` (C=4, N=1, batch 16, 1,024/1,024 real CIFAR-10
-images, 4 epochs = 256 steps, α lr scaled to the budget). Wall per search: 221-364 s.
-Reference budget (GPU): add ``--epochs 50 --set C=16 --set N=5 --set train_size=25000
---set val_size=25000 --set batch_size=64 --no-scale-alpha-lr``.
-
-Result it gave (seeds 0-2, 200-epoch NB201 test accuracy of the found cell, CIFAR-10 /
-CIFAR-100 / ImageNet16-120, mean ± std): 93.13 ± 0.54 / 69.83 ± 1.53 / 43.05 ± 2.89.
-Target ≥ 93.5 and no collapse: no collapse, target missed by 0.4 (3 seeds; not significantly
-better than DARTS-V1 here). The final member choice used a discrete-cell validation accuracy at
-or below chance at this budget.
+Machine and time: the 2-core CPU, no GPU (2026-11-23, load 5-9), 221-364 s wall per search.
+Result (seeds 0-2; NB201 200-epoch test accuracy of the found cell, CIFAR-10 / CIFAR-100 /
+ImageNet16-120): 93.13 ± 0.54 / 69.83 ± 1.53 / 43.05 ± 2.89. Target ≥ 93.5 and no collapse: no
+collapse, target missed by 0.4 (3 seeds; not significantly better than DARTS-V1 here). The
+final member choice used a discrete-cell validation accuracy at or below chance at this budget.
 """
 from __future__ import annotations
 
