@@ -399,7 +399,8 @@ def search_split(images: np.ndarray, labels: np.ndarray, key, frac: float = 0.5
     DARTS (Liu et al., ICLR 2019) and NAS-Bench-201 (Dong & Yang, ICLR 2020) search on half
     of CIFAR-10 train (25k) and use the other half (25k) for the architecture / validation
     signal. The split is stratified per class (each class split in the same proportion) and
-    a pure function of ``key``.
+    a pure function of ``key``; each half comes in a random order, so any prefix of it is a
+    random sample of all classes even when the input is sorted by class.
 
     Returns:
       ``((train_images, train_labels), (val_images, val_labels))``, disjoint, covering all.
@@ -416,8 +417,10 @@ def search_split(images: np.ndarray, labels: np.ndarray, key, frac: float = 0.5
         k = int(round(frac * len(idx)))
         tr.append(idx[:k])
         va.append(idx[k:])
-    tr_i = np.sort(np.concatenate(tr))
-    va_i = np.sort(np.concatenate(va))
+    # Each half in a random order: loaders return images grouped by class (image folders,
+    # ``max_per_class``), and callers take prefixes (validation batches, read-out subsets).
+    tr_i = rng.permutation(np.concatenate(tr))
+    va_i = rng.permutation(np.concatenate(va))
     return (images[tr_i], labels[tr_i]), (images[va_i], labels[va_i])
 
 

@@ -162,10 +162,11 @@ def load_search_data(dataset: str, config: OneShotConfig, key: jax.Array
     if config.train_size > len(xt) or config.val_size > len(xv):
         raise ValueError(f"train_size={config.train_size}/val_size={config.val_size} exceed the "
                          f"{len(xt)}/{len(xv)} images of the search split; lower them")
-    # search_split sorts by index within each half; draw the used subset at random.
+    # A random subset, kept in random order: the validation prefixes used for evaluation
+    # (less-local member choice, exploit/explore) must cover all classes.
     rng = np_rng(jax.random.fold_in(k_split, 1))
-    it = np.sort(rng.permutation(len(xt))[:config.train_size])
-    iv = np.sort(rng.permutation(len(xv))[:config.val_size])
+    it = rng.permutation(len(xt))[:config.train_size]
+    iv = rng.permutation(len(xv))[:config.val_size]
     return xt[it], yt[it].astype(np.int32), xv[iv], yv[iv].astype(np.int32)
 
 

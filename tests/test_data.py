@@ -286,8 +286,11 @@ def test_search_split_sizes_disjoint_stratified_deterministic(key):
 
 def test_search_split_on_real_cifar_sizes(data_dir, cache_dir):
     x, y = data.load_cifar10("auto", "test", data_dir=data_dir, max_per_class=50)
+    assert (np.diff(y) >= 0).all()  # the loader returns images grouped by class
     (xt, yt), (xv, yv) = data.search_split(x, y, jax.random.key(0))
     assert len(xt) == len(xv) == 250
+    # each half is shuffled: a prefix (a validation batch) covers the classes
+    assert len(np.unique(yv[:40])) >= 8 and len(np.unique(yt[:40])) >= 8
     assert np.bincount(yt).tolist() == [25] * 10 == np.bincount(yv).tolist()
 
 
