@@ -20,7 +20,8 @@ test accuracy of the found cell, mean ± std; wall per search):
 * ``--method snas``:       52.28 ± 0.35 / 10.57 ± 0.06 / 11.33 ± 0.29   (102-141 s)
 * ``--method snas --set eta=0``: 68.54 ± 11.62 / 32.26 ± 15.40 / 15.97 ± 4.58
 * ``--method gdas``:       64.78 ± 11.73 / 31.89 ± 16.64 / 15.22 ± 4.32 (133-199 s)
-* ``--method less-local``: 93.13 ± 0.54 / 69.83 ± 1.53 / 43.05 ± 2.89   (221-364 s)
+* ``--method less-local``: 93.05 ± 0.93 / 70.28 ± 1.55 / 43.25 ± 2.03   (453-510 s; re-run
+  after the split-order fix of the third session; before it 93.13 ± 0.54)
 
 SNAS and GDAS fall to parameter-free cells within 1-2 epochs at this budget; DARTS does not
 reach its known skip collapse in 256 steps. Discussion: RESULTS.md (issue 3 section).
