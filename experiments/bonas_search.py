@@ -21,12 +21,14 @@ at 100 queries and 94.15 ± 0.24 at 200 (REA from the same loop 94.03 and 94.13)
 
 Weight-sharing mode (real CIFAR-10 images, jnas.weight_sharing):
     JNAS_DATA_DIR=/work/shared/data nice python experiments/bonas_search.py --ws-tau \
-        --ws-k 8 --ws-rounds 3 --set C=4 N=1 steps=400 --out /tmp/bonas/ws.jsonl
+        --ws-k 16 --ws-rounds 3 --ws-per-class 500 --set C=4 N=1 steps=300 batch_size=32 \
+        recal_batches=2 eval_batches=2 eval_batch_size=250 --out /tmp/bonas/ws.jsonl
 trains k random NB201 cells together in one supernet (BONAS) and, separately, each alone for
 steps/k steps (same total steps), and prints Kendall tau of both read-outs against the
-NB201 200-epoch CIFAR-10 test accuracy, per round and pooled. On the shared 2-core CPU this
-did not finish one round (about 15 CPU-min: the vmapped 'independent' program alone compiled
-for over 15 min); it needs a GPU (RESULTS.md).
+NB201 200-epoch CIFAR-10 test accuracy, per round and pooled. Third session, this command on
+the shared 2-core CPU: 32.5 min wall, 1,237 CPU-s (≈ 50 s compile per mode); per-round tau
+shared 0.055 ± 0.192, independent -0.083 ± 0.139 (pooled 0.086 / -0.086): at this budget
+neither read-out ranks cells; a meaningful budget needs a GPU (RESULTS.md, BONAS 4).
 """
 from __future__ import annotations
 
