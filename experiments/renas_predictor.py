@@ -19,9 +19,10 @@ Commands (2-core CPU shared with 3 other jobs; timings and results in RESULTS.md
   python experiments/renas_predictor.py --summarise FILE.jsonl [FILE2.jsonl ...]
 Prints and appends one JSON line per (space, size, loss, seed); ``--summarise`` prints the
 mean ± std table per (space, size, loss) over the seeds found (later duplicates win).
-Result (NB201 C10, 10 seeds; 2 at 781): Kendall tau rank / mse / GCN = 0.35 / 0.23 / 0.15
-(16 cells), 0.52 / 0.23 / 0.44 (78), 0.58 / 0.31 / 0.50 (156), 0.68 / 0.50 / 0.66 (781).
-CPU per CNN run: 4 s (16 cells) to ~115 s (781); GCN 1-10 s.
+Result (NB201 C10, 10 seeds at every size): Kendall tau rank / mse / GCN = 0.35 / 0.23 / 0.15
+(16 cells), 0.52 / 0.23 / 0.44 (78), 0.58 / 0.31 / 0.50 (156), 0.69 / 0.46 / 0.65 (781);
+NB101 (``--space nb101 --sizes 100,200``, 10 seeds): 0.57 / 0.46 / 0.53 and 0.67 / 0.50 / 0.61.
+CPU per CNN run: 4 s (16 cells) to ~130 s (781); GCN 1-10 s.
 """
 from __future__ import annotations
 

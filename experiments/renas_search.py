@@ -15,9 +15,10 @@ prints the table (mean ± std, ddof 0, and mean top-percentile) per (dataset, me
 ``--compare BONAS.jsonl GANAS/runs.jsonl`` adds BONAS / GA-NAS runs read at the same number of
 queries (``--queries``, default 434).
 A ReNAS seed costs ~55-62 CPU-s (200 epochs on 424 cells + scoring 15,625), RS/REA < 1 CPU-s.
-Result (434 queries, 200-epoch test of the best-by-signal cell; RS/REA 20 seeds, ReNAS 5):
-C10 RS 94.01, REA 94.28, ReNAS 94.12 ± 0.23; C100 72.26 / 72.61 / 72.18 ± 1.05;
-ImageNet16-120 45.91 / 46.13 / 46.18 ± 0.41 (table and top-percentiles in RESULTS.md).
+Result (434 queries, 200-epoch test of the best-by-signal cell, 20 seeds each; load ~5,
+80-100 s wall per ReNAS seed): C10 RS 94.01, REA 94.28, GA-NAS 94.18, ReNAS 94.09 ± 0.22;
+C100 72.26 / 72.61 / 72.42 / 72.29 ± 0.76; ImageNet16-120 45.91 / 46.13 / 46.28 / 45.86 ± 0.83
+(BONAS at 434 with 5-8 seeds, top-percentiles and paired differences in RESULTS.md).
 """
 from __future__ import annotations
 
