@@ -21,16 +21,10 @@ import numpy as np
 
 from jnas.benchmarks import load_nb201
 from jnas.bo import fit_blr, logit, to_accuracy_space
+from jnas.cli import parse_seeds
 from jnas.gcn import PredictorConfig, graphs_to_arrays, train_predictor
 from jnas.metrics import kendall_tau, spearman_rho
 from jnas.rng import np_rng
-
-
-def _seeds(s: str) -> list[int]:
-    if "-" in s:
-        a, b = s.split("-")
-        return list(range(int(a), int(b) + 1))
-    return [int(x) for x in s.split(",")]
 
 
 def main() -> None:
@@ -55,7 +49,7 @@ def main() -> None:
     rows = []
     fh = open(args.out, "a") if args.out else None
     for n in [int(s) for s in args.sizes.split(",")]:
-        for seed in _seeds(args.seeds):
+        for seed in parse_seeds(None, args.seeds):
             idx = np_rng(seed * 7919 + n).choice(len(archs), size=n, replace=False)
             tr = data.take(idx)
             for model in ("gcn", "mlp"):

@@ -40,18 +40,12 @@ import numpy as np
 
 from jnas import bo  # noqa: F401  (registers 'bonas')
 from jnas.benchmarks import TabularEvaluator, load_nb201
+from jnas.cli import parse_seeds
 from jnas.config import apply_overrides
 from jnas.registry import get_method
 from jnas.rng import as_key
 from jnas.search import run_search
 from jnas.spaces import get_space
-
-
-def _seeds(s: str) -> list[int]:
-    if "-" in s:
-        a, b = s.split("-")
-        return list(range(int(a), int(b) + 1))
-    return [int(x) for x in s.split(",")]
 
 
 def ws_tau(args) -> None:
@@ -61,9 +55,10 @@ def ws_tau(args) -> None:
     read-out against the 200-epoch CIFAR-10 test accuracy. At the end: mean ± std of the
     per-round tau, and tau over all rounds' cells pooled."""
     import dataclasses
+
     from jnas.data import load_cifar10, search_split
     from jnas.metrics import kendall_tau
-    from jnas.weight_sharing import WSConfig, WeightSharingEvaluator
+    from jnas.weight_sharing import WeightSharingEvaluator, WSConfig
     bench = load_nb201()
     acc = bench.test_acc["cifar10"]
     x, y = load_cifar10("auto", "train", max_per_class=args.ws_per_class)
@@ -165,7 +160,7 @@ def main() -> None:
             spec = get_method(method)
             cfg = apply_overrides(spec.config_cls(), args.set if method == "bonas" else None)
             batch = cfg.k if method == "bonas" else 1
-            for seed in _seeds(args.seeds):
+            for seed in parse_seeds(None, args.seeds):
                 ev = TabularEvaluator(bench, dataset, protocol)
                 searcher = spec.factory(space, as_key(seed), cfg)
                 t0 = time.perf_counter()

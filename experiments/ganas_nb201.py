@@ -46,6 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jnas import benchmarks, registry  # noqa: E402
+from jnas.cli import parse_seeds  # noqa: E402
 from jnas.config import apply_overrides  # noqa: E402
 from jnas.gan import GANASConfig, GANASSearcher  # noqa: E402
 from jnas.gan_models import nb201_params_M  # noqa: E402
@@ -56,13 +57,6 @@ from jnas.spaces import get_space  # noqa: E402
 
 BUDGETS = (50, 100, 200, 500)
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
-
-
-def parse_seeds(s: str) -> list[int]:
-    if "-" in s:
-        a, b = s.split("-")
-        return list(range(int(a), int(b) + 1))
-    return [int(x) for x in s.split(",")]
 
 
 def ceiling(bench, dataset: str, protocol: str, max_params: float | None = None) -> dict:
@@ -168,7 +162,7 @@ def main(argv=None) -> None:
     ap.add_argument("--max-params", type=float, default=None)
     ap.add_argument("--out", default="/tmp/jnas_ganas")
     args = ap.parse_args(argv)
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(None, args.seeds)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_load = time.perf_counter()

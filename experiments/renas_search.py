@@ -38,6 +38,8 @@ def other_records(paths: list[str], queries: int) -> list[dict]:
     BONAS lines of ``experiments/bonas_search.py`` (``best`` per budget) and GA-NAS lines of
     ``experiments/ganas_nb201.py`` (``OUT/runs.jsonl``, whole trajectory). Runs with fewer
     queries are left out."""
+    if not paths:
+        return []
     from jnas.report import score_at
     bench = benchmarks.load_nb201()
     out = []
