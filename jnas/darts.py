@@ -163,12 +163,13 @@ def data_mesh(batch_size: int) -> Any:
     return train.make_mesh(devs[:n])
 
 
-def _jit_step(step: Callable, batch_size: int) -> Callable:
+def _jit_step(step: Callable, batch_size: int, xla: str | None = "fast") -> Callable:
+    """``step`` jitted (state donated, XLA-CPU options ``xla``) on a data-parallel mesh."""
     from jnas.oneshot import train_module
     train = train_module()
     mesh = data_mesh(batch_size)
     from jnas.cells import compiler_options
-    jstep = jax.jit(step, donate_argnums=0, compiler_options=compiler_options("fast"))
+    jstep = jax.jit(step, donate_argnums=0, compiler_options=compiler_options(xla))
 
     def run(state, batch):
         return jstep(state, train.shard_batch(batch, mesh))
@@ -205,7 +206,8 @@ def run_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Cal
     alpha = init_alpha(net, k_alpha, config.alpha_init_std)
     x0 = preprocess(k_init, jnp.asarray(data[0][:config.batch_size]), False)
     state = init_state(net, k_init, alpha, w_opt, a_opt, x0)
-    step = _jit_step(make_step(net, config, w_opt, a_opt, total), config.batch_size)
+    step = _jit_step(make_step(net, config, w_opt, a_opt, total), config.batch_size,
+                     config.xla)
     state = train.replicate(state, step.mesh)
     bench_dataset = dataset if dataset in ("cifar10", "cifar100", "ImageNet16-120") else "cifar10"
 

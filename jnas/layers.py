@@ -202,7 +202,10 @@ def compiler_options(mode: str | None = "fast",
     ``mode``: ``'fast'`` (:data:`CPU_FAST_COMPILE`, for train steps), ``'fastest'``
     (:data:`CPU_FASTEST_COMPILE`, for one-off calls) or ``None`` (XLA defaults). Options are
     only returned when the backend (default: JAX's default backend) is ``'cpu'``; GPU/TPU
-    keep XLA's defaults (``None``)."""
+    keep XLA's defaults (``None``). The string ``'none'`` (e.g. from ``--set xla=none``) means
+    ``None``."""
+    if isinstance(mode, str) and mode.lower() == "none":
+        mode = None
     if mode not in (None, "fast", "fastest"):
         raise ValueError(f"compiler_options mode must be 'fast', 'fastest' or None, got {mode!r}")
     backend = jax.default_backend() if backend is None else backend

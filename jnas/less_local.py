@@ -32,6 +32,7 @@ import numpy as np
 
 from jnas.config import config_to_dict
 from jnas.darts import DARTSConfig, _jit_step, _public, finish_result, make_bilevel_step
+from jnas.layers import compiler_options
 from jnas.oneshot import (SearchState, Supernet, alpha_optimizer, alpha_probs, arch_weights,
                           build_state, discretise, load_search_data, make_supernet, preprocess,
                           cross_entropy, run_epochs, score_arch, weight_optimizer)
@@ -134,13 +135,14 @@ def run_less_local(config: LessLocalConfig, *, space: str = "nb201", dataset: st
     x0 = preprocess(k_init, jnp.asarray(xt[:config.batch_size]), False)
     state = init_population(net, config, k_init, w_opt, a_opt, x0)
     single = make_bilevel_step(net, config, w_opt, a_opt, total, order=config.order)
-    step = _jit_step(make_population_step(single), config.batch_size)
+    step = _jit_step(make_population_step(single), config.batch_size, config.xla)
     state = train.replicate(state, step.mesh)
 
     def ev(params, bs, weights, x, y):
         logits, _ = net.apply(params, bs, preprocess(k_init, x, False), weights, True)
         return cross_entropy(logits, y), jnp.mean(jnp.argmax(logits, -1) == y)
-    pop_eval = jax.jit(jax.vmap(ev, in_axes=(0, 0, 0, None, None)))
+    pop_eval = jax.jit(jax.vmap(ev, in_axes=(0, 0, 0, None, None)),
+                       compiler_options=compiler_options(config.xla))
     nb = min(config.eval_batches, len(xv) // config.batch_size) or 1
 
     def val_metrics(st: SearchState, weights: dict[str, jax.Array]) -> tuple[np.ndarray, ...]:

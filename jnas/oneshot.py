@@ -43,7 +43,11 @@ class OneShotConfig:
     25k/25k = the reference). Weights: SGD ``w_lr`` cosine → ``w_lr_min``, momentum, weight
     decay, gradient clip. α: Adam ``a_lr``, betas (``a_beta1``, 0.999), L2 ``a_wd``, init
     ``alpha_init_std``·N(0,1). ``compute_dtype``: None/'float32' or 'bfloat16' (convolutions
-    in bf16; params, BN statistics, α and logits stay fp32; :mod:`jnas.cells`).
+    in bf16; params, BN statistics, α and logits stay fp32; :mod:`jnas.cells`). ``xla``: the
+    XLA-CPU compile options of the search step (:func:`jnas.layers.compiler_options`):
+    ``'fast'`` (default: about half XLA's compile time, same step time), ``'fastest'`` (about
+    3x faster to compile again, about 10x slower steps: tests and runs of a few steps) or
+    ``None`` (XLA's defaults); ignored on GPU/TPU.
     """
     C: int = 16
     N: int = 5
@@ -63,6 +67,7 @@ class OneShotConfig:
     a_wd: float = 1e-3
     alpha_init_std: float = 1e-3
     compute_dtype: str | None = None
+    xla: str | None = "fast"
     augment: bool = True
     data_source: str = "auto"
     eval_batches: int = 8

@@ -267,16 +267,14 @@ def nb201_grad(nb201):
     return x, alpha, g, time.process_time() - t
 
 
-def test_supernet_compile_time_cpu(nb201_grad):
-    """Lowering + compile of the test-size NB201 fwd + bwd (C=4 N=1, batch 8) with the
-    'fastest' CPU options is bounded (a regression guard: ~3-4 CPU-s measured; the full
-    step with the 'fast' options, ~9 CPU-s, is measured by experiments/compile_cpu.py and
-    reported in BENCHMARKS.md)."""
-    assert nb201_grad[3] < 15
+def test_compiler_options_per_backend_and_mode():
+    """XLA-CPU option sets by mode; accelerators keep XLA's defaults; a bad mode is refused.
+    (Compile times are measured by experiments/compile_cpu.py, BENCHMARKS.md, not here.)"""
     assert cells.compiler_options(backend="cpu") == cells.CPU_FAST_COMPILE
     assert cells.compiler_options("fastest", "cpu") == cells.CPU_FASTEST_COMPILE
     assert cells.compiler_options(backend="gpu") is None
     assert cells.compiler_options(None, backend="cpu") is None
+    assert cells.compiler_options("none", backend="cpu") is None  # --set xla=none
     with pytest.raises(ValueError, match="mode"):
         cells.compiler_options("turbo")
 

@@ -49,7 +49,8 @@ def toy_data(n: int = 32, seed: int = 1):
     return x[:n], y[:n], x[n:], y[n:]
 
 
-TINY = dict(C=4, N=1, batch_size=8, epochs=2, train_size=16, val_size=16, plot=False)
+TINY = dict(C=4, N=1, batch_size=8, epochs=2, train_size=16, val_size=16, plot=False,
+            xla="fastest")  # a few steps: compile time dominates
 
 
 def real_data(data_dir, n: int = 16):
@@ -270,3 +271,8 @@ def test_compute_dtype_reaches_the_supernet_and_bad_values_are_refused():
     assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
     with pytest.raises(ValueError, match="compute dtype"):
         oneshot.make_supernet("nb201", darts.DARTSConfig(**{**TINY, "compute_dtype": "int8"}))
+
+
+def test_bad_xla_option_is_refused_with_its_name(tmp_path):
+    with pytest.raises(ValueError, match="compiler_options mode.*'turbo'"):
+        _run(_method("darts", xla="turbo")[0], tmp_path)
