@@ -54,6 +54,9 @@ class GANASConfig:
         clip range, entropy bonus, learning rate.
       mle_coef: weight of a max-likelihood term fitting G to the winning set (the
         importance-sampling "refit to the top" view; 0 = pure RL).
+      g_reset: re-initialise G (weights and Adam state) at the start of every round, so each
+        round fits a fresh G to the current winning set instead of continuing the previous
+        one (against G's concentration to ~1 nat, RESULTS.md; default False = continue).
     Proposal:
       cand_batch: cells sampled per proposal; the best ``m`` unseen ones are queried.
       select: 'reward' (rank unseen candidates by D's reward) or 'first' (sampling order).
@@ -98,6 +101,7 @@ class GANASConfig:
     ent_coef: float = 0.01
     g_lr: float = 2e-3
     mle_coef: float = 0.0
+    g_reset: bool = False
     cand_batch: int = 256
     select: str = "reward"
     context: str = "winner"
@@ -300,6 +304,8 @@ class GANASSearcher:
         t0 = time.perf_counter()
         c0 = self.compile_s
         winners, losers, lw = self._winners_losers()
+        if cfg.g_reset and self._round > 0:  # a fresh G for this round (D continues)
+            self._g = self._call("init", self._next_key(11))[0]
         self._g, self._d, met = self._call("round", self._g, self._d, winners, losers,
                                            jnp.float32(lw), self._next_key(1),
                                            self._budget)

@@ -88,7 +88,7 @@ def get_steps(codec: CellCodec, config: GANASConfig) -> GANASSteps:
     same config (e.g. the seeds of one experiment) share compiled executables."""
     host_only = dict(n_init=1, m=1, select="reward", max_resample=0, max_params=None,
                      constraint="mask", num_classes=10,  # do not change the compiled steps
-                     propose_unseen=False)
+                     propose_unseen=False, g_reset=False)
     k = (codec.name, dataclasses.replace(config, **host_only))
     if k not in _STEPS_CACHE:
         _STEPS_CACHE[k] = make_steps(codec, config)
