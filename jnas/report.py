@@ -145,21 +145,27 @@ def best_so_far_curve(results: Sequence[Mapping[str, Any]], max_queries: int | N
 
 def plot_best_so_far(groups: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path,
                      title: str | None = None, max_queries: int | None = None,
-                     log_x: bool = True) -> Path:
+                     log_x: bool = True, from_query: int = 10) -> Path:
     """One figure: for each group (method), the mean best-so-far reported score vs queries
-    with a ±1 std band. Writes a PNG (or any format matplotlib infers from ``path``)."""
+    with a ±1 standard-error band (std / sqrt(runs): the band to compare methods by).
+    Queries before ``from_query`` are left out (a few random cells would set the y scale);
+    all are drawn when runs are shorter than that. Writes a PNG (or any format matplotlib
+    infers from ``path``)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, results in groups.items():
         x, mu, sd = best_so_far_curve(results, max_queries)
+        se = sd / np.sqrt(max(sum(bool(r.get("trajectory")) for r in results), 1))
+        i0 = from_query - 1 if len(x) > from_query else 0
+        x, mu, se = x[i0:], mu[i0:], se[i0:]
         line, = ax.plot(x, mu, label=f"{name} (n={len(results)})")
-        ax.fill_between(x, mu - sd, mu + sd, color=line.get_color(), alpha=0.2)
+        ax.fill_between(x, mu - se, mu + se, color=line.get_color(), alpha=0.2)
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel("queries")
-    ax.set_ylabel("reported score of best-by-signal arch (%)")
+    ax.set_ylabel("reported score, best by signal (%)\nmean ± s.e.")
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
