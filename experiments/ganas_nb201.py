@@ -137,6 +137,28 @@ def table(results: dict, budget: int) -> str:
     return "\n".join(lines)
 
 
+def paired_table(results: dict, budget: int, ref: str = "rea") -> str:
+    """Each method minus ``ref`` paired by seed: mean ± standard error of the difference,
+    and seeds ahead / behind (ties not counted)."""
+    bs = [b for b in BUDGETS if b <= budget]
+    if ref not in results:
+        return ""
+    by_seed = {r["seed"]: r for r in results[ref]}
+    lines = [f"| method − {ref} (paired) | " + " | ".join(f"{b} q" for b in bs) + " |",
+             "|---|" + "---|" * len(bs)]
+    for m, res in results.items():
+        pairs = [(r, by_seed[r["seed"]]) for r in res if m != ref and r["seed"] in by_seed]
+        if not pairs:
+            continue
+        cells = []
+        for b in bs:
+            d = np.array([score_at(a, b) - score_at(c, b) for a, c in pairs])
+            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+            cells.append(f"{d.mean():+.2f} ± {se:.2f} ({(d > 1e-9).sum()}/{(d < -1e-9).sum()})")
+        lines.append(f"| {m} (n={len(pairs)}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def round_table(diags: list[dict]) -> str:
     """Per-round generator diagnostics, mean over seeds."""
     n = min(len(d["rounds"]) for d in diags)
@@ -187,6 +209,7 @@ def main(argv=None) -> None:
                   + (f" ({missing} loaded seeds have no CPU record)" if missing else ""),
                   flush=True)
         print(table(results, args.budget))
+        print(paired_table(results, args.budget))
         ceil = ceiling(bench, ds, args.protocol, args.max_params)
         print("table:", json.dumps(ceil))
         summary = {"dataset": ds, "protocol": args.protocol, "seeds": seeds,
