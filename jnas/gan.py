@@ -56,7 +56,10 @@ class GANASConfig:
         importance-sampling "refit to the top" view; 0 = pure RL).
       g_reset: re-initialise G (weights and Adam state) at the start of every round, so each
         round fits a fresh G to the current winning set instead of continuing the previous
-        one (against G's concentration to ~1 nat, RESULTS.md; default False = continue).
+        one (against G's concentration to ~1 nat; default False = continue). Measured on
+        NB201 (RESULTS.md, GA-NAS): G then stays near uniform and the queried cells are the
+        D-reward top-m of near-uniform samples; better than the default there, but not the
+        paper's generator, so it is not the default.
     Proposal:
       cand_batch: cells sampled per proposal; the best ``m`` unseen ones are queried.
       select: 'reward' (rank unseen candidates by D's reward) or 'first' (sampling order).
