@@ -159,6 +159,21 @@ def paired_table(results: dict, budget: int, ref: str = "rea") -> str:
     return "\n".join(lines)
 
 
+def first_hit(results: dict, arch: str, budget: int) -> str:
+    """Per method: distinct queries until ``arch`` (the table's best-by-signal cell) is first
+    queried, median over the seeds that found it, (found / seeds)."""
+    parts = []
+    for m, res in results.items():
+        qs = []
+        for r in res:
+            new = [h["arch"] for h in r["history"] if h.get("new", True)][:budget]
+            qs.append(new.index(arch) + 1 if arch in new else None)
+        found = [q for q in qs if q is not None]
+        med = f"{np.median(found):.0f}" if found else "-"
+        parts.append(f"{m} {med} ({len(found)}/{len(qs)})")
+    return "queries to the best-by-signal cell, median (found/seeds): " + "; ".join(parts)
+
+
 def round_table(diags: list[dict]) -> str:
     """Per-round generator diagnostics, mean over seeds."""
     n = min(len(d["rounds"]) for d in diags)
@@ -212,6 +227,7 @@ def main(argv=None) -> None:
         print(paired_table(results, args.budget))
         ceil = ceiling(bench, ds, args.protocol, args.max_params)
         print("table:", json.dumps(ceil))
+        print(first_hit(results, ceil["best_by_signal_arch"], args.budget))
         summary = {"dataset": ds, "protocol": args.protocol, "seeds": seeds,
                    "budget": args.budget, "overrides": args.overrides,
                    "max_params": args.max_params, "ceiling": ceil,
