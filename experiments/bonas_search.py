@@ -17,7 +17,13 @@ reported score at 50/100/200 queries (mean ± std over seeds), queries until a t
 (by 200-epoch test accuracy) is first *queried*, and BONAS per-round timings.
 Runtime and results: RESULTS.md. NB201 CIFAR-10, 12-epoch protocol, 20 seeds, bidirectional GCN
 (2-core CPU, load 2-7): about 37 CPU-s (20-95 s wall) per 200-query seed; BONAS 93.97 ± 0.34
-at 100 queries and 94.15 ± 0.24 at 200 (REA from the same loop 94.03 and 94.13).
+at 100 queries and 94.15 ± 0.24 at 200 (REA from the same loop 94.03 and 94.13). Fourth
+session, ``--protocol 200epoch``, 20 seeds per dataset (42-50 CPU-s per 200-query seed at load
+5-7, ≈ 200 CPU-s per 500-query seed): CIFAR-10 94.00 / 94.06 / 94.30 at 50 / 100 / 200
+(REA 94.02 / 94.26 / 94.34), CIFAR-100 71.97 / 72.37 / 72.92 (REA 72.14 / 72.97 / 73.30),
+ImageNet16-120 45.81 / 46.30 / 46.75 (REA 45.91 / 46.35 / 46.79). ``--summarise`` takes a
+comma list of files and keeps one record per (method, dataset, protocol, seed), the longest
+run; budgets beyond 200 that the records hold (e.g. 500) get their own column.
 
 Weight-sharing mode (real CIFAR-10 images, jnas.weight_sharing):
     JNAS_DATA_DIR=/work/shared/data nice python experiments/bonas_search.py --ws-tau \

@@ -12,7 +12,9 @@ GA-NAS best cell under the params budget vs the table's true constrained optimum
 ``--methods ganas`` (skip the baselines).
 
 Prints, per dataset, the reported score (200-epoch test accuracy of the best-by-signal cell)
-at 50/100/200/500 queries (mean ± std over seeds) for every method, the GA-NAS generator
+at 50/100/200/500 queries (mean ± std over seeds) for every method, each method minus REA
+paired by seed (mean ± s.e., seeds ahead/behind), the queries until the table's
+best-by-signal cell is first queried, the GA-NAS generator
 diagnostics per round (valid/unique fraction of the proposal batch, entropy of G's training
 samples and of the proposals -- these differ with ``propose_unseen``, which masks seen cells
 while proposing), time per round and compile time, and
@@ -24,6 +26,15 @@ Third session (same machine, load ~5, default config): CIFAR-100 / ImageNet16-12
 GA-NAS 72.33 ± 0.46 / 46.28 ± 0.49 at 500 queries (REA 72.52 / 46.31), ahead of REA at 100-200
 queries, behind at 50; 1,135 CPU-s for both datasets incl. RS/REA. Constrained (``--max-params
 0.8``, 10 seeds, 200 queries): 7/10 seeds on the constrained optimum 94.31.
+
+Fourth session (load 5-7, 2-core CPU): ``--protocol 200epoch`` on all three datasets, 20
+seeds, default config: 1,911 CPU-s (49:46 wall) for 60 GA-NAS seeds plus RS/REA; CIFAR-10
+94.01 / 94.33 / 94.37 / 94.37 (REA 94.02 / 94.26 / 94.34 / 94.37), CIFAR-100 72.23 / 72.83 /
+73.48 / 73.50 (REA 72.14 / 72.97 / 73.30 / 73.49), ImageNet16-120 45.92 / 46.73 / 46.96 /
+47.08 (REA 45.91 / 46.35 / 46.79 / 47.13). ``--set g_reset=True`` (a fresh G every round;
+12-epoch protocol, 20 seeds, ~31 CPU-s per seed): CIFAR-10 93.85 / 94.31 / 94.37 / 94.37,
+CIFAR-100 71.63 / 72.59 / 72.32 / 72.28, ImageNet16-120 45.16 / 46.30 / 46.48 / 46.48; every
+seed queries the best-by-signal cell (RESULTS.md, GA-NAS, for the reading).
 
 Runtime and result (2-core CPU shared by 4 workers, load 5-7): the command above with
 ``--methods ganas`` took 669 CPU-s (21 min wall; ~33 CPU-s per 500-query seed, 40 s compile
