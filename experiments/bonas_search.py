@@ -103,7 +103,8 @@ def ws_tau(args) -> None:
 
 def _table(rows: list[dict], dataset: str, protocol: str, thr: float, methods: list[str]) -> None:
     """Markdown table of one (dataset, protocol): mean ± std at 50/100/200 queries (and at
-    every other budget the records hold, e.g. 500), and the queries until a top-0.1 % cell is first queried (median over the seeds that found one)."""
+    every other budget the records hold, e.g. 500), and the queries until a top-0.1 % cell
+    is first queried (median over the seeds that found one)."""
     budgets = sorted({b for r in rows for b in r["best"]} | {50, 100, 200})
     print(f"\n{dataset}, protocol {protocol}, top-0.1% threshold {thr:.2f}")
     print("| method | " + " | ".join(f"@{b}" for b in budgets)
