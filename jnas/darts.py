@@ -227,7 +227,8 @@ def run_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Cal
         state=state, step_fn=step, data=data, epochs=config.epochs,
         steps_per_epoch=steps_per_epoch, batch_size=config.batch_size, key=k_loop, out_dir=out,
         config_dict=cfg_dict, on_epoch=on_epoch, checkpoint=config.checkpoint,
-        stop_after=stop_after)
+        stop_after=stop_after,
+        config_defaults=config_to_dict(type(config)()))
     return finish_result(method, space, dataset, config, jax.device_get(state.alpha), history,
                          t_start, compile_s, out, net.ops, state=state)
 

@@ -191,7 +191,8 @@ def run_less_local(config: LessLocalConfig, *, space: str = "nb201", dataset: st
     state, history, compile_s = run_epochs(
         state=state, step_fn=step, data=data, epochs=config.epochs, steps_per_epoch=spe,
         batch_size=config.batch_size, key=k_loop, out_dir=out, config_dict=cfg_dict,
-        on_epoch=on_epoch, checkpoint=config.checkpoint, stop_after=stop_after, epoch_hook=hook)
+        on_epoch=on_epoch, checkpoint=config.checkpoint, stop_after=stop_after, epoch_hook=hook,
+        config_defaults=config_to_dict(type(config)()))
 
     # Final choice: validation accuracy of each member's discretised cell.
     alpha = jax.device_get(state.alpha)

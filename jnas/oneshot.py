@@ -350,16 +350,42 @@ def _save_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(d, default=_json_default))
+
+
+def config_mismatch(saved: dict[str, Any], current: dict[str, Any],
+                    defaults: dict[str, Any]) -> str:
+    """Why a saved run config cannot be resumed under ``current`` ('' when it can).
+
+    Every saved field must equal the current one. A current field the saved config lacks (a
+    field added to the config class after that run started, e.g. ``xla``) is accepted when it
+    is at its default, since the old run ran with that behaviour; all inputs JSON-normalised.
+    """
+    for k, v in saved.items():
+        if k not in current:
+            return f"{k!r} is no longer a config field"
+        if current[k] != v:
+            return f"{k}: saved {v!r}, now {current[k]!r}"
+    for k, v in current.items():
+        if k not in saved and (k not in defaults or defaults[k] != v):
+            return f"{k}: not in the saved config and {v!r} is not its default"
+    return ""
+
+
 def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], epochs: int,
                steps_per_epoch: int, batch_size: int, key: jax.Array, out_dir: Path | None,
                config_dict: dict[str, Any], on_epoch: Callable[[Any, int], dict[str, Any]],
                checkpoint: bool = True, stop_after: int | None = None,
-               epoch_hook: Callable[[Any, int], Any] | None = None
+               epoch_hook: Callable[[Any, int], Any] | None = None,
+               config_defaults: dict[str, Any] | None = None
                ) -> tuple[Any, list[dict[str, Any]], float]:
     """The shared epoch loop: dispatch ``steps_per_epoch`` jit steps per epoch, then fetch the
     metrics, check for NaN, call ``on_epoch(state, epoch)`` (records α / genotype) and write a
     checkpoint. Resumes from the latest checkpoint in ``out_dir/ckpt`` when the saved config
-    equals ``config_dict`` (a different config raises instead of overwriting).
+    equals ``config_dict`` (a different config raises instead of overwriting); fields the saved
+    config lacks (added to the config class after the run started) must be at their value in
+    ``config_defaults`` (:func:`config_mismatch`).
 
     Batch order of epoch ``e`` is a function of ``(key, e)`` only, so a resumed run reproduces
     the uninterrupted one exactly. ``stop_after`` (tests) stops after that many epochs as if
@@ -378,9 +404,11 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
         meta_path = Path(out_dir) / "search_progress.json"
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
-            if meta.get("config") != json.loads(json.dumps(config_dict, default=_json_default)):
-                raise ValueError(f"{out_dir} holds a search with a different config; use another "
-                                 "--out folder (refusing to overwrite it)")
+            diff = config_mismatch(meta.get("config") or {}, _jsonable(config_dict),
+                                   _jsonable(config_defaults or {}))
+            if diff:
+                raise ValueError(f"{out_dir} holds a search with a different config ({diff}); "
+                                 "use another --out folder (refusing to overwrite it)")
             restored = train.restore_checkpoint(ckpt_dir, state)
             if restored is not None:
                 tree, start_epoch = restored

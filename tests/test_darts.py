@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from jnas import darts, oneshot, relax, snas, spaces
+from jnas.config import config_to_dict
 from jnas.data import mock_cifar
 from jnas.oneshot import Supernet
 
@@ -192,6 +193,20 @@ def test_resume_mid_search_gives_identical_state(method, tmp_path):
     full = _run(cfg, tmp_path / "a", fn=fn)
     part = _run(cfg, tmp_path / "b", stop_after=1, fn=fn)
     assert len(part["history"]) == 1
+    # a run saved before a config field existed: refused while the field is off its default
+    # (TINY's xla='fastest'), resumed when it is at its default
+    meta_path = tmp_path / "b" / "search_progress.json"
+    meta = json.loads(meta_path.read_text())
+    saved = dict(meta["config"])
+    assert cfg.xla != type(cfg)().xla
+    meta["config"].pop("xla")
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="xla"):
+        _run(cfg, tmp_path / "b", fn=fn)
+    defaults = config_to_dict(type(cfg)())
+    field = next(k for k, v in config_to_dict(cfg).items() if v == defaults[k])
+    meta["config"] = {k: v for k, v in saved.items() if k != field}
+    meta_path.write_text(json.dumps(meta))
     resumed = _run(cfg, tmp_path / "b", fn=fn)
     assert resumed["best_arch"] == full["best_arch"]
     for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(full["_state"])),
@@ -203,6 +218,17 @@ def test_resume_mid_search_gives_identical_state(method, tmp_path):
     # a different config in the same folder is refused, not overwritten
     with pytest.raises(ValueError, match="different config"):
         _run(_method(method, w_lr=0.1)[0], tmp_path / "b", fn=fn)
+
+
+def test_config_mismatch_names_the_field():
+    from jnas.oneshot import config_mismatch
+    saved = {"w_lr": 0.025, "epochs": 2}
+    assert config_mismatch(saved, {"w_lr": 0.025, "epochs": 2, "xla": "fast"},
+                           {"xla": "fast"}) == ""
+    assert "xla" in config_mismatch(saved, {"w_lr": 0.025, "epochs": 2, "xla": None},
+                                    {"xla": "fast"})
+    assert "w_lr" in config_mismatch(saved, {"w_lr": 0.1, "epochs": 2}, {})
+    assert "epochs" in config_mismatch(saved, {"w_lr": 0.025}, {})
 
 
 @pytest.mark.parametrize("method", ["darts2", "gdas"])
