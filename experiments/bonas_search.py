@@ -49,6 +49,7 @@ from jnas.benchmarks import TabularEvaluator, load_nb201
 from jnas.cli import parse_seeds
 from jnas.config import apply_overrides
 from jnas.registry import get_method
+from jnas.report import load_jsonl
 from jnas.rng import as_key
 from jnas.search import run_search
 from jnas.spaces import get_space
@@ -137,16 +138,13 @@ def _load_records(paths: list[str]) -> list[dict]:
     """Records of one or more JSONL files; one record per (method, dataset, protocol, seed):
     where a seed was run twice (e.g. to 200 and to 500 queries) the longer run is kept (runs
     are deterministic in the seed, so the shorter one is its prefix)."""
-    keep: dict[tuple, dict] = {}
-    for path in paths:
-        for line in open(path):
-            r = json.loads(line)
-            r.setdefault("protocol", "12epoch")  # records written before the field existed
-            r["best"] = {int(k): v for k, v in r["best"].items()}
-            k = (r["method"], r["dataset"], r["protocol"], r["seed"])
-            if k not in keep or max(r["best"]) > max(keep[k]["best"]):
-                keep[k] = r
-    return list(keep.values())
+    longest = lambda r: max(int(b) for b in r["best"])  # noqa: E731
+    recs = load_jsonl(paths, ("method", "dataset", "protocol", "seed"),
+                      defaults={"protocol": "12epoch"},  # records before the field existed
+                      keep=lambda new, old: longest(new) > longest(old))
+    for r in recs.values():
+        r["best"] = {int(k): v for k, v in r["best"].items()}
+    return list(recs.values())
 
 
 def main() -> None:

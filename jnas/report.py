@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -19,16 +19,25 @@ __all__ = ["load_jsonl", "load_results", "score_at", "score_at_time", "summarise
            "best_so_far_curve", "plot_best_so_far"]
 
 
-def load_jsonl(paths: Sequence[str | Path], key: Sequence[str]) -> dict[tuple, dict[str, Any]]:
-    """Records of JSON-lines files, keyed by the tuple of their ``key`` fields; a later record
-    with the same key replaces an earlier one (re-runs and resumed runs win)."""
+def load_jsonl(paths: Sequence[str | Path], key: Sequence[str],
+               defaults: dict[str, Any] | None = None,
+               keep: Callable[[dict[str, Any], dict[str, Any]], bool] | None = None
+               ) -> dict[tuple, dict[str, Any]]:
+    """Records of JSON-lines files, keyed by the tuple of their ``key`` fields.
+
+    ``defaults`` fills fields that older records lack (e.g. one added to the format later).
+    Of two records with the same key the later one wins (re-runs and resumed runs), unless
+    ``keep(new, old)`` is given: then ``new`` replaces ``old`` only where it returns True.
+    """
     recs: dict[tuple, dict[str, Any]] = {}
     for path in paths:
         with open(path) as f:
             for line in f:
                 if line.strip():
-                    r = json.loads(line)
-                    recs[tuple(r[k] for k in key)] = r
+                    r = {**(defaults or {}), **json.loads(line)}
+                    k = tuple(r[f] for f in key)
+                    if k not in recs or keep is None or keep(r, recs[k]):
+                        recs[k] = r
     return recs
 
 

@@ -201,3 +201,20 @@ def test_cli_search_and_compare(data_dir, tmp_path, capsys):
     rc = cli.main(["compare", str(out), "--budgets", "5,15", "--plot", str(tmp_path / "c.png")])
     assert rc == 0 and (tmp_path / "c.png").is_file()
     assert "| 15 |" in capsys.readouterr().out
+
+
+def test_load_jsonl_later_wins_defaults_and_keep(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text(json.dumps({"seed": 0, "best": {"200": 1.0}}) + "\n"
+                 + json.dumps({"seed": 1, "protocol": "200epoch", "best": {"500": 2.0}}) + "\n")
+    b.write_text(json.dumps({"seed": 0, "best": {"500": 3.0}}) + "\n\n"
+                 + json.dumps({"seed": 1, "protocol": "200epoch", "best": {"50": 4.0}}) + "\n")
+    key = ("protocol", "seed")
+    recs = report.load_jsonl([a, b], key, defaults={"protocol": "12epoch"})
+    assert recs[("12epoch", 0)]["best"] == {"500": 3.0}          # default filled, later wins
+    assert recs[("200epoch", 1)]["best"] == {"50": 4.0}
+    longest = lambda r: max(int(k) for k in r["best"])  # noqa: E731
+    recs = report.load_jsonl([a, b], key, defaults={"protocol": "12epoch"},
+                             keep=lambda new, old: longest(new) > longest(old))
+    assert recs[("200epoch", 1)]["best"] == {"500": 2.0}         # the longer run is kept
+    assert recs[("12epoch", 0)]["best"] == {"500": 3.0}
