@@ -9,7 +9,10 @@ Command (the run recorded in RESULTS.md; 2-core CPU, shared):
 Optional: ``--protocol 200epoch``, ``--datasets cifar10 cifar100 ImageNet16-120``,
 ``--set key=value`` (GANASConfig overrides), ``--max-params 0.8`` (constrained search:
 GA-NAS best cell under the params budget vs the table's true constrained optimum),
-``--methods ganas`` (skip the baselines).
+``--methods ganas`` (skip the baselines), ``--methods bonas`` (BONAS with its default
+``BONASConfig``, k = 10 cells per ask, the same records as ``experiments/bonas_search.py``;
+≈ 100-200 CPU-s per 500-query seed). Records of several folders can be merged by
+concatenating their ``runs.jsonl`` into one ``OUT``: every seed found there is loaded.
 
 Prints, per dataset, the reported score (200-epoch test accuracy of the best-by-signal cell)
 at 50/100/200/500 queries (mean ± std over seeds) for every method, each method minus REA
@@ -113,8 +116,9 @@ def run_method(method: str, seeds, bench, dataset, protocol, budget, overrides, 
             s = GANASSearcher(sp, as_key(seed), cfg)
         else:
             s = spec.factory(sp, as_key(seed), spec.config_cls())
+        batch = s.config.k if method == "bonas" else 1  # BONAS: one round of k cells per batch
         t0, c0 = time.perf_counter(), time.process_time()
-        res = run_search(s, ev, budget, method=method, seed=seed).to_json()
+        res = run_search(s, ev, budget, batch, method=method, seed=seed).to_json()
         res["wall_s"] = time.perf_counter() - t0
         res["cpu_s"] = time.process_time() - c0
         out.append(res)
