@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from jnas.rng import np_rng
+from jnas.space_base import ArchParsing
 from jnas.spaces_nb101 import (NB101, NB101_MAX_EDGES, NB101_MAX_NODES, NB101_NODE_TYPES,
                                NB101_OPS, NB101Arch, NB101Space, hash_module)
 
@@ -193,7 +194,7 @@ class NB201Arch:
         return adj, ops
 
 
-class NB201Space:
+class NB201Space(ArchParsing):
     """The NAS-Bench-201 space (Dong & Yang, ICLR 2020): 5 ops on 6 edges, 15,625 cells."""
 
     name = "nb201"
@@ -209,19 +210,8 @@ class NB201Space:
     def __repr__(self) -> str:
         return "NB201Space()"
 
-    def parse(self, s: str | NB201Arch) -> NB201Arch:
-        """An :class:`NB201Arch` from its standard string (``ValueError`` on bad input)."""
-        if isinstance(s, NB201Arch):
-            return s
-        return NB201Arch.from_string(s)
-
-    def validate(self, arch: Any) -> NB201Arch:
-        """Returns ``arch`` as a valid :class:`NB201Arch` or raises ``ValueError``."""
-        if isinstance(arch, NB201Arch):
-            return NB201Arch(arch.ops)
-        if isinstance(arch, str):
-            return self.parse(arch)
-        raise ValueError(f"expected an NB201Arch or its string, got {type(arch).__name__}")
+    def _recheck(self, arch: NB201Arch) -> NB201Arch:
+        return NB201Arch(arch.ops)
 
     def is_valid(self, arch: Any) -> bool:
         try:
@@ -418,7 +408,7 @@ class DARTSGenotype:
         return adj, ops
 
 
-class DARTSSpace:
+class DARTSSpace(ArchParsing):
     """The DARTS space (Liu et al., ICLR 2019). ``num_edges`` = 14 supernet edges per cell."""
 
     name = "darts"
@@ -434,17 +424,8 @@ class DARTSSpace:
     def __repr__(self) -> str:
         return "DARTSSpace()"
 
-    def parse(self, s: str | DARTSGenotype) -> DARTSGenotype:
-        if isinstance(s, DARTSGenotype):
-            return s
-        return DARTSGenotype.from_string(s)
-
-    def validate(self, arch: Any) -> DARTSGenotype:
-        if isinstance(arch, DARTSGenotype):
-            return DARTSGenotype(arch.normal, arch.reduce, arch.normal_concat, arch.reduce_concat)
-        if isinstance(arch, str):
-            return self.parse(arch)
-        raise ValueError(f"expected a DARTSGenotype or its string, got {type(arch).__name__}")
+    def _recheck(self, arch: DARTSGenotype) -> DARTSGenotype:
+        return DARTSGenotype(arch.normal, arch.reduce, arch.normal_concat, arch.reduce_concat)
 
     def is_valid(self, arch: Any) -> bool:
         try:

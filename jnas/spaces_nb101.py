@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from jnas.rng import np_rng
+from jnas.space_base import ArchParsing
 
 NB101_OPS: tuple[str, ...] = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 NB101_NODE_TYPES: tuple[str, ...] = ("input", *NB101_OPS, "output")
@@ -246,7 +247,7 @@ class NB101Arch:
 
 
 # --------------------------------------------------------------------------- space
-class NB101Space:
+class NB101Space(ArchParsing):
     """The NAS-Bench-101 space (Ying et al., ICML 2019): sampling, mutation, neighbours, dedup.
 
     ``num_edges`` is the number of possible edges of a 7-node cell (21); a valid cell uses at
@@ -267,19 +268,8 @@ class NB101Space:
     def __repr__(self) -> str:
         return "NB101Space()"
 
-    def parse(self, s: str | NB101Arch) -> NB101Arch:
-        """An :class:`NB101Arch` from its string (``ValueError`` naming the problem)."""
-        if isinstance(s, NB101Arch):
-            return s
-        return NB101Arch.from_string(s)
-
-    def validate(self, arch: Any) -> NB101Arch:
-        """Returns ``arch`` as a valid :class:`NB101Arch` or raises ``ValueError``."""
-        if isinstance(arch, NB101Arch):
-            return NB101Arch(arch.matrix, arch.ops)  # re-checks
-        if isinstance(arch, str):
-            return self.parse(arch)
-        raise ValueError(f"expected an NB101Arch or its string, got {type(arch).__name__}")
+    def _recheck(self, arch: NB101Arch) -> NB101Arch:
+        return NB101Arch(arch.matrix, arch.ops)
 
     def is_valid(self, matrix: Any, ops: Sequence[str] | None = None) -> bool:
         """True if ``(matrix, ops)`` (or an arch / string in ``matrix``) is a valid NB101 cell."""
