@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jnas import benchmarks, registry  # noqa: E402
 from jnas.cli import parse_seeds  # noqa: E402
-from jnas.config import apply_overrides  # noqa: E402
+from jnas.config import apply_overrides, config_to_dict  # noqa: E402
 from jnas.gan import GANASConfig, GANASSearcher  # noqa: E402
 from jnas.gan_models import nb201_params_M  # noqa: E402
 from jnas.report import load_jsonl, plot_best_so_far, score_at  # noqa: E402
@@ -90,17 +90,34 @@ def ceiling(bench, dataset: str, protocol: str, max_params: float | None = None)
             "best_by_signal_arch": str(bench.arch_strings[i_sig])}
 
 
+def method_config(method: str, dataset: str, overrides, max_params=None):
+    """The searcher config a run of ``method`` uses (GA-NAS: ``num_classes`` of the dataset,
+    ``--set`` overrides and the params budget; baselines and BONAS: their defaults)."""
+    if method == "ganas":
+        cfg = apply_overrides(GANASConfig(num_classes=NUM_CLASSES[dataset]), overrides)
+        if max_params is not None:
+            cfg = apply_overrides(cfg, {"max_params": max_params})
+        return cfg
+    return registry.get_method(method).config_cls()
+
+
 def run_method(method: str, seeds, bench, dataset, protocol, budget, overrides, max_params=None,
                jsonl: Path | None = None):
     """Runs ``method`` for every seed; each finished seed is appended to ``jsonl`` (one JSON
-    line with the whole trajectory) and a seed already there is loaded instead of re-run."""
+    line with the whole trajectory and the full searcher config) and a seed already there
+    with the same config is loaded instead of re-run (a changed default re-runs it)."""
     sp = get_space("nb201")
     spec = registry.get_method(method)
+    cfg = method_config(method, dataset, overrides, max_params)
+    cfg_json = json.dumps(config_to_dict(cfg), sort_keys=True)
     out, diags = [], []
-    key = ("method", "dataset", "protocol", "budget", "max_params", "overrides", "seed")
-    done = load_jsonl([jsonl], key) if jsonl is not None and jsonl.exists() else {}
+    key = ("method", "dataset", "protocol", "budget", "max_params", "overrides", "config",
+           "seed")
+    done = (load_jsonl([jsonl], key, defaults={"config": None})
+            if jsonl is not None and jsonl.exists() else {})
     for seed in seeds:
-        tag = (method, dataset, protocol, budget, max_params, json.dumps(list(overrides)), seed)
+        tag = (method, dataset, protocol, budget, max_params, json.dumps(list(overrides)),
+               cfg_json, seed)
         prev = done.get(tag)
         if prev is not None:
             out.append(prev["result"])
@@ -110,13 +127,10 @@ def run_method(method: str, seeds, bench, dataset, protocol, budget, overrides, 
             continue
         ev = benchmarks.TabularEvaluator(bench, dataset, protocol)
         if method == "ganas":
-            cfg = apply_overrides(GANASConfig(num_classes=NUM_CLASSES[dataset]), overrides)
-            if max_params is not None:
-                cfg = apply_overrides(cfg, {"max_params": max_params})
             s = GANASSearcher(sp, as_key(seed), cfg)
         else:
-            s = spec.factory(sp, as_key(seed), spec.config_cls())
-        batch = s.config.k if method == "bonas" else 1  # BONAS: one round of k cells per batch
+            s = spec.factory(sp, as_key(seed), cfg)
+        batch = cfg.k if method == "bonas" else 1  # BONAS: one round of k cells per batch
         t0, c0 = time.perf_counter(), time.process_time()
         res = run_search(s, ev, budget, batch, method=method, seed=seed).to_json()
         res["wall_s"] = time.perf_counter() - t0

@@ -43,6 +43,17 @@ def test_comparison_script_runs_bonas_and_resumes(data_dir, tmp_path, capsys):
     assert json.loads((tmp_path / "summary_cifar10_12epoch.json").read_text())["scores"] \
         == summary["scores"]
     assert (tmp_path / "ganas_cifar10_12epoch.png").stat().st_size > 0
+    # a record written under another config (here: none recorded, as before the field
+    # existed) is not reused: that seed alone is re-run, to the same result
+    recs = [json.loads(line) for line in open(tmp_path / "runs.jsonl")]
+    stale = next(r for r in recs if r["method"] == "rea" and r["seed"] == 1)
+    del stale["config"]
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    mod.main(argv)
+    third = capsys.readouterr().out
+    assert third.count("loaded from") == 5 and "rea seed 1: 10:" in third
+    assert json.loads((tmp_path / "summary_cifar10_12epoch.json").read_text())["scores"] \
+        == summary["scores"]
 
 
 def test_comparison_script_rejects_unknown_method(data_dir, tmp_path):
