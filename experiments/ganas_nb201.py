@@ -242,7 +242,8 @@ def main(argv=None) -> None:
         results, diags, cpu = {}, [], {}
         for m in args.methods.split(","):
             res, d = run_method(m, seeds, bench, ds, args.protocol, args.budget,
-                                args.overrides, args.max_params if m == "ganas" else None,
+                                args.overrides if m == "ganas" else [],  # GANASConfig only
+                                args.max_params if m == "ganas" else None,
                                 jsonl=out / "runs.jsonl")
             results[m] = res
             diags += d

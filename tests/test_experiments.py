@@ -52,6 +52,9 @@ def test_comparison_script_runs_bonas_and_resumes(data_dir, tmp_path, capsys):
     mod.main(argv)
     third = capsys.readouterr().out
     assert third.count("loaded from") == 5 and "rea seed 1: 10:" in third
+    # --set overrides are GA-NAS settings: the baselines' records are reused under them
+    mod.main(argv + ["--set", "g_reset=True"])
+    assert capsys.readouterr().out.count("loaded from") == 6
     assert json.loads((tmp_path / "summary_cifar10_12epoch.json").read_text())["scores"] \
         == summary["scores"]
 
