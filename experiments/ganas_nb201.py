@@ -209,7 +209,7 @@ def round_table(diags: list[dict]) -> str:
     lines = ["| round | queried before | valid frac | unique frac | G entropy (nats) | "
              "proposal entropy | D loss | random fill | s/round |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for i in list(range(0, n, max(1, n // 12))) + ([n - 1] if n > 1 else []):
+    for i in sorted(set(range(0, n, max(1, n // 12))) | {n - 1}):
         rs = [d["rounds"][i] for d in diags]
         f = lambda k: float(np.mean([r.get(k, np.nan) for r in rs]))  # noqa: E731
         lines.append(f"| {i + 1} | {f('n_told'):.0f} | {f('valid_frac'):.3f} | "
