@@ -118,13 +118,12 @@ def run_method(method: str, seeds, bench, dataset, protocol, budget, overrides, 
     cfg = method_config(method, dataset, overrides, max_params)
     cfg_json = json.dumps(config_to_dict(cfg), sort_keys=True)
     out, diags = [], []
-    key = ("method", "dataset", "protocol", "budget", "max_params", "overrides", "config",
-           "seed")
+    # the full config is the identity of a run (the --set overrides are kept for reading only)
+    key = ("method", "dataset", "protocol", "budget", "max_params", "config", "seed")
     done = (load_jsonl([jsonl], key, defaults={"config": None})
             if jsonl is not None and jsonl.exists() else {})
     for seed in seeds:
-        tag = (method, dataset, protocol, budget, max_params, json.dumps(list(overrides)),
-               cfg_json, seed)
+        tag = (method, dataset, protocol, budget, max_params, cfg_json, seed)
         prev = done.get(tag)
         if prev is not None:
             out.append(prev["result"])
@@ -151,7 +150,8 @@ def run_method(method: str, seeds, bench, dataset, protocol, budget, overrides, 
                                                       NUM_CLASSES[dataset])
                                        for h in res["history"] if h.get("new")]})
         if jsonl is not None:
-            rec = dict(zip(key, tag), result=res, diag=diags[-1] if method == "ganas" else None)
+            rec = dict(zip(key, tag), overrides=json.dumps(list(overrides)), result=res,
+                       diag=diags[-1] if method == "ganas" else None)
             with open(jsonl, "a") as f:
                 f.write(json.dumps(rec, default=float) + "\n")
         print(f"  {method} seed {seed}: " + " ".join(
@@ -249,7 +249,7 @@ def main(argv=None) -> None:
         results, diags, cpu = {}, [], {}
         for m in args.methods.split(","):
             res, d = run_method(m, seeds, bench, ds, args.protocol, args.budget,
-                                args.overrides if m == "ganas" else [],  # GANASConfig only
+                                args.overrides if m == "ganas" else [],
                                 args.max_params if m == "ganas" else None,
                                 jsonl=out / "runs.jsonl")
             results[m] = res
