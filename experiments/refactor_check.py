@@ -3,7 +3,7 @@
 Runs a fixed list of ``jnas search`` commands (RS, REA, BONAS, GA-NAS, ReNAS on NB201 at 100
 queries, seeds 0-4; a tiny DARTS and a tiny SNAS search on real CIFAR-10 images) into a folder,
 and compares two such folders field by field, ignoring timings (``wall_s``, ``compile_s`` and
-other ``*_s`` / ``*_ms`` durations).
+other ``*_s`` / ``*_ms`` / ``*_s_per_*`` durations; the simulated cost fields are compared).
 
     JNAS_DATA_DIR=../shared/data python experiments/refactor_check.py run OUT_BEFORE
     # ... change the code ...
@@ -39,7 +39,10 @@ COMMANDS: dict[str, list[str]] = {
 
 
 def _is_timing(key: str) -> bool:
-    return key.endswith("_s") or key.endswith("_ms") or key in ("wall", "time", "seconds")
+    if "sim" in key:  # simulated training cost: deterministic, compared
+        return False
+    return (key.endswith(("_s", "_ms")) or "_s_per_" in key
+            or key in ("wall", "time", "seconds"))
 
 
 def strip_timings(obj: Any) -> Any:
