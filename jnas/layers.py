@@ -184,34 +184,7 @@ class ResNetBasicBlock(nn.Module):
         return r + b
 
 
-CPU_FAST_COMPILE: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False,
-                                     "xla_backend_optimization_level": 1}
-"""XLA options that roughly halve the CPU compile time of a supernet step at an unchanged
-step time (test-size NB201 first-order DARTS step: ~17 -> ~9 CPU-s lower + compile, ~65
-ms/step either way; BENCHMARKS.md)."""
-CPU_FASTEST_COMPILE: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False,
-                                        "xla_backend_optimization_level": 0}
-"""XLA options that compile ~3x faster again but run ~10x slower: for functions run once or
-twice on tiny inputs (tests, shape checks)."""
-
-
-def compiler_options(mode: str | None = "fast",
-                     backend: str | None = None) -> dict[str, Any] | None:
-    """``compiler_options`` for ``jax.jit(...)`` / ``.compile(...)`` of a supernet function.
-
-    ``mode``: ``'fast'`` (:data:`CPU_FAST_COMPILE`, for train steps), ``'fastest'``
-    (:data:`CPU_FASTEST_COMPILE`, for one-off calls) or ``None`` (XLA defaults). Options are
-    only returned when the backend (default: JAX's default backend) is ``'cpu'``; GPU/TPU
-    keep XLA's defaults (``None``). The string ``'none'`` (e.g. from ``--set xla=none``) means
-    ``None``."""
-    if isinstance(mode, str) and mode.lower() == "none":
-        mode = None
-    if mode not in (None, "fast", "fastest"):
-        raise ValueError(f"compiler_options mode must be 'fast', 'fastest' or None, got {mode!r}")
-    backend = jax.default_backend() if backend is None else backend
-    if mode is None or backend != "cpu":
-        return None
-    return dict(CPU_FAST_COMPILE if mode == "fast" else CPU_FASTEST_COMPILE)
+from jnas.xla import CPU_FAST_COMPILE, CPU_FASTEST_COMPILE, compiler_options  # noqa: E402,F401
 
 
 def compute_dtype(dtype: Any) -> Any:

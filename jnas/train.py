@@ -34,42 +34,7 @@ __all__ = ["TrainState", "sgd_cosine", "make_mesh", "shard_batch", "replicate",
            "check_finite", "NonFiniteLossError", "resolve_run_dir", "cross_entropy",
            "run_once", "enable_compilation_cache"]
 
-def enable_compilation_cache(path: str | Path | None = None) -> Path | None:
-    """Turns on JAX's persistent compilation cache, so identical programs compile once across
-    seeds, resumed runs and processes (a multi-seed one-shot search on CPU compiles its step
-    once instead of per seed: 24 s -> 3 s per repeat for the test-size DARTS search).
-
-    ``path`` defaults to ``$JNAS_XLA_CACHE_DIR`` or ``<jnas cache>/xla``; set
-    ``JNAS_XLA_CACHE_DIR=off`` to disable. Returns the folder used (None when disabled).
-    """
-    env = os.environ.get("JNAS_XLA_CACHE_DIR")
-    if path is None and env is not None and env.lower() in ("off", "0", "none", ""):
-        return None
-    if path is None:
-        if env:
-            path = env
-        else:
-            d = os.environ.get("JNAS_CACHE_DIR")
-            path = (Path(d).expanduser() if d else Path.home() / ".cache" / "jnas") / "xla"
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return path
-
-
-def run_once(fn: Callable[..., Any], *args: Any) -> Any:
-    """``jax.jit(fn)(*args)`` for a function called once, e.g. a flax ``init``.
-
-    On CPU it compiles with :func:`jnas.cells.compiler_options` ``('fastest')``: the backend's
-    optimisation passes dominate the compile time of threefry-heavy init graphs (test-size NB201
-    supernet init: ~150 s -> ~10 s on the 2-core CPU) and buy nothing for a single call. On
-    accelerators it is a plain jit call. Results equal the optimised
-    program's up to float rounding and are deterministic in ``args``.
-    """
-    from jnas.cells import compiler_options
-    return jax.jit(fn, compiler_options=compiler_options("fastest"))(*args)
+from jnas.xla import enable_compilation_cache, run_once  # noqa: E402,F401
 
 
 @flax.struct.dataclass
