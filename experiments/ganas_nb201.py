@@ -66,11 +66,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jnas import benchmarks, registry  # noqa: E402
-from jnas.cli import parse_seeds  # noqa: E402
-from jnas.config import apply_overrides, config_to_dict  # noqa: E402
+from jnas import benchmarks, cost, registry  # noqa: E402
+from jnas.config import apply_overrides, config_to_dict, parse_seeds  # noqa: E402
 from jnas.gan import GANASConfig, GANASSearcher  # noqa: E402
-from jnas.gan_models import nb201_params_M  # noqa: E402
 from jnas.report import load_jsonl, plot_best_so_far, score_at  # noqa: E402
 from jnas.rng import as_key  # noqa: E402
 from jnas.search import run_search  # noqa: E402
@@ -86,7 +84,8 @@ def ceiling(bench, dataset: str, protocol: str, max_params: float | None = None)
     sig = np.asarray(bench.val12[dataset] if protocol == "12epoch" else rep)
     ok = np.ones(len(rep), bool)
     if max_params is not None:
-        params = np.array([nb201_params_M(bench.arch_at(i).op_ids, NUM_CLASSES[dataset])
+        params = np.array([cost.arch_cost("nb201", bench.arch_at(i),
+                                          num_classes=NUM_CLASSES[dataset])["params_M"]
                            for i in range(len(rep))])
         ok = params <= max_params + 1e-9
     i_rep = int(np.argmax(np.where(ok, rep, -np.inf)))
@@ -146,8 +145,9 @@ def run_method(method: str, seeds, bench, dataset, protocol, budget, overrides, 
             rounds = s.rounds
             diags.append({"seed": seed, "compile_s": s.compile_s, "rounds": rounds,
                           "round_s_mean": float(np.mean([r["time_s"] for r in rounds])),
-                          "params_M": [nb201_params_M(sp.parse(h["arch"]).op_ids,
-                                                      NUM_CLASSES[dataset])
+                          "params_M": [cost.arch_cost("nb201", h["arch"],
+                                                      num_classes=NUM_CLASSES[dataset])[
+                                                          "params_M"]
                                        for h in res["history"] if h.get("new")]})
         if jsonl is not None:
             rec = dict(zip(key, tag), overrides=json.dumps(list(overrides)), result=res,

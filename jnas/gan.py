@@ -24,132 +24,81 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnas.config import config_to_dict
-from jnas.gan_models import make_codec, nb201_params_M
-from jnas.gan_steps import GANASSteps, get_steps, make_steps  # noqa: F401  (public API)
-from jnas.registry import register
+from jnas import cost
+from jnas.config import check_choice, check_positive, check_range, config_to_dict
+from jnas.gan_models import make_codec
+from jnas.gan_steps import StepsConfig, get_steps
+from jnas.spaces import get_space
 from jnas.rng import as_key, np_rng
+
+__all__ = ["GANASConfig", "GANASSearcher", "make_ganas"]
 
 
 @dataclasses.dataclass(frozen=True)
 class GANASConfig:
-    """GA-NAS hyper-parameters (paper values unknown, [U]: these are our choices).
+    """GA-NAS hyper-parameters (Rezaei et al., IJCAI 2021). The paper's values are not public
+    ([U] in METHODS.md); each field below is a choice of this implementation, its reason in
+    RESULTS.md (GA-NAS).
 
-    Loop:
-      n_init: random cells queried first (N0).
-      m: new unseen cells queried per round.
-      top_k: size of the winning set (best queried cells) D learns to recognise.
-    Networks (small: CPU friendly, cells have <= 8 nodes):
-      hidden, gnn_layers: width/depth of the bidirectional GCN encoders (G and D).
-      gru: hidden size of the generator's GRU decoder.
-    Discriminator (Adam):
-      d_steps, d_batch, d_lr: D updates per round, pairs per update, learning rate.
-      d_loser_frac: fraction of D's negative examples that are queried non-winners instead
-        of fresh generator samples (uses the true ranking we already paid for; 0 = the
-        paper's pure winners-vs-generated game).
-    Generator (Adam):
-      pg: 'ppo' (clipped surrogate) or 'reinforce' (batch-mean baseline).
-      g_iters: policy-gradient iterations per round (each samples g_batch new cells).
-      g_batch, ppo_epochs, clip_eps, ent_coef, g_lr: PPO batch, epochs over each batch,
-        clip range, entropy bonus, learning rate.
-      mle_coef: weight of a max-likelihood term fitting G to the winning set (the
-        importance-sampling "refit to the top" view; 0 = pure RL).
-      g_reset: re-initialise G (weights and Adam state) at the start of every round, so each
-        round fits a fresh G to the current winning set (the paper's "generator repeatedly
-        fitted to the current top architectures") instead of continuing the previous one,
-        which concentrates to ~1 nat within ~10 rounds (``False``, the default of the first
-        four sessions). With it G stays near uniform and the queried cells are the D-reward
-        top-m of near-uniform unseen samples. Default True since the fifth session, by a rule
-        written down before its held-out check (RESULTS.md, GA-NAS): first measured under the
-        12-epoch protocol, then under the never-tried ``200epoch`` protocol, where it is not
-        behind the continued G at any budget on any of the three NB201 datasets.
-    Proposal:
-      cand_batch: cells sampled per proposal; the best ``m`` unseen ones are queried.
-      select: 'reward' (rank unseen candidates by D's reward) or 'first' (sampling order).
-      context: encoder input -- 'winner' (a random winning cell per sample), 'best' (the
-        best cell so far) or 'empty' (a constant all-zero sequence).
-      temperature: sampling temperature for proposals.
-      max_resample: extra proposal batches when too few unseen cells come out; after that
-        the round is filled with random unseen cells (counted in the round stats).
-      propose_unseen: draw proposals from G *conditioned on* the cells not yet issued (a
-        trie mask over the enumerable candidate set: all 15,625 NB201 cells, or the rows of
-        a table subspace such as the offline NB101 subset; cells over ``max_params`` are
-        excluded from the set). The method queries "m new unseen cells sampled from G" and
-        handles constraints by masking; this masks "already seen" the same way (choices
-        whose every completion was seen are masked while decoding), so a concentrated G
-        still proposes its most likely *new* cells instead of the round being filled with
-        uniform random cells (the collapse seen with ``False``, RESULTS.md). Chosen by that
-        reasoning, not tuned on the benchmark. Ignored where the space cannot be enumerated
-        (the full NB101 space): there rejection + random fill is used.
-    Constraint:
-      max_params: params budget in M (None = unconstrained).
-      constraint: 'mask' (NB201: exact masking while decoding, plus rejection) or 'reject'.
-      num_classes: classifier size used by the params counter (10 = CIFAR-10).
-    Compilation:
-      fast_compile: compile the steps with XLA backend optimisation level 0 (3x faster
-        compiles on CPU; the networks are too small for the optimisations to matter).
+    A round: D is trained to tell the ``top_k`` best queried cells (the winning set) from
+    generated cells and, with ``d_loser_frac`` > 0, from queried non-winners; G is trained by
+    policy gradient on D's reward; ``cand_batch`` cells are sampled from G (conditioned on
+    the cells not yet issued when ``propose_unseen`` and the space is enumerable: all NB201
+    cells or the rows of a table subspace; rejection + random fill otherwise) and the best
+    ``m`` unseen ones by D's reward are queried. With ``g_reset`` G is re-initialised every
+    round, so each round fits a fresh G to the current winning set. ``max_params`` is
+    enforced exactly by masking the decoder on NB201 (op params add up over edges) or by
+    rejection (``constraint='reject'``, and always on NB101).
     """
-    n_init: int = 20
-    m: int = 10
-    top_k: int = 10
-    hidden: int = 32
-    gnn_layers: int = 2
-    gru: int = 64
-    d_steps: int = 30
-    d_batch: int = 64
-    d_lr: float = 1e-3
-    d_loser_frac: float = 0.5
-    pg: str = "ppo"
-    g_iters: int = 5
-    g_batch: int = 64
-    ppo_epochs: int = 4
-    clip_eps: float = 0.2
-    ent_coef: float = 0.01
-    g_lr: float = 2e-3
-    mle_coef: float = 0.0
-    g_reset: bool = True
-    cand_batch: int = 256
-    select: str = "reward"
-    context: str = "winner"
-    temperature: float = 1.0
-    max_resample: int = 4
-    propose_unseen: bool = True
-    max_params: float | None = None
-    constraint: str = "mask"
-    num_classes: int = 10
-    fast_compile: bool = True
+    n_init: int = 20              # random cells queried first (N0)
+    m: int = 10                   # new unseen cells queried per round
+    top_k: int = 10               # size of the winning set (best queried cells)
+    hidden: int = 32              # width of the bidirectional GCN encoders (G and D)
+    gnn_layers: int = 2           # depth of the GCN encoders
+    gru: int = 64                 # hidden size of the generator's GRU decoder
+    d_steps: int = 30             # discriminator updates per round (0 = none)
+    d_batch: int = 64             # pairs per discriminator update
+    d_lr: float = 1e-3            # discriminator Adam learning rate
+    d_loser_frac: float = 0.5     # fraction of D's negatives that are queried non-winners, in [0, 1]
+    pg: str = "ppo"               # policy gradient: 'ppo' (clipped surrogate) or 'reinforce' (batch-mean baseline)
+    g_iters: int = 5              # policy-gradient iterations per round (each samples g_batch cells)
+    g_batch: int = 64             # cells sampled per policy-gradient iteration
+    ppo_epochs: int = 4           # PPO epochs over each batch
+    clip_eps: float = 0.2         # PPO clip range
+    ent_coef: float = 0.01        # entropy bonus of the generator loss
+    g_lr: float = 2e-3            # generator Adam learning rate
+    mle_coef: float = 0.0         # weight of a max-likelihood fit of G to the winning set (0 = pure RL)
+    g_reset: bool = True          # re-initialise G (weights and Adam state) at the start of every round
+    cand_batch: int = 256         # cells sampled per proposal batch
+    select: str = "reward"        # rank unseen candidates by D's reward ('reward') or keep sampling order ('first')
+    context: str = "winner"       # encoder input: 'winner' (a random winning cell), 'best' or 'empty'
+    temperature: float = 1.0      # sampling temperature of proposals
+    max_resample: int = 4         # extra proposal batches before a round is filled with random unseen cells
+    propose_unseen: bool = True   # sample proposals conditioned on the cells not yet issued (enumerable spaces)
+    max_params: float | None = None  # params budget in M (None = unconstrained)
+    constraint: str = "mask"      # budget handling: 'mask' (NB201: exact decoder masking, plus rejection) or 'reject'
+    num_classes: int = 10         # classifier size used by the params counter (10 = CIFAR-10)
+    fast_compile: bool = True     # compile the steps with XLA backend optimisation level 0 (3x faster on CPU)
 
-    def validate(self) -> None:
-        """Raises ``ValueError`` naming a bad field and its valid values."""
-        choices = {"pg": ("ppo", "reinforce"), "select": ("reward", "first"),
-                   "context": ("winner", "best", "empty"), "constraint": ("mask", "reject")}
-        for name, valid in choices.items():
-            if getattr(self, name) not in valid:
-                raise ValueError(f"GANASConfig.{name}={getattr(self, name)!r} is not valid; "
-                                 f"use one of {valid}")
-        for name in ("n_init", "m", "top_k", "d_batch", "g_batch", "cand_batch", "g_iters",
-                     "ppo_epochs", "hidden", "gru", "gnn_layers"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"GANASConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.d_steps < 0:
-            raise ValueError(f"GANASConfig.d_steps must be >= 0, got {self.d_steps}")
-        if self.max_params is not None and not float(self.max_params) > 0:
-            raise ValueError(f"GANASConfig.max_params must be > 0 (M params) or None, got "
-                             f"{self.max_params}")
-        if not 0.0 <= self.d_loser_frac <= 1.0:
-            raise ValueError(f"GANASConfig.d_loser_frac must be in [0, 1], got {self.d_loser_frac}")
+    def __post_init__(self) -> None:
+        check_choice(self, "pg", ("ppo", "reinforce"))
+        check_choice(self, "select", ("reward", "first"))
+        check_choice(self, "context", ("winner", "best", "empty"))
+        check_choice(self, "constraint", ("mask", "reject"))
+        check_positive(self, "n_init", "m", "top_k", "d_batch", "g_batch", "cand_batch",
+                       "g_iters", "ppo_epochs", "hidden", "gru", "gnn_layers", "max_params")
+        check_positive(self, "d_steps", allow_zero=True)
+        check_range(self, "d_loser_frac", 0.0, 1.0)
+
+    def steps(self) -> StepsConfig:
+        """The fields the compiled steps read (:class:`jnas.gan_steps.StepsConfig`)."""
+        return StepsConfig(**{f.name: getattr(self, f.name)
+                              for f in dataclasses.fields(StepsConfig)})
 
 
 # ---------------------------------------------------------------------------------------
 # Searcher (ask/tell)
 # ---------------------------------------------------------------------------------------
-def _space_obj(space: Any) -> Any:
-    if isinstance(space, str):
-        from jnas.spaces import get_space
-        return get_space(space)
-    return space
-
-
 class GANASSearcher:
     """GA-NAS as an ask/tell searcher (Rezaei et al., IJCAI 2021; see module docstring).
 
@@ -166,8 +115,7 @@ class GANASSearcher:
 
     def __init__(self, space: Any, key: Any, config: GANASConfig | None = None) -> None:
         self.config = config or GANASConfig()
-        self.config.validate()
-        self.space = _space_obj(space)
+        self.space = get_space(space) if isinstance(space, str) else space
         name = getattr(self.space, "name", str(space))
         if name not in ("nb201", "nb101"):
             raise ValueError(f"GA-NAS supports spaces 'nb201' and 'nb101', got {name!r}")
@@ -204,13 +152,8 @@ class GANASSearcher:
 
     def params_M(self, arch: Any) -> float:
         """Params (M) of an arch, for the ``max_params`` constraint."""
-        if self.space_name == "nb201":
-            return nb201_params_M(self.codec.encode(arch), self.config.num_classes)
-        try:
-            from jnas.cells import arch_cost
-        except ImportError as e:  # pragma: no cover - depends on jnas.cells
-            raise RuntimeError("max_params on NB101 needs jnas.cells.arch_cost") from e
-        return float(arch_cost(self.space, arch)["params_M"])
+        return float(cost.arch_cost(self.space_name, arch,
+                                    num_classes=self.config.num_classes)["params_M"])
 
     def _candidate_pool(self) -> tuple[Any, dict[str, int] | None, np.ndarray | None]:
         """The enumerable candidate set, if any: ``(seqs, row_of_key, within_budget)``.
@@ -413,9 +356,6 @@ class GANASSearcher:
         return config_to_dict(self.config)
 
 
-@register("ganas", kind="sample", config_cls=GANASConfig, spaces=("nb201", "nb101"),
-          doc="GA-NAS: generator trained by PPO on a pairwise GNN discriminator's reward "
-              "(Rezaei et al., IJCAI 2021)")
 def make_ganas(space: Any, key: Any, config: GANASConfig | None = None) -> GANASSearcher:
-    """Registry factory: ``GANASSearcher(space, key, config)``."""
+    """Method factory (``jnas.registry``): ``GANASSearcher(space, key, config)``."""
     return GANASSearcher(space, key, config)

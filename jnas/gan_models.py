@@ -31,36 +31,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-NB201_OPS_LOCAL = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-NB201_EDGES_LOCAL = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
-NB101_OPS_LOCAL = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
-NB101_MAX_EDGES = 9
-NB101_NODES = 7
+from jnas import cost
+from jnas.spaces import (NB101_MAX_EDGES, NB101_MAX_NODES, NB101_OPS, NB201_EDGES, NB201_OPS,
+                         NB101Arch, NB201Arch)
+
+NB101_NODES = NB101_MAX_NODES
 
 
-def _nb201_op_params(op: str, c: int) -> int:
-    """Params one NB201 edge op adds at ``c`` channels (ReLU-Conv-BN with affine BN)."""
-    if op == "nor_conv_3x3":
-        return 9 * c * c + 2 * c
-    if op == "nor_conv_1x1":
-        return c * c + 2 * c
-    return 0
-
-
-def nb201_params_M(op_ids: Sequence[int], num_classes: int = 10, C: int = 16, N: int = 5) -> float:
-    """Params (M) of the NB201 network of one cell, closed form (Dong & Yang, ICLR 2020).
-
-    Stem conv + BN, 3 stages of ``N`` cells at C, 2C, 4C channels, two ResNet reduction blocks,
-    final BN and linear classifier. Matches ``zc_nasbench201.json`` (all-``nor_conv_3x3`` on
-    CIFAR-10: 1.5315 M); checked in ``tests/test_gan.py``.
-    """
-    base = 3 * C * 9 + 2 * C  # stem conv (no bias) + BN
-    for cin, cout in ((C, 2 * C), (2 * C, 4 * C)):  # ResNet basic blocks, stride 2
-        base += 9 * cin * cout + 2 * cout + 9 * cout * cout + 2 * cout + cin * cout
-    base += 2 * 4 * C + 4 * C * num_classes + num_classes  # lastact BN + classifier
-    cells = sum(N * _nb201_op_params(NB201_OPS_LOCAL[o], c)
-                for o in op_ids for c in (C, 2 * C, 4 * C))
-    return (base + cells) / 1e6
+def nb201_op_params(C: int = 16, N: int = 5) -> dict[str, int]:
+    """Params each NB201 edge op adds to the network, summed over its ``3N`` cells (exact
+    integers, from :func:`jnas.cost.arch_cost`: the all-``op`` cell minus the all-``none``
+    cell, divided by the 6 edges)."""
+    base = cost.arch_cost("nb201", NB201Arch(ops=("none",) * 6), C=C, N=N)["params_M"]
+    return {op: round((cost.arch_cost("nb201", NB201Arch(ops=(op,) * 6), C=C, N=N)["params_M"]
+                       - base) * 1e6) // 6 for op in NB201_OPS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +137,7 @@ class CellCodec:
         nodes that feed from the input and are pruned again on decoding)."""
         if self.name == "nb201":
             ops = tuple(arch.ops)
-            return np.array([NB201_OPS_LOCAL.index(o) for o in ops], np.int32)
+            return np.array([NB201_OPS.index(o) for o in ops], np.int32)
         arch = arch.pruned()
         matrix = np.asarray(arch.matrix, np.int32)
         ops = list(arch.ops)
@@ -165,7 +149,7 @@ class CellCodec:
                 full[pos[a], pos[b]] = matrix[a, b]
         node_ops = [0] * NB101_NODES
         for a in range(1, n - 1):
-            node_ops[pos[a]] = NB101_OPS_LOCAL.index(ops[a])
+            node_ops[pos[a]] = NB101_OPS.index(ops[a])
         for d in range(n - 1, NB101_NODES - 1):  # dead padding nodes
             full[0, d] = 1
         toks = []
@@ -180,27 +164,25 @@ class CellCodec:
         """The arch (space value type) of a decision sequence."""
         tokens = [int(x) for x in tokens]
         if self.name == "nb201":
-            from jnas.spaces import NB201Arch
-            return NB201Arch(ops=tuple(NB201_OPS_LOCAL[o] for o in tokens))
-        from jnas.spaces import NB101Arch
+            return NB201Arch(ops=tuple(NB201_OPS[o] for o in tokens))
         matrix = np.zeros((NB101_NODES, NB101_NODES), np.int32)
         ops = ["input"] + [""] * (NB101_NODES - 2) + ["output"]
         for t, tok in enumerate(tokens):
             if self.kind[t] == 1:
                 matrix[self.src[t], self.dst[t]] = tok
             else:
-                ops[self.dst[t]] = NB101_OPS_LOCAL[tok]
+                ops[self.dst[t]] = NB101_OPS[tok]
         arch = NB101Arch(matrix=tuple(tuple(int(v) for v in r) for r in matrix), ops=tuple(ops))
         return arch.pruned()
 
 
 def _nb201_node_adj() -> np.ndarray:
     adj = np.zeros((8, 8), np.float32)
-    for e, (to, frm) in enumerate(NB201_EDGES_LOCAL):
+    for e, (to, frm) in enumerate(NB201_EDGES):
         if frm == 0:
             adj[0, e + 1] = 1
         else:
-            for e2, (to2, _) in enumerate(NB201_EDGES_LOCAL):
+            for e2, (to2, _) in enumerate(NB201_EDGES):
                 if to2 == frm:
                     adj[e2 + 1, e + 1] = 1
         if to == 3:
@@ -222,11 +204,12 @@ def make_codec(space: str, num_classes: int = 10) -> CellCodec:
     classifier params used by the params cost)."""
     if space == "nb201":
         T, K = 6, 5
-        cost = np.array([[sum(5 * _nb201_op_params(o, c) for c in (16, 32, 64)) / 1e6
-                          for o in NB201_OPS_LOCAL]] * T, np.float64)
+        per_op = nb201_op_params()
+        op_cost = np.array([[per_op[o] / 1e6 for o in NB201_OPS]] * T, np.float64)
         return CellCodec("nb201", T, K, np.ones((T, K), bool), np.zeros(T, np.int32),
-                         np.full(T, -1, np.int32), np.arange(T, dtype=np.int32), cost,
-                         nb201_params_M([0] * 6, num_classes), 8, 7)
+                         np.full(T, -1, np.int32), np.arange(T, dtype=np.int32), op_cost,
+                         cost.arch_cost("nb201", NB201Arch(ops=("none",) * 6),
+                                        num_classes=num_classes)["params_M"], 8, 7)
     if space == "nb101":
         kind, src, dst = [], [], []
         for j in range(1, NB101_NODES):

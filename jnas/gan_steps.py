@@ -1,33 +1,54 @@
 """GA-NAS training steps: the jit-compiled generator, discriminator, policy-gradient and
-proposal functions of one codec and config (Rezaei et al., IJCAI 2021, arXiv 2105.09356).
+proposal functions of one codec and step config (Rezaei et al., IJCAI 2021, arXiv 2105.09356).
 
-Pure functions of their inputs; :class:`jnas.gan.GANASSearcher` drives them. Every
-executable is compiled ahead of time per input signature (:class:`_AOTFunction`) and shared
-by all searchers with the same config (:func:`get_steps`).
+Pure module-level functions of their inputs, bound to a :class:`StepsConfig` and the networks
+with :func:`functools.partial`; :class:`jnas.gan.GANASSearcher` drives them. Every executable
+is compiled ahead of time per input signature (:class:`jnas.xla.Compiled`) and shared by all
+searchers whose configs give the same :class:`StepsConfig` (:func:`make_steps` is cached).
 """
 from __future__ import annotations
 
 import dataclasses
-import time
-from typing import TYPE_CHECKING, Any
+import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from jnas.gan_models import CellCodec, Discriminator, Generator, batch_graph, decode
+from jnas.gan_models import CellCodec, Discriminator, Generator, batch_graph, decode, make_codec
+from jnas.xla import Compiled
 
-if TYPE_CHECKING:
-    from jnas.gan import GANASConfig
+__all__ = ["StepsConfig", "GANASSteps", "make_steps", "get_steps"]
 
 
-# ---------------------------------------------------------------------------------------
-# Jitted training steps
-# ---------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class StepsConfig:
+    """The GA-NAS settings the compiled steps read (see :class:`jnas.gan.GANASConfig`)."""
+    hidden: int = 32            # width of the GCN encoders (G and D)
+    gnn_layers: int = 2         # depth of the GCN encoders
+    gru: int = 64               # hidden size of the generator's GRU decoder
+    d_steps: int = 30           # discriminator updates per round
+    d_batch: int = 64           # pairs per discriminator update
+    d_lr: float = 1e-3          # discriminator Adam learning rate
+    d_loser_frac: float = 0.5   # fraction of D's negatives that are queried non-winners
+    pg: str = "ppo"             # 'ppo' (clipped surrogate) or 'reinforce'
+    g_iters: int = 5            # policy-gradient iterations per round
+    g_batch: int = 64           # cells sampled per policy-gradient iteration
+    ppo_epochs: int = 4         # PPO epochs over each batch
+    clip_eps: float = 0.2       # PPO clip range
+    ent_coef: float = 0.01      # entropy bonus
+    g_lr: float = 2e-3          # generator Adam learning rate
+    mle_coef: float = 0.0       # weight of the max-likelihood fit to the winning set
+    cand_batch: int = 256       # cells sampled per proposal
+    context: str = "winner"     # encoder input: 'winner', 'best' or 'empty'
+    temperature: float = 1.0    # sampling temperature of proposals
+    fast_compile: bool = True   # XLA backend optimisation level 0 (3x faster CPU compiles)
+
+
 @dataclasses.dataclass(frozen=True)
 class GANASSteps:
-    """The jit-compiled pieces of GA-NAS for one codec and config (pure functions).
+    """The jit-compiled pieces of GA-NAS for one codec and step config (pure functions).
 
     ``init(key) -> (g_state, d_state)``;
     ``sample(g_params, ctx, key, budget) -> (tokens, logp, ent)``;
@@ -43,192 +64,204 @@ class GANASSteps:
     (``max_params - codec.base_cost``, ``inf`` for none) as an f32 scalar.
     """
     codec: CellCodec
-    config: GANASConfig
+    config: StepsConfig
     gen: Generator
     disc: Discriminator
-    init: Any
-    sample: Any
-    log_prob: Any
-    pg_update: Any
-    reward: Any
-    round: Any
-    propose: Any
-    propose_in: Any
+    init: Compiled
+    sample: Compiled
+    log_prob: Compiled
+    pg_update: Compiled
+    reward: Compiled
+    round: Compiled
+    propose: Compiled
+    propose_in: Compiled
 
 
-class _AOTFunction:
-    """``jax.jit(fn)`` compiled ahead of time per input signature with XLA options, timing
-    each compile (``compile_s``). ``fast_compile`` uses XLA backend optimisation level 0:
-    GA-NAS networks are tiny, so on CPU this cuts compile time ~3x for a negligible step-time
-    cost (measured in RESULTS.md)."""
-
-    def __init__(self, fn: Any, fast_compile: bool) -> None:
-        self._jit = jax.jit(fn)
-        self._options = {"xla_backend_optimization_level": 0} if fast_compile else None
-        self._cache: dict[Any, Any] = {}
-        self.compile_s = 0.0
-
-    def __call__(self, *args: Any) -> Any:
-        leaves, treedef = jax.tree.flatten(args)
-        sig = (treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves))
-        exe = self._cache.get(sig)
-        if exe is None:
-            t0 = time.perf_counter()
-            exe = self._jit.lower(*args).compile(compiler_options=self._options)
-            self.compile_s += time.perf_counter() - t0
-            self._cache[sig] = exe
-        return exe(*args)
+@dataclasses.dataclass(frozen=True)
+class _Nets:
+    """What every step closes over: config, codec, networks and optimisers."""
+    cfg: StepsConfig
+    codec: CellCodec
+    gen: Generator
+    disc: Discriminator
+    g_opt: Any
+    d_opt: Any
 
 
-_STEPS_CACHE: dict[tuple, GANASSteps] = {}
+def init_states(n: _Nets, key: jax.Array) -> tuple:
+    """Fresh ``(g_state, d_state)``: generator and discriminator params with Adam states."""
+    kg, kd = jax.random.split(key)
+    toks = jnp.zeros((1, n.codec.T), jnp.int32)
+    adj, feats = batch_graph(n.codec, toks)
+    gp = n.gen.init(kg, adj, feats, method=Generator.init_all)["params"]
+    dp = n.disc.init(kd, adj, feats, adj, feats)["params"]
+    return (gp, n.g_opt.init(gp)), (dp, n.d_opt.init(dp))
 
 
-def get_steps(codec: CellCodec, config: GANASConfig) -> GANASSteps:
-    """:func:`make_steps`, cached per (space, num_classes, config) so that searchers with the
-    same config (e.g. the seeds of one experiment) share compiled executables."""
-    host_only = dict(n_init=1, m=1, select="reward", max_resample=0, max_params=None,
-                     constraint="mask", num_classes=10,  # do not change the compiled steps
-                     propose_unseen=False, g_reset=False)
-    k = (codec.name, dataclasses.replace(config, **host_only))
-    if k not in _STEPS_CACHE:
-        _STEPS_CACHE[k] = make_steps(codec, config)
-    return _STEPS_CACHE[k]
+def contexts(n: _Nets, winners: jax.Array, size: int, key: jax.Array) -> jax.Array:
+    """``size`` encoder context cells per ``cfg.context``."""
+    if n.cfg.context == "winner":
+        return winners[jax.random.randint(key, (size,), 0, winners.shape[0])]
+    if n.cfg.context == "best":
+        return jnp.broadcast_to(winners[0], (size, n.codec.T))
+    return jnp.zeros((size, n.codec.T), jnp.int32)
 
 
-def make_steps(codec: CellCodec, config: GANASConfig) -> GANASSteps:
-    """Builds the jit-compiled GA-NAS steps (generator, discriminator, PG, proposal)."""
-    config.validate()
-    cfg = config
+def sample(n: _Nets, gp: Any, ctx: jax.Array, key: jax.Array, budget: jax.Array,
+           temperature: float = 1.0, allowed: Any = None) -> tuple:
+    """Cells sampled from G: ``(tokens, logp, entropy)``."""
+    return decode(n.gen, gp, n.codec, ctx, key, budget, temperature=temperature, allowed=allowed)
+
+
+def log_prob(n: _Nets, gp: Any, ctx: jax.Array, toks: jax.Array, budget: jax.Array) -> tuple:
+    """G's log-probability and entropy of given cells: ``(logp, entropy)``."""
+    _, lp, ent = decode(n.gen, gp, n.codec, ctx, None, budget, forced=toks)
+    return lp, ent
+
+
+def pair_logits(n: _Nets, dp: Any, a: jax.Array, b: jax.Array) -> jax.Array:
+    """D's logit that cell ``a`` beats cell ``b`` (row-wise)."""
+    ga, fa = batch_graph(n.codec, a)
+    gb, fb = batch_graph(n.codec, b)
+    return n.disc.apply({"params": dp}, ga, fa, gb, fb)
+
+
+def embed(n: _Nets, dp: Any, toks: jax.Array) -> jax.Array:
+    """D's embedding of cells."""
+    adj, feats = batch_graph(n.codec, toks)
+    return n.disc.apply({"params": dp}, adj, feats, method=Discriminator.embed)
+
+
+def reward(n: _Nets, dp: Any, toks: jax.Array, winners: jax.Array) -> jax.Array:
+    """Mean over the winning set of P(sample beats winner) under D, in (0, 1)."""
+    ea, ew = embed(n, dp, toks), embed(n, dp, winners)  # [B, H], [k, H]
+    B, k = ea.shape[0], ew.shape[0]
+    ea2 = jnp.broadcast_to(ea[:, None], (B, k, ea.shape[-1]))
+    ew2 = jnp.broadcast_to(ew[None], (B, k, ew.shape[-1]))
+    logits = n.disc.apply({"params": dp}, ea2, ew2, method=Discriminator.pair)
+    return jax.nn.sigmoid(logits).mean(-1)
+
+
+def pg_update(n: _Nets, g_state: tuple, ctx: jax.Array, toks: jax.Array, logp_old: jax.Array,
+              rewards: jax.Array, winners: jax.Array, key: jax.Array, budget: jax.Array
+              ) -> tuple:
+    """One PPO (``ppo_epochs`` epochs) or REINFORCE update of G on given rewards."""
+    cfg = n.cfg
+    gp, opt = g_state
+    adv = (rewards - rewards.mean()) / (rewards.std() + 1e-6)
+    wctx = contexts(n, winners, winners.shape[0], key)
+
+    def loss_fn(p):
+        lp, ent = log_prob(n, p, ctx, toks, budget)
+        if cfg.pg == "ppo":
+            ratio = jnp.exp(lp - logp_old)
+            surr = jnp.minimum(ratio * adv,
+                               jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv)
+            pg = -surr.mean()
+        else:
+            pg = -(adv * lp).mean()
+        loss = pg - cfg.ent_coef * ent.mean()
+        if cfg.mle_coef > 0:
+            wlp, _ = log_prob(n, p, wctx, winners, budget)
+            loss = loss - cfg.mle_coef * wlp.mean() / n.codec.T
+        return loss, (pg, ent.mean())
+
+    def epoch(carry, _):
+        p, o = carry
+        (loss, (pg, ent)), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
+        upd, o = n.g_opt.update(grads, o, p)
+        return (optax.apply_updates(p, upd), o), (loss, ent)
+
+    n_epochs = cfg.ppo_epochs if cfg.pg == "ppo" else 1
+    (gp, opt), (losses, ents) = jax.lax.scan(epoch, (gp, opt), None, length=n_epochs)
+    return (gp, opt), {"loss_first": losses[0], "loss_last": losses[-1], "entropy": ents[0]}
+
+
+def d_update(n: _Nets, d_state: tuple, gp: Any, winners: jax.Array, losers: jax.Array,
+             loser_w: jax.Array, key: jax.Array, budget: jax.Array) -> tuple:
+    """One D update: winners against generated cells (and queried losers)."""
+    cfg = n.cfg
+    dp, opt = d_state
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+    b = cfg.d_batch
+    fake, _, _ = sample(n, gp, contexts(n, winners, b, k1), k2, budget)
+    wi = jax.random.randint(k3, (b,), 0, winners.shape[0])
+    li = jax.random.randint(k4, (b,), 0, losers.shape[0])
+    use_loser = jax.random.uniform(k5, (b,)) < cfg.d_loser_frac * loser_w
+    neg = jnp.where(use_loser[:, None], losers[li], fake)
+
+    def loss_fn(p):
+        return jax.nn.softplus(-pair_logits(n, p, winners[wi], neg)).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(dp)
+    upd, opt = n.d_opt.update(grads, opt, dp)
+    return (optax.apply_updates(dp, upd), opt), loss
+
+
+def train_round(n: _Nets, g_state: tuple, d_state: tuple, winners: jax.Array,
+                losers: jax.Array, loser_w: jax.Array, key: jax.Array, budget: jax.Array
+                ) -> tuple:
+    """One GA-NAS round: ``d_steps`` D updates, then ``g_iters`` G updates on D's reward."""
+    cfg = n.cfg
+    kd, kg = jax.random.split(key)
+
+    def d_body(ds, k):
+        return d_update(n, ds, g_state[0], winners, losers, loser_w, k, budget)
+
+    if cfg.d_steps > 0:
+        d_state, d_losses = jax.lax.scan(d_body, d_state, jax.random.split(kd, cfg.d_steps))
+        d_loss = d_losses[-1]
+    else:
+        d_loss = jnp.float32(jnp.nan)
+
+    def g_body(gs, k):
+        k1, k2, k3 = jax.random.split(k, 3)
+        ctx = contexts(n, winners, cfg.g_batch, k1)
+        toks, lp, _ = sample(n, gs[0], ctx, k2, budget)
+        r = reward(n, d_state[0], toks, winners)
+        gs, met = pg_update(n, gs, ctx, toks, lp, r, winners, k3, budget)
+        return gs, (r.mean(), met["entropy"], met["loss_first"], met["loss_last"])
+
+    g_state, (r, ent, l0, l1) = jax.lax.scan(g_body, g_state, jax.random.split(kg, cfg.g_iters))
+    return g_state, d_state, {"d_loss": d_loss, "reward": r[-1], "g_entropy": ent[-1],
+                              "g_loss_first": l0[0], "g_loss_last": l1[-1]}
+
+
+def propose(n: _Nets, gp: Any, dp: Any, winners: jax.Array, key: jax.Array, budget: jax.Array
+            ) -> tuple:
+    """``cand_batch`` proposals from G with D's rewards: ``(tokens, reward, logp, ent)``."""
+    k1, k2 = jax.random.split(key)
+    ctx = contexts(n, winners, n.cfg.cand_batch, k1)
+    toks, lp, ent = sample(n, gp, ctx, k2, budget, n.cfg.temperature)
+    return toks, reward(n, dp, toks, winners), lp, ent
+
+
+def propose_in(n: _Nets, gp: Any, dp: Any, winners: jax.Array, key: jax.Array,
+               budget: jax.Array, seqs: jax.Array, avail: jax.Array) -> tuple:
+    """:func:`propose` restricted to the available rows of ``seqs`` (a trie mask)."""
+    k1, k2 = jax.random.split(key)
+    ctx = contexts(n, winners, n.cfg.cand_batch, k1)
+    toks, lp, ent = sample(n, gp, ctx, k2, budget, n.cfg.temperature, (seqs, avail))
+    return toks, reward(n, dp, toks, winners), lp, ent
+
+
+@functools.cache
+def make_steps(space: str, cfg: StepsConfig) -> GANASSteps:
+    """The compiled GA-NAS steps of ``space`` (``'nb201'``/``'nb101'``) and ``cfg``; cached,
+    so searchers with the same step config share executables. The steps read only the
+    codec's decision layout and per-choice costs, which do not depend on ``num_classes``."""
+    codec = make_codec(space)
     gen = Generator(codec.T, codec.K, cfg.hidden, cfg.gnn_layers, cfg.gru)
     disc = Discriminator(cfg.hidden, cfg.gnn_layers)
-    g_opt = optax.adam(cfg.g_lr)
-    d_opt = optax.adam(cfg.d_lr)
+    nets = _Nets(cfg, codec, gen, disc, optax.adam(cfg.g_lr), optax.adam(cfg.d_lr))
+    options = {"xla_backend_optimization_level": 0} if cfg.fast_compile else None
+    fns = [init_states, sample, log_prob, pg_update, reward, train_round, propose, propose_in]
+    return GANASSteps(codec, cfg, gen, disc,
+                      *[Compiled(functools.partial(f, nets), options=options) for f in fns])
 
-    def init(key):
-        kg, kd = jax.random.split(key)
-        toks = jnp.zeros((1, codec.T), jnp.int32)
-        adj, feats = batch_graph(codec, toks)
-        gp = gen.init(kg, adj, feats, method=Generator.init_all)["params"]
-        dp = disc.init(kd, adj, feats, adj, feats)["params"]
-        return (gp, g_opt.init(gp)), (dp, d_opt.init(dp))
 
-    def contexts(winners, n, key):
-        if cfg.context == "winner":
-            return winners[jax.random.randint(key, (n,), 0, winners.shape[0])]
-        if cfg.context == "best":
-            return jnp.broadcast_to(winners[0], (n, codec.T))
-        return jnp.zeros((n, codec.T), jnp.int32)
-
-    def sample(gp, ctx, key, budget, temperature=1.0, allowed=None):
-        return decode(gen, gp, codec, ctx, key, budget, temperature=temperature,
-                      allowed=allowed)
-
-    def log_prob(gp, ctx, toks, budget):
-        _, lp, ent = decode(gen, gp, codec, ctx, None, budget, forced=toks)
-        return lp, ent
-
-    def pair_logits(dp, a, b):
-        ga, fa = batch_graph(codec, a)
-        gb, fb = batch_graph(codec, b)
-        return disc.apply({"params": dp}, ga, fa, gb, fb)
-
-    def embed(dp, toks):
-        adj, feats = batch_graph(codec, toks)
-        return disc.apply({"params": dp}, adj, feats, method=Discriminator.embed)
-
-    def reward(dp, toks, winners):
-        """Mean over the winning set of P(sample beats winner) under D, in (0, 1)."""
-        ea, ew = embed(dp, toks), embed(dp, winners)  # [B, H], [k, H]
-        B, k = ea.shape[0], ew.shape[0]
-        ea2 = jnp.broadcast_to(ea[:, None], (B, k, ea.shape[-1]))
-        ew2 = jnp.broadcast_to(ew[None], (B, k, ew.shape[-1]))
-        logits = disc.apply({"params": dp}, ea2, ew2, method=Discriminator.pair)
-        return jax.nn.sigmoid(logits).mean(-1)
-
-    def pg_update(g_state, ctx, toks, logp_old, rewards, winners, key, budget):
-        gp, opt = g_state
-        adv = (rewards - rewards.mean()) / (rewards.std() + 1e-6)
-        wctx = contexts(winners, winners.shape[0], key)
-
-        def loss_fn(p):
-            lp, ent = log_prob(p, ctx, toks, budget)
-            if cfg.pg == "ppo":
-                ratio = jnp.exp(lp - logp_old)
-                surr = jnp.minimum(ratio * adv,
-                                   jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv)
-                pg = -surr.mean()
-            else:
-                pg = -(adv * lp).mean()
-            loss = pg - cfg.ent_coef * ent.mean()
-            if cfg.mle_coef > 0:
-                wlp, _ = log_prob(p, wctx, winners, budget)
-                loss = loss - cfg.mle_coef * wlp.mean() / codec.T
-            return loss, (pg, ent.mean())
-
-        def epoch(carry, _):
-            p, o = carry
-            (loss, (pg, ent)), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
-            upd, o = g_opt.update(grads, o, p)
-            return (optax.apply_updates(p, upd), o), (loss, ent)
-
-        n_epochs = cfg.ppo_epochs if cfg.pg == "ppo" else 1
-        (gp, opt), (losses, ents) = jax.lax.scan(epoch, (gp, opt), None, length=n_epochs)
-        return (gp, opt), {"loss_first": losses[0], "loss_last": losses[-1],
-                           "entropy": ents[0]}
-
-    def d_update(d_state, gp, winners, losers, loser_w, key, budget):
-        dp, opt = d_state
-        k1, k2, k3, k4, k5 = jax.random.split(key, 5)
-        n = cfg.d_batch
-        fake, _, _ = sample(gp, contexts(winners, n, k1), k2, budget)
-        wi = jax.random.randint(k3, (n,), 0, winners.shape[0])
-        li = jax.random.randint(k4, (n,), 0, losers.shape[0])
-        use_loser = jax.random.uniform(k5, (n,)) < cfg.d_loser_frac * loser_w
-        neg = jnp.where(use_loser[:, None], losers[li], fake)
-
-        def loss_fn(p):
-            return jax.nn.softplus(-pair_logits(p, winners[wi], neg)).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(dp)
-        upd, opt = d_opt.update(grads, opt, dp)
-        return (optax.apply_updates(dp, upd), opt), loss
-
-    def round_fn(g_state, d_state, winners, losers, loser_w, key, budget):
-        kd, kg = jax.random.split(key)
-
-        def d_body(ds, k):
-            return d_update(ds, g_state[0], winners, losers, loser_w, k, budget)
-
-        if cfg.d_steps > 0:
-            d_state, d_losses = jax.lax.scan(d_body, d_state, jax.random.split(kd, cfg.d_steps))
-            d_loss = d_losses[-1]
-        else:
-            d_loss = jnp.float32(jnp.nan)
-
-        def g_body(gs, k):
-            k1, k2, k3 = jax.random.split(k, 3)
-            ctx = contexts(winners, cfg.g_batch, k1)
-            toks, lp, _ = sample(gs[0], ctx, k2, budget)
-            r = reward(d_state[0], toks, winners)
-            gs, met = pg_update(gs, ctx, toks, lp, r, winners, k3, budget)
-            return gs, (r.mean(), met["entropy"], met["loss_first"], met["loss_last"])
-
-        g_state, (r, ent, l0, l1) = jax.lax.scan(g_body, g_state,
-                                                 jax.random.split(kg, cfg.g_iters))
-        return g_state, d_state, {"d_loss": d_loss, "reward": r[-1], "g_entropy": ent[-1],
-                                  "g_loss_first": l0[0], "g_loss_last": l1[-1]}
-
-    def propose(gp, dp, winners, key, budget):
-        k1, k2 = jax.random.split(key)
-        ctx = contexts(winners, cfg.cand_batch, k1)
-        toks, lp, ent = sample(gp, ctx, k2, budget, cfg.temperature)
-        return toks, reward(dp, toks, winners), lp, ent
-
-    def propose_in(gp, dp, winners, key, budget, seqs, avail):
-        k1, k2 = jax.random.split(key)
-        ctx = contexts(winners, cfg.cand_batch, k1)
-        toks, lp, ent = sample(gp, ctx, k2, budget, cfg.temperature, (seqs, avail))
-        return toks, reward(dp, toks, winners), lp, ent
-
-    fns = [init, sample, log_prob, pg_update, reward, round_fn, propose, propose_in]
-    return GANASSteps(codec, cfg, gen, disc, *[_AOTFunction(f, cfg.fast_compile) for f in fns])
+def get_steps(codec: CellCodec, config: Any) -> GANASSteps:
+    """:func:`make_steps` for ``codec``'s space and a :class:`jnas.gan.GANASConfig` (its
+    ``steps()``) or a :class:`StepsConfig`."""
+    cfg = config if isinstance(config, StepsConfig) else config.steps()
+    return make_steps(codec.name, cfg)

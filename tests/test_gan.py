@@ -9,13 +9,21 @@ import numpy as np
 import pytest
 
 from jnas.gan import GANASConfig, GANASSearcher, get_steps
-from jnas.gan_models import Generator, batch_graph, make_codec, nb201_params_M
-from jnas.spaces import NB201_OPS, NB101Arch, get_space
+from jnas import cost
+from jnas.gan_models import Generator, batch_graph, make_codec
+from jnas.gan_steps import StepsConfig, make_steps
+from jnas.spaces import NB201_OPS, NB101Arch, NB201Arch, get_space
 
 # Tiny config (CPU): all searchers below share its compiled steps (see get_steps).
 TINY = GANASConfig(n_init=8, m=4, top_k=4, hidden=16, gru=16, d_steps=2, d_batch=16,
                    g_iters=1, g_batch=16, ppo_epochs=2, cand_batch=32)
 INF = jnp.float32(np.inf)
+
+
+def nb201_params_M(op_ids, num_classes=10):
+    """Params (M) of the NB201 network of a cell given by op ids (jnas.cost)."""
+    arch = NB201Arch(ops=tuple(NB201_OPS[int(i)] for i in op_ids))
+    return cost.arch_cost("nb201", arch, num_classes=num_classes)["params_M"]
 
 
 def _nb101_ok(arch: NB101Arch) -> None:
@@ -212,11 +220,25 @@ def test_bad_config_errors():
         GANASSearcher("nb201", 0, dataclasses.replace(TINY, max_params=0.01))
 
 
+def test_config_validates_itself_and_steps_are_shared():
+    with pytest.raises(ValueError, match="GANASConfig.context"):
+        GANASConfig(context="none")
+    with pytest.raises(ValueError, match="d_loser_frac"):
+        GANASConfig(d_loser_frac=2.0)
+    import dataclasses
+    steps = get_steps(make_codec("nb201"), TINY)
+    assert isinstance(steps.config, StepsConfig)
+    # host-side fields do not change the compiled steps: the same object is shared
+    other = dataclasses.replace(TINY, n_init=3, select="first", g_reset=False, num_classes=100)
+    assert get_steps(make_codec("nb201", 100), other) is steps
+    assert make_steps("nb201", TINY.steps()) is steps
+
+
 def test_registered_for_cli():
     from jnas.registry import get_method
     spec = get_method("ganas")
     assert spec.kind == "sample" and set(spec.spaces) == {"nb201", "nb101"}
-    assert spec.config_cls is GANASConfig
+    assert spec.config_cls() is GANASConfig
 
 
 def test_conditioned_decode_masks_towards_the_available_set():
