@@ -1,6 +1,7 @@
-"""Multi-seed summaries and best-so-far plots of search results.
+"""The result record of both search flows, its JSON writer, multi-seed summaries and plots.
 
-Works on the result records that :func:`jnas.search.run_search` / the CLI write
+:class:`Result` is what :func:`jnas.search.run_search` and the one-shot runs return;
+:func:`write_json` writes it (or any JSON-able object) atomically. The summaries work on the result records that :func:`jnas.search.run_search` / the CLI write
 (``result.json``: a ``trajectory`` of ``[queries, best reported score so far]``). The score at
 budget ``b`` of one run is the reported score of its best-by-signal architecture among its
 first ``b`` queries; a run with fewer than ``b`` queries does not count at ``b``. The std is
@@ -8,15 +9,110 @@ the population std over runs (``ddof=0``, as the NAS-Bench-201 reference code re
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["load_jsonl", "load_results", "score_at", "score_at_time", "summarise", "format_summary",
+__all__ = ["Result", "jsonable", "write_json", "load_jsonl", "load_results", "score_at", "score_at_time", "summarise", "format_summary",
            "best_so_far_curve", "plot_best_so_far"]
+
+
+def jsonable(o: Any) -> Any:
+    """``json.dumps(..., default=jsonable)``: NumPy/JAX scalars and arrays become numbers and
+    lists, architectures their standard string, dataclasses dicts, paths strings."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if hasattr(o, "to_string"):
+        return o.to_string()
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    if hasattr(o, "__array__") and hasattr(o, "shape"):  # jax.Array and friends
+        return np.asarray(o).tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+_RESULT_DEFAULTS: dict[str, Any] = {
+    "method": "", "space": "", "dataset": None, "seed": None, "best_arch": None, "bench": {},
+    "trajectory": [], "history": [], "wall_s": 0.0, "compile_s": 0.0, "config": {}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """The one result record of both flows (``result.json``).
+
+    ``trajectory`` is ``[[queries, best reported so far], ...]`` for sample-based searches
+    and ``[[epoch, ...], ...]`` for one-shot ones; flow-specific top-level fields (e.g.
+    ``best_signal``, ``genotype``, ``alpha_final``) live in ``extra`` and are written at the
+    top level of the JSON record.
+    """
+    method: str                      # registry name of the method
+    space: str                       # search space name
+    dataset: str | None              # dataset name
+    seed: int | None                 # seed of the run
+    best_arch: str | None            # standard string of the chosen architecture
+    bench: dict                      # table numbers for best_arch ({} if none)
+    trajectory: list                 # [[queries or epoch, best so far], ...]
+    history: list                    # per-query (or per-epoch) records
+    wall_s: float                    # wall-clock seconds of the run
+    compile_s: float                 # seconds spent compiling
+    config: dict                     # the method config as a dict
+    extra: dict = dataclasses.field(default_factory=dict)  # flow-specific top-level fields
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready flat dict: the named fields, then ``extra``'s items at top level."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name != "extra"}
+        clash = set(d) & set(self.extra)
+        if clash:
+            raise ValueError(f"Result.extra repeats named fields {sorted(clash)}; set them "
+                             "as fields instead")
+        d.update(self.extra)
+        return json.loads(json.dumps(d, default=jsonable))
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "Result":
+        """The record of a :meth:`to_json` dict (fields it lacks take empty defaults)."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
+        kw = {n: d.get(n, _RESULT_DEFAULTS[n]) for n in names}
+        return cls(**kw, extra={k: v for k, v in d.items() if k not in kw})
+
+    def replace(self, **kw: Any) -> "Result":
+        """A copy with fields changed; unknown names go to (a copy of) ``extra``."""
+        names = {f.name for f in dataclasses.fields(self)}
+        extra = {k: v for k, v in kw.items() if k not in names}
+        fields = {k: v for k, v in kw.items() if k in names}
+        if extra:
+            fields["extra"] = {**fields.get("extra", self.extra), **extra}
+        return dataclasses.replace(self, **fields)
+
+
+def write_json(path: str | Path, obj: Any, *, indent: int | None = 1) -> Path:
+    """Writes ``obj`` (a :class:`Result`, or anything :func:`jsonable` handles) as JSON to
+    ``path`` atomically (a temp file in the same folder, then ``os.replace``); returns path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if hasattr(obj, "to_json"):
+        obj = obj.to_json()
+    text = json.dumps(obj, indent=indent, default=jsonable)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
 
 
 def load_jsonl(paths: Sequence[str | Path], key: Sequence[str],
