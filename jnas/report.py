@@ -1,10 +1,11 @@
 """The result record of both search flows, its JSON writer, multi-seed summaries and plots.
 
 :class:`Result` is what :func:`jnas.search.run_search` and the one-shot runs return;
-:func:`write_json` writes it (or any JSON-able object) atomically. The summaries work on the result records that :func:`jnas.search.run_search` / the CLI write
-(``result.json``: a ``trajectory`` of ``[queries, best reported score so far]``). The score at
-budget ``b`` of one run is the reported score of its best-by-signal architecture among its
-first ``b`` queries; a run with fewer than ``b`` queries does not count at ``b``. The std is
+:func:`write_json` writes it (or any JSON-able object) atomically. The summaries work on
+the records that :func:`jnas.search.run_search` / the CLI write (``result.json``: a
+``trajectory`` of ``[queries, best reported score so far]``). The score at budget ``b`` of
+one run is the reported score of its best-by-signal architecture among its first ``b``
+queries; a run with fewer than ``b`` queries does not count at ``b``. The std is
 the population std over runs (``ddof=0``, as the NAS-Bench-201 reference code reports).
 """
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Result", "jsonable", "write_json", "load_jsonl", "load_results", "score_at", "score_at_time", "summarise", "format_summary",
-           "best_so_far_curve", "plot_best_so_far"]
+__all__ = ["Result", "jsonable", "write_json", "load_jsonl", "load_results", "score_at",
+           "score_at_time", "summarise", "format_summary", "best_so_far_curve",
+           "plot_best_so_far"]
 
 
 def jsonable(o: Any) -> Any:
