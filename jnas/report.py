@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = ["Result", "jsonable", "write_json", "load_jsonl", "load_results", "score_at",
            "score_at_time", "summarise", "format_summary", "best_so_far_curve",
-           "plot_best_so_far"]
+           "plot_best_so_far", "plot_alpha"]
 
 
 def jsonable(o: Any) -> Any:
@@ -281,5 +281,46 @@ def plot_best_so_far(groups: Mapping[str, Sequence[Mapping[str, Any]]], path: st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_alpha(history: Sequence[Mapping[str, Any]], ops: Sequence[str],
+               path: str | Path) -> Path | None:
+    """Plots softmax(α) of a one-shot search (``history[i]["alpha"]``: per weight tensor, per
+    edge, the op probabilities of epoch ``history[i]["epoch"]``): one panel per edge and
+    tensor, one line per op, over epochs; points get markers so a 1-epoch run shows. Writes a
+    PNG; returns the path (None when matplotlib is missing or the history is empty)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    if not history:
+        return None
+    epochs = [h["epoch"] for h in history]
+    names = list(history[0]["alpha"].keys())
+    panels = [(n, e) for n in names for e in range(len(history[0]["alpha"][n]))]
+    cols = 6 if len(panels) <= 6 else 7
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False)
+    marker = "o" if len(epochs) <= 30 else None
+    for ax, (n, e) in zip(axes.ravel(), panels):
+        arr = np.array([h["alpha"][n][e] for h in history])
+        for k, op in enumerate(ops):
+            ax.plot(epochs, arr[:, k], label=op, marker=marker, markersize=3)
+        ax.set_title(f"{n} edge {e}", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=6)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=5)
+    fig.supxlabel("epoch")
+    fig.supylabel("softmax(α)")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
