@@ -2,256 +2,513 @@
 
 ``jnas search METHOD --space SPACE [--dataset D] [--benchmark NAME|FILE] [--budget N]
 [--epochs E] [--seed S | --seeds 0-9] [--out DIR] [--set key=value ...]`` runs one search per
-seed and writes ``DIR/seed_<S>/result.json`` (the result record of DESIGN.md). Sample-based
-methods (rs, rea, bonas, ganas, renas) query a tabular benchmark (or, for BONAS, the
-weight-sharing evaluator on real images); one-shot methods (darts, darts2, snas, gdas,
-less-local) train a supernet on images.
+seed and writes ``DIR/seed_<S>/result.json`` (the :class:`jnas.report.Result` record).
+Sample-based methods (rs, rea, bonas, ganas, renas) query a tabular benchmark (or, for BONAS,
+the weight-sharing evaluator on real images) through :func:`jnas.search.run_method`; one-shot
+methods (darts, darts2, snas, gdas, less-local) train a supernet on images through their
+registry entry point. The command only turns options into a config and an evaluator: options
+that do not apply to the chosen method are refused, and every bad input ends with exit code 2
+and one line ``jnas: error: ...`` before anything is written.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from jnas.search import _jsonable as _json_default
+from jnas.config import parse_seeds  # re-exported: experiments import it from here
+
+__all__ = ["main", "build_parser", "UsageError", "SPACES", "DATASETS", "config_help",
+           "parse_seeds"]
 
 SPACES = ("nb201", "darts", "nb101")
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 _DATASET_ALIASES = {"imagenet16-120": "ImageNet16-120", "imagenet16": "ImageNet16-120",
                     "imagenet": "ImageNet16-120", "cifar10": "cifar10", "cifar100": "cifar100"}
+_INPUT = {"cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100),
+          "ImageNet16-120": ((16, 16, 3), 120)}
+_DEFAULT_BUDGET = 100
 
 
-def parse_seeds(seed: int | None, seeds: str | None) -> list[int]:
-    """Seeds from ``--seed S`` or ``--seeds 0-9`` / ``--seeds 0,3,5``."""
-    if seeds is None:
-        return [0 if seed is None else int(seed)]
-    out: list[int] = []
-    for part in seeds.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            try:
-                a, b = int(lo), int(hi)
-            except ValueError as e:
-                raise ValueError(f"--seeds: {part!r} is not a range like 0-9") from e
-            if b < a:
-                raise ValueError(f"--seeds: empty range {part!r}")
-            out.extend(range(a, b + 1))
-        else:
-            try:
-                out.append(int(part))
-            except ValueError as e:
-                raise ValueError(f"--seeds: {part!r} is not an integer") from e
-    if not out:
-        raise ValueError("--seeds: no seed given")
-    return out
+class UsageError(ValueError):
+    """A command line that argparse rejects (unknown option, missing or malformed value)."""
 
 
-def _dataset(name: str) -> str:
-    key = name.lower()
-    if key not in _DATASET_ALIASES:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
-    return _DATASET_ALIASES[key]
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message}; see `{self.prog} --help`")
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="jnas", description="Neural architecture search in JAX.")
-    sub = p.add_subparsers(dest="command", required=True)
+def build_parser() -> argparse.ArgumentParser:
+    """The ``jnas`` argument parser (its errors raise :class:`UsageError`)."""
+    p = _Parser(prog="jnas", description="Neural architecture search in JAX.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("search", help="run a search (one result.json per seed)")
-    s.add_argument("method", help="search method (see `jnas methods`)")
+    s = sub.add_parser("search", add_help=False,
+                       help="run a search (one result.json per seed)",
+                       description="Run METHOD once per seed. `jnas search METHOD --help` "
+                                   "also lists the method's config keys.")
+    s.add_argument("-h", "--help", action="store_true", help="show this help (and METHOD's "
+                   "config keys) and exit")
+    s.add_argument("method", nargs="?", help="search method (see `jnas methods`)")
     s.add_argument("--space", default="nb201", help=f"search space: {', '.join(SPACES)}")
-    s.add_argument("--dataset", default="cifar10", help=f"dataset: {', '.join(DATASETS)}")
+    s.add_argument("--dataset", default=None,
+                   help=f"dataset: {', '.join(DATASETS)} (default cifar10)")
     s.add_argument("--benchmark", default=None,
-                   help="tabular benchmark: 'nb201', 'nb101' or a CSV file (default: the "
-                        "space's table)")
+                   help="sample-based methods: tabular benchmark 'nb201', 'nb101' or a CSV "
+                        "file (default: the space's table)")
     s.add_argument("--metric", default=None, help="CSV benchmark: the column the search sees")
     s.add_argument("--report", default=None, help="CSV benchmark: the column reported")
-    s.add_argument("--protocol", default="12epoch", choices=("12epoch", "200epoch"),
+    s.add_argument("--protocol", default=None, choices=("12epoch", "200epoch"),
                    help="NB201 signal: 12-epoch validation (default, as the NB201 paper) or "
                         "200-epoch numbers directly")
-    s.add_argument("--evaluator", default="tabular", choices=("tabular", "weight-sharing"),
-                   help="sample-based methods: table lookup, or weight-sharing training on "
-                        "real images (BONAS)")
-    s.add_argument("--budget", type=int, default=None, help="queries (sample-based methods)")
+    s.add_argument("--evaluator", default=None, choices=("tabular", "weight-sharing"),
+                   help="sample-based methods: table lookup (default), or weight-sharing "
+                        "training on real images (BONAS)")
+    s.add_argument("--budget", type=int, default=None,
+                   help=f"queries (sample-based methods; default {_DEFAULT_BUDGET})")
     s.add_argument("--epochs", type=int, default=None, help="search epochs (one-shot methods)")
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--seeds", default=None, help="e.g. 0-9 or 0,2,5")
-    s.add_argument("--out", default="runs", help="output folder")
+    g.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
+    g.add_argument("--seeds", default=None, help="several seeds, e.g. 0-9 or 0,2,5")
+    s.add_argument("--out", default=None, help="output folder (default runs/METHOD)")
     s.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="KEY=VALUE", help="override a config field (repeatable)")
+                   metavar="KEY=VALUE", help="override a config field (repeatable; ws.KEY "
+                                             "for the weight-sharing evaluator)")
+    s.add_argument("--force", action="store_true",
+                   help="delete OUT/seed_<S> and run again, even when it holds a finished run")
+    s.add_argument("--quiet", action="store_true", help="print no progress (errors still "
+                                                         "print)")
+    s.set_defaults(help_text=s.format_help)
 
     i = sub.add_parser("info", help="print an architecture's cells, params, FLOPs, accuracies")
     i.add_argument("space", help=f"search space: {', '.join(SPACES)}")
     i.add_argument("arch", help="architecture string (NB201: |op~0|+|...|) or NB201 index")
-    i.add_argument("--dataset", default="cifar10")
+    i.add_argument("--dataset", default=None,
+                   help=f"{', '.join(DATASETS)}: cost for its input size and classes, and "
+                        "only its accuracy (default: cifar10 cost, every dataset's accuracy)")
 
     c = sub.add_parser("compare", help="summarise and plot several result folders")
     c.add_argument("dirs", nargs="+", help="folders holding seed_*/result.json")
-    c.add_argument("--budgets", default="50,100,200,500")
+    c.add_argument("--budgets", default="50,100,200,500",
+                   help="query budgets of the table (sample-based runs)")
     c.add_argument("--plot", default=None, help="write the best-so-far plot here (PNG)")
+    c.add_argument("--mixed", action="store_true",
+                   help="allow runs of different datasets/protocols (one panel each)")
 
     d = sub.add_parser("download", help="fetch benchmark files (pinned URL + sha256)")
     d.add_argument("names", nargs="*", help="file names (default: all)")
 
-    sub.add_parser("methods", help="list the search methods")
+    sub.add_parser("methods", help="list the search methods, their spaces and benchmarks")
     return p
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
-    os.replace(tmp, path)
+def _dataset(name: str | None) -> str:
+    key = (name or "cifar10").lower()
+    if key not in _DATASET_ALIASES:
+        raise ValueError(f"unknown dataset {name!r}; use --dataset with one of "
+                         f"{', '.join(DATASETS)}")
+    return _DATASET_ALIASES[key]
 
 
-def _make_config(spec: Any, args: argparse.Namespace) -> Any:
-    from jnas.config import apply_overrides
-    config = spec.config_cls()
-    names = {f for f in getattr(config, "__dataclass_fields__", {})}
-    implicit: dict[str, Any] = {}
-    if args.epochs is not None:
-        if "epochs" not in names:
-            raise ValueError(f"method {spec.name!r} has no 'epochs' setting")
-        implicit["epochs"] = args.epochs
-    config = apply_overrides(config, implicit)
-    return apply_overrides(config, args.overrides)
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
-def _make_evaluator(args: argparse.Namespace, space: Any, dataset: str, seed: int,
-                    ws_overrides: list[str]) -> Any:
-    from jnas import benchmarks
+# ----------------------------------------------------------------------------- help
+def config_help(spec: Any) -> str:
+    """The ``--set`` keys of a method's config: name, type, default and one-line doc."""
+    from jnas.config import field_docs
+    cls = spec.config_cls()
+    docs = field_docs(cls)
+    fields = dataclasses.fields(cls)
+    head = f"config keys of {spec.name} ({cls.__name__}; --set KEY=VALUE):"
+    if not fields:
+        return head + "\n  (none: this method has no settings)"
+    rows = []
+    for f in fields:
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
+        typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        rows.append((f.name, typ, repr(default), docs.get(f.name, "")))
+    w = [max(len(r[k]) for r in rows) for k in range(3)]
+    return head + "\n" + "\n".join(
+        f"  {n:<{w[0]}}  {t:<{w[1]}}  {d:<{w[2]}}  {doc}".rstrip() for n, t, d, doc in rows)
+
+
+# ----------------------------------------------------------------------------- search
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What a ``jnas search`` will run, worked out (and checked) before anything is written."""
+    spec: Any
+    config: Any
+    dataset: str
+    seeds: list[int]
+    out: Path
+    budget: int | None = None        # sample-based
+    benchmark: str | None = None     # sample-based, tabular: nb201 / nb101 / FILE.csv
+    protocol: str = "12epoch"
+    metric: str | None = None        # CSV benchmark columns
+    report: str | None = None
+    ws_overrides: tuple[str, ...] = ()
+
+
+def _refuse(given: dict[str, Any], why: str) -> None:
+    bad = [k for k, v in given.items() if v not in (None, False, [])]
+    if bad:
+        raise ValueError(f"{', '.join(bad)} {'does' if len(bad) == 1 else 'do'} not apply "
+                         f"{why}; leave {'it' if len(bad) == 1 else 'them'} out")
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """Checks every option against the method, space and benchmark; builds the config."""
+    from jnas import config as cfg
+    from jnas import registry
+    spec = registry.get_method(args.method)
+    if args.space not in SPACES:
+        raise ValueError(f"unknown space {args.space!r}; use --space with one of "
+                         f"{', '.join(SPACES)}")
+    if args.space not in spec.spaces:
+        raise ValueError(f"method {spec.name!r} supports spaces {', '.join(spec.spaces)}, "
+                         f"not {args.space!r}; pick one of those with --space")
+    dataset = _dataset(args.dataset)
+    seeds = parse_seeds(args.seed, args.seeds)
+    main_over, ws_over = cfg.split_overrides(args.overrides)
+    plan: dict[str, Any] = {}
+    if spec.kind == "oneshot":
+        _refuse({"--budget": args.budget, "--benchmark": args.benchmark,
+                 "--metric": args.metric, "--report": args.report,
+                 "--protocol": args.protocol, "--evaluator": args.evaluator,
+                 "--set ws.*": ws_over},
+                f"to the one-shot method {spec.name!r} (it trains a supernet for --epochs)")
+        if args.epochs is not None and args.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+        implicit = {} if args.epochs is None else {"epochs": args.epochs}
+    else:
+        _refuse({"--epochs": args.epochs}, f"to the sample-based method {spec.name!r} (it "
+                "runs for --budget queries)")
+        if args.budget is not None and args.budget < 1:
+            raise ValueError(f"--budget must be at least 1 query, got {args.budget}")
+        plan.update(budget=args.budget or _DEFAULT_BUDGET, **_check_evaluator(spec, args,
+                                                                               ws_over))
+        implicit = {}
+    config = cfg.apply_overrides(cfg.apply_overrides(spec.config_cls(), implicit), main_over)
+    out = Path(args.out) if args.out else Path("runs") / spec.name
+    return _Plan(spec, config, dataset, seeds, out, **plan)
+
+
+def _check_evaluator(spec: Any, args: argparse.Namespace, ws_over: list[str]
+                     ) -> dict[str, Any]:
+    """The evaluator options of a sample-based run, refusing those that do not apply."""
     if args.evaluator == "weight-sharing":
+        if "weight-sharing" not in spec.benchmarks:
+            raise ValueError(f"method {spec.name!r} cannot use --evaluator weight-sharing "
+                             "(only bonas can); leave it out")
         if args.space != "nb201":
             raise ValueError("--evaluator weight-sharing supports --space nb201 only")
-        from jnas import weight_sharing
-        return weight_sharing.make_evaluator("weight-sharing", dataset=dataset, seed=seed,
-                                             protocol=args.protocol, overrides=ws_overrides)
-    bench_name = args.benchmark or args.space
-    if bench_name.endswith(".csv"):
+        _refuse({"--benchmark": args.benchmark, "--metric": args.metric,
+                 "--report": args.report}, "to --evaluator weight-sharing (it trains on images)")
+        return {"benchmark": None, "protocol": args.protocol or "12epoch",
+                "ws_overrides": tuple(ws_over)}
+    _refuse({"--set ws.*": ws_over}, "without --evaluator weight-sharing")
+    bench = args.benchmark or {"nb201": "nb201", "nb101": "nb101"}.get(args.space)
+    if bench is None:
+        raise ValueError(f"no tabular benchmark for the {args.space} space; give "
+                         "--benchmark FILE.csv (with --metric COLUMN), or use a one-shot "
+                         "method")
+    if bench.endswith(".csv"):
+        if "csv" not in spec.benchmarks:
+            raise ValueError(f"method {spec.name!r} cannot query a CSV table")
         if args.metric is None:
             raise ValueError("--benchmark FILE.csv needs --metric COLUMN (and optionally "
                              "--report COLUMN)")
-        bench = benchmarks.load_table(bench_name, space=space, metric=args.metric,
-                                      report=args.report)
-        return benchmarks.TableEvaluator(bench)
-    return benchmarks.make_evaluator(bench_name, dataset=dataset, protocol=args.protocol)
+        _refuse({"--protocol": args.protocol}, "to a CSV table (it has its own columns)")
+        return {"benchmark": bench, "protocol": "table", "metric": args.metric,
+                "report": args.report}
+    _refuse({"--metric": args.metric, "--report": args.report},
+            f"to the {bench} table (they pick columns of a --benchmark FILE.csv)")
+    if bench not in ("nb201", "nb101"):
+        raise ValueError(f"unknown benchmark {bench!r}; use --benchmark nb201, nb101 or a "
+                         "FILE.csv")
+    if bench not in spec.benchmarks:
+        raise ValueError(f"method {spec.name!r} cannot query the {bench} table")
+    if bench != args.space:
+        raise ValueError(f"--benchmark {bench} holds {bench} cells, not {args.space} ones; "
+                         f"use --space {bench}, or --benchmark {args.space}")
+    if bench == "nb101":
+        _refuse({"--protocol": args.protocol}, "to the nb101 table (one 108-epoch number)")
+    return {"benchmark": bench, "protocol": args.protocol or "12epoch"}
+
+
+def _make_evaluator(plan: _Plan, space: str, seed: int) -> Any:
+    """A fresh evaluator for one seed (evaluators count their queries and simulated cost)."""
+    from jnas import benchmarks
+    if plan.benchmark is None:
+        from jnas import weight_sharing
+        return weight_sharing.make_evaluator("weight-sharing", dataset=plan.dataset, seed=seed,
+                                             protocol=plan.protocol,
+                                             overrides=list(plan.ws_overrides))
+    if plan.benchmark.endswith(".csv"):
+        from jnas import spaces
+        return benchmarks.TableEvaluator(benchmarks.load_table(
+            plan.benchmark, space=spaces.get_space(space), metric=plan.metric,
+            report=plan.report))
+    return benchmarks.make_evaluator(plan.benchmark, dataset=plan.dataset,
+                                     protocol=plan.protocol)
+
+
+def _jsonish(obj: Any) -> Any:
+    from jnas.report import jsonable
+    return json.loads(json.dumps(obj, default=jsonable))
+
+
+def _differences(here: Any, there: Any, name: str = "") -> list[str]:
+    """``"field: X there, Y here"`` for every leaf where two settings records differ."""
+    if isinstance(here, dict) and isinstance(there, dict):
+        out = []
+        for k in sorted(set(here) | set(there), key=str):
+            out += _differences(here.get(k, "<unset>"), there.get(k, "<unset>"),
+                                f"{name}.{k}" if name else str(k))
+        return out
+    return [] if here == there else [f"{name}: {there!r} there, {here!r} here"]
+
+
+def _existing_run(plan: _Plan, seed_dir: Path, settings: dict[str, Any]) -> str:
+    """``"new"``, ``"resume"`` (a partial run of the same settings) or ``"finished"``;
+    ValueError naming the differing fields when ``seed_dir`` holds a run of other settings."""
+    result = seed_dir / "result.json"
+    saved: dict[str, Any] | None = None
+    state = "new"
+    if result.is_file():
+        try:
+            saved = json.loads(result.read_text())
+        except ValueError as e:
+            raise ValueError(f"{result} is not valid JSON ({e}); delete it or pass --force")
+        state = "finished"
+        if plan.budget is not None:
+            done = int(saved.get("num_queries") or 0)
+            if done < plan.budget and not saved.get("note"):
+                state = "resume"  # a shorter run of the same settings: extended from history
+            elif done > plan.budget:
+                settings = {**settings, "num_queries": plan.budget}
+    elif plan.budget is not None and (seed_dir / "history.jsonl").is_file():
+        with open(seed_dir / "history.jsonl") as f:
+            try:
+                meta = json.loads(f.readline()).get("meta")
+            except (ValueError, AttributeError):
+                meta = None
+        if isinstance(meta, dict):  # compare what the history's header records
+            saved = meta
+            settings = {k: v for k, v in settings.items() if k in meta}
+        state = "resume"
+    if saved is not None:
+        if saved.get("method", settings["method"]) != settings["method"]:
+            settings = {"method": settings["method"]}  # the rest differs as a consequence
+        diffs = _differences(settings, {k: saved.get(k, "<unset>") for k in settings})
+        if diffs:
+            raise ValueError(f"{seed_dir} holds a run with other settings ("
+                             f"{'; '.join(diffs[:4])}{'; ...' if len(diffs) > 4 else ''}); "
+                             "use another --out, or --force to replace it")
+    return state
+
+
+def _run_seed(plan: _Plan, args: argparse.Namespace, seed: int, seed_dir: Path,
+              evaluator: Any) -> Any:
+    """One search; returns its :class:`jnas.report.Result`."""
+    from jnas import report
+    log = None if args.quiet else (lambda m: print(m, flush=True))
+    if plan.spec.kind == "sample":
+        from jnas import search
+        if hasattr(search, "run_method"):
+            return search.run_method(plan.spec, plan.config, space=args.space,
+                                     evaluator=evaluator, seed=seed, budget=plan.budget,
+                                     out_dir=seed_dir, log=log)
+        return _run_sample_legacy(plan, args, seed, seed_dir, evaluator, log)
+    import inspect
+    run = plan.spec.load()
+    kw = {"quiet": args.quiet} if "quiet" in inspect.signature(run).parameters else {}
+    out = run(plan.config, space=args.space, dataset=plan.dataset, key=seed,
+              out_dir=seed_dir, **kw)
+    result = out[0] if isinstance(out, tuple) else out
+    if isinstance(result, dict):  # an entry point not yet returning a Result
+        result = dict(result)
+        result.pop("_state", None)
+        result = report.Result.from_json(result)
+    if result.seed is None:
+        result = result.replace(seed=seed)
+    return result
+
+
+def _run_sample_legacy(plan: _Plan, args: argparse.Namespace, seed: int, seed_dir: Path,
+                       evaluator: Any, log: Any) -> Any:
+    """The sample-based run until :func:`jnas.search.run_method` exists."""
+    import time
+    from jnas import benchmarks, report, search, spaces
+    from jnas.rng import as_key
+    t0 = time.time()
+    space = spaces.get_space(args.space)
+    if isinstance(evaluator, benchmarks.TableEvaluator):
+        from jnas.benchmarks_nb101 import TableSpace
+        space = TableSpace(evaluator.bench, space)
+    factory = plan.spec.load()
+    res = search.run_search(factory(space, as_key(seed), plan.config), evaluator,
+                            budget=plan.budget, out_dir=seed_dir, method=plan.spec.name,
+                            seed=seed, config=plan.config, log=log,
+                            log_every=max(1, plan.budget // 10))
+    d = res.to_json()
+    d.update({"method": plan.spec.name, "space": args.space, "dataset": plan.dataset,
+              "seed": seed})
+    d.setdefault("wall_s", time.time() - t0)
+    return report.Result.from_json(d)
+
+
+def _enable_cache() -> None:
+    """The persistent XLA cache; an unusable cache folder is a warning, not an error."""
+    from jnas import xla
+    try:
+        path = xla.enable_compilation_cache()
+        if path is not None:
+            probe = Path(path) / f".jnas-probe-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+    except OSError as e:
+        import jax
+        jax.config.update("jax_compilation_cache_dir", None)
+        print(f"jnas: warning: compilation cache off ({_one_line(e)}); point JNAS_CACHE_DIR "
+              "or JNAS_XLA_CACHE_DIR at a writable folder, or set JNAS_XLA_CACHE_DIR=off",
+              file=sys.stderr)
+
+
+def _summary_line(name: str, seed: int, result: dict[str, Any], path: Path) -> str:
+    from jnas.report import jsonable
+    return (f"[{name} seed {seed}] best_arch={result.get('best_arch')} "
+            f"bench={json.dumps(result.get('bench') or {}, default=jsonable)} "
+            f"wall={float(result.get('wall_s') or 0):.1f}s -> {path}")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Runs ``args.method`` for every seed; returns an exit code."""
-    from jnas import registry
-    from jnas.rng import as_key
-    spec = registry.get_method(args.method)
-    if args.space not in SPACES:
-        raise ValueError(f"unknown space {args.space!r}; valid spaces: {', '.join(SPACES)}")
-    if args.space not in spec.spaces:
-        raise ValueError(f"method {spec.name!r} supports spaces {', '.join(spec.spaces)}, "
-                         f"not {args.space!r}")
-    dataset = _dataset(args.dataset)
-    seeds = parse_seeds(args.seed, args.seeds)
-    # ``--set ws.KEY=VALUE`` configures the weight-sharing evaluator, the rest the method.
-    ws_overrides = [o[3:] for o in args.overrides if o.startswith("ws.")]
-    args.overrides = [o for o in args.overrides if not o.startswith("ws.")]
-    config = _make_config(spec, args)
-    out = Path(args.out)
-    for seed in seeds:
-        seed_dir = out / f"seed_{seed}"
-        key = as_key(seed)
-        t0 = time.time()
-        if spec.kind == "oneshot":
-            result = spec.factory(config, space=args.space, dataset=dataset, key=key,
-                                  out_dir=seed_dir)
-        else:
-            from jnas import benchmarks, search, spaces
-            space = spaces.get_space(args.space)
-            budget = args.budget if args.budget is not None else 100
-            evaluator = _make_evaluator(args, space, dataset, seed, ws_overrides)
-            if isinstance(evaluator, benchmarks.TableEvaluator):
-                # A table that covers part of the space (the NB101 subset, a user CSV):
-                # searchers only propose cells the table can answer.
-                from jnas.benchmarks_nb101 import TableSpace
-                space = TableSpace(evaluator.bench, space)
-            searcher = spec.factory(space, key, config)
-            res = search.run_search(searcher, evaluator, budget=budget, out_dir=seed_dir,
-                                    method=spec.name, seed=seed, config=config,
-                                    log=lambda m: print(m, flush=True),
-                                    log_every=max(1, budget // 10))
-            result = res.to_json() if hasattr(res, "to_json") else dict(res)
-        result.update({"method": spec.name, "space": args.space, "dataset": dataset,
-                       "seed": seed})
-        result.setdefault("wall_s", time.time() - t0)
-        result.setdefault("config", _config_dict(config))
-        _write_json(seed_dir / "result.json", result)
-        best = result.get("bench") or {}
-        print(f"[{spec.name} seed {seed}] best_arch={result.get('best_arch')} "
-              f"bench={json.dumps(best, default=_json_default)} "
-              f"wall={result['wall_s']:.1f}s -> {seed_dir / 'result.json'}", flush=True)
-    if len(seeds) > 1:
-        from jnas import report
-        results = report.load_results([out])
-        budgets = sorted({b for b in (10, 50, 100, 200, 500) if b < (args.budget or 100)}
-                         | {args.budget or 100})
-        if spec.kind == "sample":
-            print(report.format_summary(report.summarise(results, budgets)), flush=True)
+    if args.help or not args.method:
+        if not args.help:
+            raise UsageError("give a METHOD, e.g. `jnas search rea`; see `jnas methods`")
+        text = args.help_text()
+        if args.method:
+            from jnas import registry
+            text += "\n" + config_help(registry.get_method(args.method))
+        print(text)
+        return 0
+    from jnas import report
+    plan = _plan(args)
+    args.out = str(plan.out)
+    name, seeds = plan.spec.name, plan.seeds
+    evaluators: dict[int, Any] = {}
+    states: dict[int, str] = {}
+    for seed in seeds:  # every check before anything is written
+        settings: dict[str, Any] = {"method": name, "space": args.space,
+                                    "dataset": plan.dataset,
+                                    "config": _jsonish(dataclasses.asdict(plan.config))}
+        if plan.spec.kind == "sample":
+            if seed == seeds[0] or (plan.out / f"seed_{seed}").exists():
+                evaluators[seed] = _make_evaluator(plan, args.space, seed)
+                settings["evaluator"] = _jsonish(evaluators[seed].describe())
+            else:
+                settings = {}
+        states[seed] = "new" if args.force or not settings else \
+            _existing_run(plan, plan.out / f"seed_{seed}", settings)
+    if plan.budget is not None:
+        table = getattr(evaluators[seeds[0]], "bench", None)
+        if table is not None and plan.budget > len(table):
+            print(f"jnas: note: --budget {plan.budget} is more than the {len(table)} cells of "
+                  f"the {plan.benchmark} table; each run stops after {len(table)} queries",
+                  file=sys.stderr, flush=True)
+    _enable_cache()
+    done = []
+    for i, seed in enumerate(seeds):
+        seed_dir = plan.out / f"seed_{seed}"
+        path = seed_dir / "result.json"
+        if states[seed] == "finished":
+            saved = json.loads(path.read_text())
+            print(_summary_line(name, seed, saved, path) + " (finished earlier; --force runs "
+                  "it again)", flush=True)
+            done.append(saved)
+            continue
+        if args.force and seed_dir.exists():
+            shutil.rmtree(seed_dir)
+        if len(seeds) > 1 and not args.quiet:
+            print(f"== {name} seed {seed} ({i + 1}/{len(seeds)}) -> {seed_dir}", flush=True)
+        evaluator = evaluators.pop(seed, None)
+        if plan.spec.kind == "sample" and evaluator is None:
+            evaluator = _make_evaluator(plan, args.space, seed)
+        result = _run_seed(plan, args, seed, seed_dir, evaluator)
+        report.write_json(path, result)
+        record = result.to_json()
+        done.append(record)
+        print(_summary_line(name, seed, record, path), flush=True)
+    if len(seeds) > 1 and plan.spec.kind == "sample":
+        from jnas import compare
+        budgets = sorted({b for b in (10, 50, 100, 200, 500) if b < plan.budget}
+                         | {plan.budget})
+        group = compare.Group(str(plan.out), tuple(done), "sample",
+                              compare.setting_of(done[0]))
+        print(compare.format_group(group, budgets), flush=True)
     return 0
 
 
-def _config_dict(config: Any) -> dict[str, Any]:
-    import dataclasses
-    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-
-
+# ----------------------------------------------------------------------------- other commands
 def cmd_info(args: argparse.Namespace) -> int:
     """Prints an architecture's cells, params, FLOPs and benchmark accuracies."""
     from jnas import spaces
+    from jnas.cost import arch_cost
+    if args.space not in SPACES:
+        raise ValueError(f"unknown space {args.space!r}; use one of {', '.join(SPACES)}")
+    dataset = _dataset(args.dataset) if args.dataset is not None else None
     space = spaces.get_space(args.space)
-    text = args.arch
-    bench = None
+    text, bench = args.arch, None
     if args.space == "nb201":
         from jnas import benchmarks
         try:
             bench = benchmarks.load_nb201()
         except FileNotFoundError as e:
-            print(f"(no NB201 table: {e})", file=sys.stderr)
-        if text.isdigit():
-            if bench is None:
-                raise ValueError("an NB201 index needs the NB201 table (jnas download)")
-            text = bench.arch_at(int(text)).to_string()
+            print(f"(no NB201 table: {_one_line(e)})", file=sys.stderr)
+    if text.strip().lstrip("-").isdigit():
+        if args.space != "nb201":
+            raise ValueError(f"an index names an NB201 cell; give a {args.space} "
+                             "architecture string instead")
+        if bench is None:
+            raise ValueError("an NB201 index needs the NB201 table; run `jnas download` or "
+                             "give the architecture string")
+        i = int(text)
+        if not 0 <= i < len(bench):
+            raise ValueError(f"NB201 index {i} is out of range; use 0..{len(bench) - 1}")
+        text = bench.arch_at(i).to_string()
     arch = space.parse(text)
     print(f"space: {args.space}\narch: {arch.to_string()}")
-    try:
-        from jnas.cells import arch_cost
-        cost = arch_cost(args.space, arch, num_classes=10)
-        print(f"params: {cost['params_M']:.4f} M\nflops: {cost['flops_M']:.2f} M")
-    except (ImportError, NotImplementedError) as e:
-        print(f"(cost not available: {e})")
+    shape, classes = _INPUT[dataset or "cifar10"]
+    cost = arch_cost(args.space, arch, input_shape=shape, num_classes=classes)
+    print(f"params: {cost['params_M']:.4f} M\nflops: {cost['flops_M']:.2f} M"
+          + (f"  ({dataset or 'cifar10'} input, {classes} classes)"))
     if bench is not None:
         i = bench.index_of(arch)
         print(f"nb201 index: {i}")
-        for ds in DATASETS:
+        for ds in ([dataset] if dataset else DATASETS):
             print(f"test accuracy (200 epochs) {ds}: {bench.test_acc[ds][i]:.2f}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Prints mean ± std at several budgets for each folder; writes a best-so-far plot."""
-    from jnas import report
-    budgets = [int(b) for b in args.budgets.split(",")]
-    groups = {str(d): report.load_results([Path(d)]) for d in args.dirs}
-    for name, results in groups.items():
-        print(f"== {name} ({len(results)} runs)")
-        print(report.format_summary(report.summarise(results, budgets)))
-    if args.plot:
-        report.plot_best_so_far(groups, args.plot)
-        print(f"plot -> {args.plot}")
+    from jnas import compare
+    try:
+        budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
+    except ValueError:
+        raise ValueError(f"--budgets {args.budgets!r} is not a list of integers; e.g. "
+                         "--budgets 50,100,200") from None
+    print(compare.compare(args.dirs, budgets, plot=args.plot, mixed=args.mixed), flush=True)
     return 0
 
 
@@ -265,25 +522,44 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    """Lists registered methods with their kind and spaces."""
+    """Lists the methods: kind, spaces, what they query, one-line doc."""
     from jnas import registry
     for name, spec in registry.methods().items():
-        print(f"{name:12s} {spec.kind:8s} spaces={','.join(spec.spaces):16s} {spec.doc}")
+        where = (f"benchmarks: {', '.join(spec.benchmarks)}" if spec.kind == "sample" else
+                 "data: cifar10 images; found cells scored on "
+                 + (", ".join(spec.benchmarks) or "no table"))
+        print(f"{name:11s} {spec.kind:8s} {spec.doc}\n{'':21s}spaces: "
+              f"{', '.join(spec.spaces)}; {where}")
     return 0
 
 
+_HANDLERS = {"search": cmd_search, "info": cmd_info, "compare": cmd_compare,
+             "download": cmd_download, "methods": cmd_methods}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``jnas`` console script."""
-    args = _build_parser().parse_args(argv)
-    if args.command == "search":
-        from jnas.train import enable_compilation_cache
-        enable_compilation_cache()
-    handlers = {"search": cmd_search, "info": cmd_info, "compare": cmd_compare,
-                "download": cmd_download, "methods": cmd_methods}
+    """Entry point of the ``jnas`` console script; returns the exit code (2: bad input,
+    130: interrupted)."""
+    import zipfile
+    parser = build_parser()
+    args: argparse.Namespace | None = None
     try:
-        return handlers[args.command](args)
-    except (ValueError, FileNotFoundError, KeyError, OSError, RuntimeError) as e:
-        print(f"jnas: error: {e}", file=sys.stderr)
+        args = parser.parse_args(argv)
+        return _HANDLERS[args.command](args)
+    except SystemExit as e:  # --help of the top-level parser
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None) if args is not None else None
+        saved = (f"finished seeds and the running seed's progress are saved under {out}; "
+                 "re-running the same command resumes" if out and args.command == "search"
+                 else "nothing to resume")
+        print(f"jnas: interrupted: {saved}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, FloatingPointError, KeyError, RuntimeError,
+            zipfile.BadZipFile) as e:
+        if os.environ.get("JNAS_TRACEBACK"):
+            raise
+        print(f"jnas: error: {_one_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -1,33 +1,61 @@
-"""Tests for the ``jnas`` command's argument handling and the package's public API."""
+"""Tests for the ``jnas`` command: help, methods, info, search runs, progress and --quiet."""
 import json
 
 import pytest
 
 import jnas
-from jnas.cli import main, parse_seeds
+from jnas.cli import main
 
-
-def test_parse_seeds_ranges_and_lists():
-    assert parse_seeds(None, None) == [0]
-    assert parse_seeds(7, None) == [7]
-    assert parse_seeds(None, "0-3") == [0, 1, 2, 3]
-    assert parse_seeds(None, "1,4-5") == [1, 4, 5]
-    with pytest.raises(ValueError, match="empty range"):
-        parse_seeds(None, "5-2")
-    with pytest.raises(ValueError, match="not an integer"):
-        parse_seeds(None, "a")
+TINY = ["--space", "nb201", "--set", "C=4", "--set", "N=1", "--set", "batch_size=8",
+        "--set", "train_size=64", "--set", "val_size=64", "--set", "max_steps_per_epoch=2",
+        "--set", "eval_batches=1", "--set", "xla=fastest", "--set", "plot=false"]
 
 
 @pytest.mark.parametrize("argv,needle", [
     (["search", "nosuch"], "valid methods: bonas"),
-    (["search", "rea", "--space", "nb999"], "valid spaces: nb201, darts, nb101"),
+    (["search", "rea", "--space", "nb999"], "nb201, darts, nb101"),
     (["search", "renas", "--space", "darts"], "supports spaces nb201, nb101"),
-    (["search", "rea", "--dataset", "mnist"], "valid datasets"),
+    (["search", "rea", "--dataset", "mnist"], "cifar10, cifar100, ImageNet16-120"),
     (["search", "rea", "--set", "populaton=5"], "unknown config key 'populaton'"),
 ])
 def test_bad_arguments_give_clear_errors(argv, needle, capsys):
     assert main(argv) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_search_help_lists_the_config_keys(capsys):
+    assert main(["search", "darts", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "config keys of darts (DARTSConfig; --set KEY=VALUE):" in out
+    rows = {line.split()[0]: line for line in out.splitlines()
+            if line.startswith("  ") and not line.strip().startswith("-")}
+    assert "max_steps_per_epoch" in rows and "epochs" in rows and "w_lr" in rows
+    assert "int" in rows["epochs"] and "0.025" in rows["w_lr"]
+    assert "--budget" in out and "--quiet" in out  # the options too
+
+
+def test_search_help_for_a_method_without_settings(capsys):
+    assert main(["search", "rs", "-h"]) == 0
+    assert "(none: this method has no settings)" in capsys.readouterr().out
+
+
+def test_search_help_without_method_and_top_level_help(capsys):
+    assert main(["search", "--help"]) == 0
+    assert "config keys of" not in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    assert "search" in capsys.readouterr().out
+
+
+def test_methods_lists_kind_spaces_and_benchmarks(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    i = next(k for k, s in enumerate(lines) if s.startswith("bonas "))
+    assert "sample" in lines[i]
+    assert "spaces: nb201, darts, nb101" in lines[i + 1]
+    assert "weight-sharing" in lines[i + 1] and "nb101" in lines[i + 1]
+    j = next(k for k, s in enumerate(lines) if s.startswith("darts "))
+    assert "oneshot" in lines[j] and "cifar10 images" in lines[j + 1]
 
 
 def test_info_prints_cost_and_table_accuracy(data_dir, capsys):
@@ -36,14 +64,20 @@ def test_info_prints_cost_and_table_accuracy(data_dir, capsys):
     assert main(["info", "nb201", arch]) == 0
     out = capsys.readouterr().out
     assert "nb201 index: 6111" in out
-    assert "cifar10: 94.37" in out
+    assert "cifar10: 94.37" in out and "cifar100:" in out
     assert "params:" in out and "flops:" in out
+    assert main(["info", "nb201", "6111", "--dataset", "cifar100"]) == 0
+    out = capsys.readouterr().out
+    assert "cifar100:" in out and "cifar10:" not in out and "100 classes" in out
 
 
-def test_search_writes_result_per_seed(data_dir, tmp_path, capsys):
+def test_search_writes_result_per_seed_with_progress(data_dir, tmp_path, capsys):
     out = tmp_path / "rs"
     assert main(["search", "rs", "--space", "nb201", "--budget", "12", "--seeds", "0-1",
                  "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "== rs seed 0 (1/2)" in text and "== rs seed 1 (2/2)" in text  # per seed
+    assert "12/12 queries" in text
     r0 = json.loads((out / "seed_0" / "result.json").read_text())
     r1 = json.loads((out / "seed_1" / "result.json").read_text())
     for r, seed in ((r0, 0), (r1, 1)):
@@ -51,6 +85,26 @@ def test_search_writes_result_per_seed(data_dir, tmp_path, capsys):
         assert r["trajectory"][-1][0] == 12
         assert 0 < r["bench"]["test_accuracy"] <= 100
     assert r0["best_arch"] != r1["best_arch"] or r0["history"] != r1["history"]
+
+
+def test_quiet_prints_results_only(data_dir, tmp_path, capsys):
+    assert main(["search", "rea", "--budget", "12", "--seeds", "0-1", "--quiet",
+                 "--out", str(tmp_path / "rea")]) == 0
+    cap = capsys.readouterr()
+    assert "queries, best signal" not in cap.out and "==" not in cap.out.split("|")[0]
+    assert cap.out.count("[rea seed") == 2 and cap.err == ""
+
+
+def test_oneshot_progress_and_quiet(data_dir, tmp_path, capsys):
+    argv = ["search", "darts", *TINY, "--epochs", "2", "--out", str(tmp_path / "d")]
+    assert main(argv) == 0
+    loud = capsys.readouterr()
+    assert "epoch 1" in (loud.out + loud.err).lower()
+    r = json.loads((tmp_path / "d" / "seed_0" / "result.json").read_text())
+    assert r["method"] == "darts" and r["seed"] == 0 and len(r["trajectory"]) == 2
+    assert main([*argv[:-1], str(tmp_path / "q"), "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.err == "" and quiet.out.count("\n") == 1 and "[darts seed 0]" in quiet.out
 
 
 def test_public_api_names_resolve():
