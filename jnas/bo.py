@@ -25,12 +25,13 @@ import numpy as np
 from scipy import special, stats
 
 from jnas.gcn import PredictorConfig, graphs_to_arrays, train_predictor
-from jnas.registry import register
+from jnas.config import check_choice, check_positive, check_range
+from jnas.spaces import get_space
 from jnas.rng import as_key, np_rng
 
 __all__ = ["BLRPosterior", "fit_blr", "blr_numpyro_model", "logit", "to_accuracy_space", "ucb",
            "expected_improvement", "random_candidates", "evolutionary_candidates",
-           "select_top_k", "BONASConfig", "BONASSearcher"]
+           "select_top_k", "BONASConfig", "BONASSearcher", "make_bonas"]
 
 _LAMBDA2 = math.pi / 8.0  # probit approximation: sigmoid(x) ~ Phi(sqrt(pi/8) x)
 
@@ -243,19 +244,27 @@ class BONASConfig:
     """BONAS hyper-parameters (arXiv 1911.09336; defaults from the paper / its code)."""
     n_init: int = 10             # random cells queried before the first model fit
     k: int = 10                  # candidates chosen per round (one weight-sharing batch)
-    gcn_epochs: int = 100
-    gcn_hidden: int = 64
-    gcn_layers: int = 4
-    gcn_bidirectional: bool = True
-    gcn_lr: float = 1e-3
-    gcn_batch: int = 128
-    acquisition: str = "ucb"     # 'ucb' or 'ei'
-    ucb_coef: float = 0.5
-    sampler: str = "random"      # 'random' or 'evolution'
-    n_candidates: int = 10000
-    population: int = 30
-    tournament: int = 10
-    blr: str = "evidence"        # 'evidence' (closed form) or 'nuts' (numpyro)
+    gcn_epochs: int = 100        # GCN training epochs per round (from scratch)
+    gcn_hidden: int = 64         # GCN width (embedding size)
+    gcn_layers: int = 4          # GCN layers
+    gcn_bidirectional: bool = True  # messages also flow against the edges (own weights)
+    gcn_lr: float = 1e-3         # GCN Adam learning rate
+    gcn_batch: int = 128         # GCN minibatch size
+    acquisition: str = "ucb"     # acquisition function: 'ucb' or 'ei'
+    ucb_coef: float = 0.5        # UCB exploration weight on the predictive std
+    sampler: str = "random"      # candidate pool: 'random' or 'evolution'
+    n_candidates: int = 10000    # candidates scored by the acquisition per round
+    population: int = 30         # evolution sampler: parents kept (best told cells)
+    tournament: int = 10         # evolution sampler: tournament size
+    blr: str = "evidence"        # BLR posterior: 'evidence' (closed form) or 'nuts' (numpyro)
+
+    def __post_init__(self) -> None:
+        check_choice(self, "acquisition", ("ucb", "ei"))
+        check_choice(self, "sampler", ("random", "evolution"))
+        check_choice(self, "blr", ("evidence", "nuts"))
+        check_positive(self, "k", "gcn_epochs", "gcn_hidden", "gcn_layers", "gcn_lr",
+                       "gcn_batch", "n_candidates", "population", "tournament")
+        check_range(self, "n_init", 2, None)
 
 
 class BONASSearcher:
@@ -270,13 +279,7 @@ class BONASSearcher:
     """
 
     def __init__(self, space: Any, key: Any, config: BONASConfig = BONASConfig()):
-        if config.acquisition not in ("ucb", "ei"):
-            raise ValueError(f"acquisition {config.acquisition!r}; valid: 'ucb', 'ei'")
-        if config.sampler not in ("random", "evolution"):
-            raise ValueError(f"sampler {config.sampler!r}; valid: 'random', 'evolution'")
-        if config.k < 1 or config.n_init < 2:
-            raise ValueError("BONASConfig needs k >= 1 and n_init >= 2")
-        self.space = space
+        self.space = get_space(space) if isinstance(space, str) else space
         self.config = config
         self._key = as_key(key)
         self._round = 0
@@ -291,6 +294,11 @@ class BONASSearcher:
                                      layers=config.gcn_layers, lr=config.gcn_lr,
                                      bidirectional=config.gcn_bidirectional,
                                      batch_size=config.gcn_batch, epochs=config.gcn_epochs)
+
+    @property
+    def compile_s(self) -> float:
+        """Seconds spent compiling the GCN programs in this searcher's rounds so far."""
+        return float(sum(r["compile_s"] for r in self.round_log))
 
     def _next_key(self) -> jax.Array:
         self._round += 1
@@ -396,9 +404,6 @@ class BONASSearcher:
             self._scores.append(float(s))
 
 
-@register("bonas", kind="sample", config_cls=BONASConfig, spaces=("nb201", "nb101", "darts"),
-          doc="BONAS: GCN + Bayesian linear regression surrogate, UCB over candidate pools "
-              "(Shi et al., NeurIPS 2020)")
 def make_bonas(space: Any, key: Any, config: BONASConfig = BONASConfig()) -> BONASSearcher:
-    """Registry factory for :class:`BONASSearcher`."""
+    """Method factory (``jnas.registry``): ``BONASSearcher(space, key, config)``."""
     return BONASSearcher(space, key, config)

@@ -15,6 +15,7 @@ predictor is retrained from scratch each BONAS round. An MLP on the flattened on
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Sequence
 
@@ -26,9 +27,11 @@ import numpy as np
 import optax
 
 from jnas.rng import as_key
+from jnas.xla import Compiled
 
 __all__ = ["GraphArrays", "graphs_to_arrays", "archs_to_arrays", "batch_graphs", "GCNPredictor",
-           "MLPPredictor", "weighted_mse", "PredictorConfig", "Predictor", "train_predictor"]
+           "MLPPredictor", "weighted_mse", "PredictorConfig", "Predictor", "train_predictor",
+           "GraphPredictor"]
 
 
 # ----------------------------------------------------------------------------- graph batching
@@ -319,14 +322,26 @@ def _forward(model: nn.Module, config: PredictorConfig, variables: Any, inputs: 
     return out, variables.get("batch_stats")
 
 
-_CACHE: dict[Any, Any] = {}
+def _apply_fn(config: PredictorConfig) -> Any:
+    model = _make_model(config)
+
+    def apply_fn(variables, *inputs):
+        (pred, emb), _ = _forward(model, config, variables, inputs, False)
+        return pred, emb
+
+    return apply_fn
 
 
-def _get_programs(config: PredictorConfig, shapes: tuple) -> tuple[Any, Any, Any]:
-    """(init_fn, train_fn, apply_fn) jitted and cached per config and input shapes."""
-    ck = (config, shapes)
-    if ck in _CACHE:
-        return _CACHE[ck]
+@functools.cache
+def _apply_program(model: str, hidden: int, layers: int, bidirectional: bool) -> Compiled:
+    """Inference program: depends on the model only, so every training setting shares it."""
+    cfg = PredictorConfig(model=model, hidden=hidden, layers=layers, bidirectional=bidirectional)
+    return Compiled(_apply_fn(cfg), options=None)
+
+
+@functools.cache
+def _train_program(config: PredictorConfig) -> Compiled:
+    """The whole training run as one program (compiled per data bucket shape)."""
     model = _make_model(config)
     tx = optax.adam(config.lr)
     bsz = config.batch_size
@@ -377,16 +392,7 @@ def _get_programs(config: PredictorConfig, shapes: tuple) -> tuple[Any, Any, Any
         params, stats, _ = jax.lax.fori_loop(0, config.epochs, epoch, (params, stats, opt))
         return {"params": params, "batch_stats": stats}
 
-    def apply_fn(variables, *inputs):
-        (pred, emb), _ = _forward(model, config, variables, inputs, False)
-        return pred, emb
-
-    ak = ("apply", config.model, config.hidden, config.layers, config.bidirectional)
-    if ak not in _CACHE:  # inference does not depend on the training settings: share it
-        _CACHE[ak] = jax.jit(apply_fn)
-    progs = (jax.jit(init_fn), jax.jit(train_fn), _CACHE[ak])
-    _CACHE[ck] = progs
-    return progs
+    return Compiled(train_fn, options=None)
 
 
 def train_predictor(data: GraphArrays, y: np.ndarray | Sequence[float], key: jax.Array | int,
@@ -418,15 +424,47 @@ def train_predictor(data: GraphArrays, y: np.ndarray | Sequence[float], key: jax
     pad = cap - n
     inputs = [np.concatenate([a, np.repeat(a[:1], pad, 0)]) if pad else a for a in inputs]
     y_pad = np.concatenate([y, np.zeros(pad, np.float32)])
-    shapes = tuple(a.shape for a in inputs)
-    _, train_fn, apply_fn = _get_programs(config, shapes)
+    train_fn = _train_program(config)
+    apply_fn = _apply_program(config.model, config.hidden, config.layers, config.bidirectional)
     key = as_key(key)
     t0 = time.perf_counter()
-    compile_s = 0.0
+    c0 = train_fn.compile_s
     args = (key, [jnp.asarray(a) for a in inputs], jnp.asarray(y_pad), jnp.int32(n))
-    ck = ("compiled", config, shapes)
-    if ck not in _CACHE:
-        _CACHE[ck] = train_fn.lower(*args).compile()
-        compile_s = time.perf_counter() - t0
-    variables = jax.block_until_ready(_CACHE[ck](*args))
-    return Predictor(config, variables, apply_fn, time.perf_counter() - t0, compile_s)
+    variables = jax.block_until_ready(train_fn(*args))
+    return Predictor(config, variables, apply_fn, time.perf_counter() - t0,
+                     train_fn.compile_s - c0)
+
+
+class GraphPredictor:
+    """A BONAS GCN (or MLP) accuracy predictor on architecture values: ``fit(archs, y)``,
+    ``predict(archs)`` (Shi et al., NeurIPS 2020, arXiv 1911.09336).
+
+    Args:
+      space: the search space (name or object; cells are padded to its ``graph_size``).
+      key: PRNG key or int seed of the training runs (``fit`` number ``i`` folds in ``i``).
+      config: :class:`PredictorConfig` (``model='mlp'`` for the MLP baseline).
+
+    ``y`` are accuracies as fractions in [0, 1]; every ``fit`` trains from scratch.
+    """
+
+    def __init__(self, space: Any = "nb201", key: Any = 0,
+                 config: PredictorConfig = PredictorConfig()) -> None:
+        from jnas.spaces import get_space
+        self.space = get_space(space) if isinstance(space, str) else space
+        self.config = config
+        self._key = as_key(key)
+        self._fits = 0
+        self.predictor: Predictor | None = None
+
+    def fit(self, archs: Sequence[Any], y: Sequence[float] | np.ndarray) -> "GraphPredictor":
+        """Trains on ``(archs, y)``; returns ``self``."""
+        self._fits += 1
+        self.predictor = train_predictor(archs_to_arrays(self.space, archs), y,
+                                         jax.random.fold_in(self._key, self._fits), self.config)
+        return self
+
+    def predict(self, archs: Sequence[Any]) -> np.ndarray:
+        """Predicted accuracies ``f64[len(archs)]`` in [0, 1]."""
+        if self.predictor is None:
+            raise ValueError("GraphPredictor.predict before fit; call fit(archs, y) first")
+        return self.predictor.predict(archs_to_arrays(self.space, archs))[0].astype(np.float64)

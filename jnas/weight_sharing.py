@@ -11,7 +11,7 @@ candidates (BN recalibration + validation accuracy) is **one compiled program** 
 ``mode="independent"`` trains k separate networks (each with its own weights, ``steps / k``
 steps, one after another under ``lax.map`` in the same single program) for the "same total
 steps" comparison. Initial weights come from a separate small program, compiled with the
-cheapest XLA options (:func:`jnas.layers.compiler_options`), so the training program does not
+cheapest XLA options (:func:`jnas.xla.compiler_options`), so the training program does not
 carry the threefry init graph.
 
 CLI: ``jnas search bonas --space nb201 --evaluator weight-sharing --dataset cifar10`` builds the
@@ -21,6 +21,7 @@ benchmark lookup of :mod:`jnas.benchmarks`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Sequence
 
@@ -29,30 +30,40 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jnas.layers import compiler_options
+from jnas.cells import NB201Supernet
+from jnas.config import check_choice, check_positive
+from jnas.data import augment, normalize
 from jnas.rng import as_key
+from jnas.xla import Compiled
 
-__all__ = ["WSConfig", "WeightSharingEvaluator", "arch_masks", "make_evaluator"]
+__all__ = ["WSConfig", "WeightSharingEvaluator", "arch_masks", "ws_programs", "make_evaluator"]
 
 
 @dataclasses.dataclass(frozen=True)
 class WSConfig:
     """Weight-sharing training / read-out settings (reduced defaults for CPU runs)."""
-    C: int = 8
-    N: int = 1
-    batch_size: int = 64
+    C: int = 8                    # supernet channels of the first stage
+    N: int = 1                    # cells per stage
+    batch_size: int = 64          # training images per SGD step
     steps: int = 400              # supernet SGD steps per round (all k candidates together)
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    augment: bool = True
+    lr: float = 0.05              # SGD learning rate (cosine decay to 0 over the round)
+    momentum: float = 0.9         # SGD Nesterov momentum
+    weight_decay: float = 3e-4    # coupled weight decay
+    grad_clip: float = 5.0        # global gradient-norm clip
+    augment: bool = True          # random crop + flip of training images
     recal_batches: int = 4        # BN recalibration batches per candidate
     eval_batches: int = 4         # validation batches per candidate
-    eval_batch_size: int = 250
+    eval_batch_size: int = 250    # images per validation / recalibration batch
     static_union: bool = False    # prune ops absent from every candidate (recompiles per round)
     mode: str = "shared"          # 'shared' (BONAS) or 'independent' (k nets, steps/k each)
     readout: str = "vmap"         # 'vmap' (batched over the k masks) or 'map' (lax.map loop)
+
+    def __post_init__(self) -> None:
+        check_choice(self, "mode", ("shared", "independent"))
+        check_choice(self, "readout", ("vmap", "map"))
+        check_positive(self, "C", "N", "batch_size", "steps", "eval_batches", "eval_batch_size")
+        check_positive(self, "lr", "momentum", "weight_decay", "grad_clip", "recal_batches",
+                       allow_zero=True)
 
 
 def arch_masks(archs: Sequence[Any]) -> np.ndarray:
@@ -93,6 +104,93 @@ def _accuracy(model, params, stats, xs, ys, w):
     return 100.0 * correct / (ys.shape[0] * ys.shape[1])
 
 
+@functools.cache
+def ws_programs(c: WSConfig, num_classes: int, k: int, union: tuple | None
+                ) -> tuple[Compiled, Compiled]:
+    """``(init_all, run)`` of ``k`` candidates: the initial weights (cheapest XLA options) and
+    the whole training run + read-out as one program; cached, so every evaluator of the same
+    settings shares the executables (compiled per data shape)."""
+    model = NB201Supernet(C=c.C, N=c.N, num_classes=num_classes, op_mask=union)
+    steps = c.steps if c.mode == "shared" else max(1, c.steps // k)
+    sched = optax.cosine_decay_schedule(c.lr, steps, alpha=0.0)
+    tx = optax.chain(optax.clip_by_global_norm(c.grad_clip),
+                     optax.add_decayed_weights(c.weight_decay),
+                     optax.sgd(sched, momentum=c.momentum, nesterov=True))
+
+    def init(key):
+        x0 = jnp.zeros((2, 32, 32, 3), jnp.float32)
+        v = model.init(key, x0, jnp.ones((6, 5), jnp.float32), True)
+        return v["params"], v.get("batch_stats", {})
+
+    def batch(key, xtr, ytr):
+        n_tr = xtr.shape[0]
+        kb, ka = jax.random.split(key)
+        idx = jax.random.randint(kb, (c.batch_size,), 0, n_tr)
+        x = xtr[idx]
+        if c.augment:
+            x = augment(ka, x)
+        return normalize(x), ytr[idx]
+
+    def loss_fn(params, stats, x, y, w):
+        logits, upd = model.apply({"params": params, "batch_stats": stats}, x, w, True,
+                                  mutable=["batch_stats"])
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, upd["batch_stats"]
+
+    def train_one(key, params, stats, masks, xtr, ytr, pick_candidate):
+        opt = tx.init(params)
+
+        def step(carry, t):
+            params, stats, opt = carry
+            ks = jax.random.fold_in(key, t + 1)
+            kc, kd = jax.random.split(ks)
+            w = masks[jax.random.randint(kc, (), 0, masks.shape[0])] if pick_candidate \
+                else masks
+            x, y = batch(kd, xtr, ytr)
+            (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(
+                params, stats, x, y, w)
+            upd, opt = tx.update(g, opt, params)
+            return (optax.apply_updates(params, upd), stats, opt), loss
+
+        (params, stats, _), losses = jax.lax.scan(step, (params, stats, opt),
+                                                  jnp.arange(steps))
+        return params, stats, losses
+
+    def readout(params, stats, w, xr, xe, ye):
+        st = _recal_stats(model, params, stats, xr, w) if xr.shape[0] else stats
+        return _accuracy(model, params, st, xe, ye, w)
+
+    def read_all(params, stats, masks, xr, xe, ye, per_member):
+        if per_member:  # candidate i read out with its own weights
+            return jax.lax.map(lambda a: readout(*a, xr, xe, ye), (params, stats, masks))
+        if c.readout == "map":
+            return jax.lax.map(lambda m: readout(params, stats, m, xr, xe, ye), masks)
+        return jax.vmap(readout, in_axes=(None, None, 0, None, None, None))(
+            params, stats, masks, xr, xe, ye)
+
+    if c.mode == "shared":
+        def run(key, p0, s0, masks, xtr, ytr, xr, xe, ye):
+            params, stats, losses = train_one(key, p0, s0, masks, xtr, ytr, True)
+            return read_all(params, stats, masks, xr, xe, ye, False), losses
+
+        def init_all(key, k_):
+            return init(jax.random.fold_in(key, 0))
+    else:
+        # k networks one after another (lax.map): one compiled training body, like the
+        # shared program; a vmap over k networks compiled for > 15 min on a 2-core CPU.
+        def run(key, p0, s0, masks, xtr, ytr, xr, xe, ye):
+            keys = jax.random.split(key, masks.shape[0])
+            params, stats, losses = jax.lax.map(
+                lambda a: train_one(*a, xtr, ytr, False), (keys, p0, s0, masks))
+            return read_all(params, stats, masks, xr, xe, ye, True), losses.mean(0)
+
+        def init_all(key, k_):
+            keys = jax.random.split(key, k_)
+            return jax.vmap(lambda kk: init(jax.random.fold_in(kk, 0)))(keys)
+    return (Compiled(init_all, options="fastest", static_argnums=1),
+            Compiled(run, options="fast"))
+
+
 class WeightSharingEvaluator:
     """Evaluates NB201 candidates by weight-shared training on real images (BONAS).
 
@@ -110,15 +208,10 @@ class WeightSharingEvaluator:
     """
 
     space = "nb201"
-    _programs: dict[Any, Any] = {}  # compiled programs by (config, shapes, k, union)
 
     def __init__(self, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
                  key: Any = 0, config: WSConfig = WSConfig(), bench: Any = None,
                  dataset: str = "cifar10") -> None:
-        if config.mode not in ("shared", "independent"):
-            raise ValueError(f"mode {config.mode!r}; valid: 'shared', 'independent'")
-        if config.readout not in ("vmap", "map"):
-            raise ValueError(f"readout {config.readout!r}; valid: 'vmap', 'map'")
         xtr, ytr = np.asarray(train[0]), np.asarray(train[1])
         xva, yva = np.asarray(val[0]), np.asarray(val[1])
         for nm, (x, y) in {"train": (xtr, ytr), "val": (xva, yva)}.items():
@@ -141,99 +234,12 @@ class WeightSharingEvaluator:
         self.num_queries = 0
         self.last_timing: dict[str, float] = {}
         self._reported: dict[str, float] = {}
-
-    # ------------------------------------------------------------------ compiled programs
-    def _model(self, union: tuple | None):
-        from jnas.cells import NB201Supernet
-        c = self.config
-        return NB201Supernet(C=c.C, N=c.N, num_classes=self.num_classes, op_mask=union)
-
-    def _build(self, k: int, union: tuple | None):
-        from jnas.data import augment, normalize
-        c = self.config
-        model = self._model(union)
-        steps = c.steps if c.mode == "shared" else max(1, c.steps // k)
-        sched = optax.cosine_decay_schedule(c.lr, steps, alpha=0.0)
-        tx = optax.chain(optax.clip_by_global_norm(c.grad_clip),
-                         optax.add_decayed_weights(c.weight_decay),
-                         optax.sgd(sched, momentum=c.momentum, nesterov=True))
-        def init(key):
-            x0 = jnp.zeros((2, 32, 32, 3), jnp.float32)
-            v = model.init(key, x0, jnp.ones((6, 5), jnp.float32), True)
-            return v["params"], v.get("batch_stats", {})
-
-        def batch(key, xtr, ytr):
-            n_tr = xtr.shape[0]
-            kb, ka = jax.random.split(key)
-            idx = jax.random.randint(kb, (c.batch_size,), 0, n_tr)
-            x = xtr[idx]
-            if c.augment:
-                x = augment(ka, x)
-            return normalize(x), ytr[idx]
-
-        def loss_fn(params, stats, x, y, w):
-            logits, upd = model.apply({"params": params, "batch_stats": stats}, x, w, True,
-                                      mutable=["batch_stats"])
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-            return loss, upd["batch_stats"]
-
-        def train_one(key, params, stats, masks, xtr, ytr, pick_candidate):
-            opt = tx.init(params)
-
-            def step(carry, t):
-                params, stats, opt = carry
-                ks = jax.random.fold_in(key, t + 1)
-                kc, kd = jax.random.split(ks)
-                w = masks[jax.random.randint(kc, (), 0, masks.shape[0])] if pick_candidate \
-                    else masks
-                x, y = batch(kd, xtr, ytr)
-                (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(
-                    params, stats, x, y, w)
-                upd, opt = tx.update(g, opt, params)
-                return (optax.apply_updates(params, upd), stats, opt), loss
-
-            (params, stats, _), losses = jax.lax.scan(step, (params, stats, opt),
-                                                      jnp.arange(steps))
-            return params, stats, losses
-
-        def readout(params, stats, w, xr, xe, ye):
-            st = _recal_stats(model, params, stats, xr, w) if xr.shape[0] else stats
-            return _accuracy(model, params, st, xe, ye, w)
-
-        def read_all(params, stats, masks, xr, xe, ye, per_member):
-            if per_member:  # candidate i read out with its own weights
-                return jax.lax.map(lambda a: readout(*a, xr, xe, ye), (params, stats, masks))
-            if c.readout == "map":
-                return jax.lax.map(lambda m: readout(params, stats, m, xr, xe, ye), masks)
-            return jax.vmap(readout, in_axes=(None, None, 0, None, None, None))(
-                params, stats, masks, xr, xe, ye)
-
-        if c.mode == "shared":
-            def run(key, p0, s0, masks, xtr, ytr, xr, xe, ye):
-                params, stats, losses = train_one(key, p0, s0, masks, xtr, ytr, True)
-                return read_all(params, stats, masks, xr, xe, ye, False), losses
-
-            def init_all(key, k_):
-                return init(jax.random.fold_in(key, 0))
-        else:
-            # k networks one after another (lax.map): one compiled training body, like the
-            # shared program; a vmap over k networks compiled for > 15 min on a 2-core CPU.
-            def run(key, p0, s0, masks, xtr, ytr, xr, xe, ye):
-                keys = jax.random.split(key, masks.shape[0])
-                params, stats, losses = jax.lax.map(
-                    lambda a: train_one(*a, xtr, ytr, False), (keys, p0, s0, masks))
-                return read_all(params, stats, masks, xr, xe, ye, True), losses.mean(0)
-
-            def init_all(key, k_):
-                keys = jax.random.split(key, k_)
-                return jax.vmap(lambda kk: init(jax.random.fold_in(kk, 0)))(keys)
-        return run, init_all
+        self.compile_s = 0.0  # seconds this evaluator spent compiling programs
 
     # ----------------------------------------------------------------------- evaluator API
     def evaluate(self, archs: Sequence[Any]) -> list[float]:
         """Trains the ``k = len(archs)`` candidates together and returns each one's read-out
         validation accuracy (%), all k read out by one compiled (vmapped) program."""
-        from jnas.data import normalize
         archs = list(archs)
         if not archs:
             return []
@@ -244,30 +250,21 @@ class WeightSharingEvaluator:
             union = tuple(tuple(int(v) for v in row) for row in (masks.max(0) > 0))
         self._round += 1
         key = jax.random.fold_in(self._key, self._round)
-        pk = (c, self.num_classes, self._xtr.shape, self._xva.shape, len(archs), union)
-        t0 = time.perf_counter()
         nb_r, nb_e, eb = c.recal_batches, c.eval_batches, c.eval_batch_size
         ev = np.arange(nb_e * eb)
         rc = (np.arange(nb_r * eb) + nb_e * eb) % len(self._xva)
         xe = normalize(self._xva[ev]).reshape(nb_e, eb, 32, 32, 3)
         ye = jnp.asarray(self._yva[ev].reshape(nb_e, eb))
         xr = normalize(self._xva[rc]).reshape(nb_r, eb, 32, 32, 3)
-        compile_s = 0.0
-        entry = self._programs.get(pk)  # shared by all evaluators of the same settings
-        if entry is None:
-            run, init_all = self._build(len(archs), union)
-            init_exe = jax.jit(init_all, static_argnums=1,
-                               compiler_options=compiler_options("fastest"))
-        else:
-            init_exe, run_exe = entry
-        p0, s0 = init_exe(key, len(archs))  # initial weights outside the training program
+        init_all, run = ws_programs(c, self.num_classes, len(archs), union)
+        c0 = init_all.compile_s + run.compile_s
+        p0, s0 = init_all(key, len(archs))  # initial weights outside the training program
         args = (key, p0, s0, jnp.asarray(masks), self._xtr, self._ytr, xr, xe, ye)
-        if entry is None:
-            run_exe = jax.jit(run).lower(*args).compile(compiler_options("fast"))
-            self._programs[pk] = (init_exe, run_exe)
-            compile_s = time.perf_counter() - t0
+        exe = run.lower_compile(*args)
+        compile_s = init_all.compile_s + run.compile_s - c0
+        self.compile_s += compile_s
         t1 = time.perf_counter()
-        accs, losses = jax.block_until_ready(run_exe(*args))
+        accs, losses = jax.block_until_ready(exe(*args))
         accs = np.asarray(accs, np.float64)
         losses = np.asarray(losses)
         if not np.all(np.isfinite(losses)):

@@ -101,6 +101,11 @@ class Compiled:
         """How many input signatures have been compiled."""
         return len(self._cache)
 
+    @property
+    def executables(self) -> list[Any]:
+        """The compiled executables so far (``jax.stages.Compiled``), in compile order."""
+        return list(self._cache.values())
+
     def _split(self, args: tuple) -> tuple[tuple, tuple]:
         n = len(args)
         static = {i % n if n else i for i in self._static}

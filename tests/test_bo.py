@@ -123,12 +123,14 @@ def test_bonas_searcher_budget_uniqueness_determinism_and_quality():
 
 
 def test_bonas_config_errors_and_registry():
-    with pytest.raises(ValueError, match="acquisition"):
-        BONASSearcher(NB201, 0, BONASConfig(acquisition="pi"))
-    with pytest.raises(ValueError, match="sampler"):
-        BONASSearcher(NB201, 0, BONASConfig(sampler="grid"))
+    with pytest.raises(ValueError, match="BONASConfig.acquisition"):
+        BONASConfig(acquisition="pi")
+    with pytest.raises(ValueError, match="BONASConfig.sampler"):
+        BONASConfig(sampler="grid")
+    with pytest.raises(ValueError, match="BONASConfig.n_init"):
+        BONASConfig(n_init=1)
     from jnas.registry import get_method
     spec = get_method("bonas")
-    assert spec.kind == "sample" and spec.config_cls is BONASConfig and "nb201" in spec.spaces
-    s = spec.factory(NB201, 0, BONASConfig(n_init=3))
+    assert spec.kind == "sample" and spec.config_cls() is BONASConfig and "nb201" in spec.spaces
+    s = spec.load()("nb201", 0, BONASConfig(n_init=3))  # a space name works too
     assert len(s.ask(3)) == 3

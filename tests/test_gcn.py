@@ -111,3 +111,18 @@ def test_mlp_baseline_learns_and_bad_targets_rejected():
         train_predictor(data.take(np.arange(10)), y[:10] * 100, 0)
     with pytest.raises(ValueError, match="one accuracy per graph"):
         train_predictor(data.take(np.arange(10)), y[:9], 0)
+
+
+@pytest.mark.parametrize("model", ["gcn", "mlp"])
+def test_graph_predictor_fit_predict_on_arch_values(model):
+    """fit(archs, y) / predict(archs) on a few dozen NB201 cells (no GraphArrays needed)."""
+    from jnas.gcn import GraphPredictor
+    from jnas.spaces import NB201
+    archs = NB201.sample(0, 48)
+    y = np.array([sum(o == "nor_conv_3x3" for o in a.ops) / 6 for a in archs], np.float32)
+    p = GraphPredictor("nb201", 0, PredictorConfig(model=model, epochs=40, batch_size=16))
+    with pytest.raises(ValueError, match="before fit"):
+        p.predict(archs[:2])
+    pred = p.fit(archs[:36], y[:36]).predict(archs[36:])
+    assert pred.shape == (12,) and np.all((pred >= 0) & (pred <= 1))
+    assert stats.kendalltau(pred, y[36:]).statistic > 0.2

@@ -7,7 +7,7 @@ import pytest
 
 from jnas.data import mock_cifar
 from jnas.spaces import NB201
-from jnas.weight_sharing import WSConfig, WeightSharingEvaluator, arch_masks, make_evaluator
+from jnas.weight_sharing import WSConfig, WeightSharingEvaluator, arch_masks, make_evaluator, ws_programs
 
 _CFG = WSConfig(C=4, N=1, batch_size=8, steps=6, recal_batches=1, eval_batches=2,
                 eval_batch_size=8, augment=True)
@@ -34,18 +34,20 @@ def test_weight_sharing_returns_k_scores_from_one_compiled_program():
     archs = NB201.sample(0, 4)
     s1 = ev.evaluate(archs)
     assert len(s1) == 4 and all(0.0 <= s <= 100.0 for s in s1)
-    n_prog = len(WeightSharingEvaluator._programs)
+    _, run = ws_programs(_CFG, ev.num_classes, 4, None)
+    n_prog = run.num_compiles
     assert ev.last_timing["compile_s"] > 0 and n_prog >= 1  # one program for all k
+    assert ev.compile_s == ev.last_timing["compile_s"]
     # the next round of the same k reuses the compiled program (no Python loop over k nets)
     s2 = ev.evaluate(NB201.sample(1, 4))
-    assert len(WeightSharingEvaluator._programs) == n_prog
+    assert run.num_compiles == n_prog
     assert ev.last_timing["compile_s"] == 0.0
     assert len(s2) == 4 and ev.num_queries == 8
     # determinism: same key and round -> same scores
     ev2 = WeightSharingEvaluator(tr, va, key=0, config=_CFG)
     np.testing.assert_allclose(ev2.evaluate(archs), s1, atol=1e-6)
     # the compiled program is vmapped over masks: its HLO has one training loop
-    prog = [v for k, v in WeightSharingEvaluator._programs.items() if k[4] == 4][0][1]
+    prog = run.executables[-1]
     assert prog.as_text().count("while") >= 1
     assert ev2.last_timing["compile_s"] == 0.0  # a second evaluator reuses the program
 
