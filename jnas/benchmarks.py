@@ -46,24 +46,29 @@ measured times for them were found, so they are not fitted. Pass ``overhead_s`` 
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
 import math
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from jnas import download
+from jnas import cost, download
+from jnas.benchmarks_nb101 import load_nb101_json, load_nb101_official
 from jnas.download import fetch
+from jnas.spaces import NB201_OPS, NB201Arch
+from jnas.tables import (TableBench, TableEvaluator, TableSpace, check_space, csv_column,
+                         load_table, read_csv, restrict)
 
 __all__ = ["DATASETS", "PROTOCOLS", "data_dir", "fetch", "NB201Bench", "load_nb201",
            "TabularEvaluator", "TableBench", "TableEvaluator", "load_table", "make_evaluator",
            "load_nb101_official", "load_nb101_json", "nb201_cost", "simulated_time_s",
-           "COST_OVERHEAD_S", "COST_PER_MFLOP_S", "TRAIN_IMAGES"]
+           "COST_OVERHEAD_S", "COST_PER_MFLOP_S", "TRAIN_IMAGES", "TableSpace", "restrict",
+           "BENCHMARK_SPACES", "zc_key_to_string", "clear_loaded"]
 
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 PROTOCOLS = ("12epoch", "200epoch")
@@ -93,33 +98,9 @@ def _check_dataset(dataset: str) -> str:
 
 # ----------------------------------------------------------------------------- cost model
 def nb201_cost(op_counts: Sequence[int], dataset: str = "cifar10") -> dict[str, float]:
-    """FLOPs (M) and params (M) of the NB201 network (C=16, N=5) from a cell's op counts.
-
-    The per-edge terms follow the NB201 counter: an edge ``nor_conv_kxk`` in each of the 15
-    cells costs ``k²·H·W·C²`` multiply-adds plus ``3·H·W·C`` (ReLU, BN), an ``avg_pool_3x3``
-    ``9·H·W·C``; ``none``/``skip_connect`` cost nothing. The constant part (stem, the two
-    residual reduction blocks, classifier) is that of the NB201 counter. Checked against every
-    cell of ``zc_nasbench201.json`` in the tests.
-
-    Args:
-      op_counts: how many edges use each op, in ``NB201_OPS`` order
-        (none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3).
-      dataset: sets the input size (ImageNet16-120: 16×16) and the classifier width.
-    """
-    _check_dataset(dataset)
-    scale = 0.25 if dataset == "ImageNet16-120" else 1.0
-    s2 = 3 * 32 * 32 * 16 * 16  # sum over stages of H*W*C^2 (same per stage)
-    s1 = 32 * 32 * 16 + 16 * 16 * 32 + 8 * 8 * 64  # sum over stages of H*W*C
-    per_edge_flops = {2: 5 * (s2 + 3 * s1), 3: 5 * (9 * s2 + 3 * s1), 4: 5 * 9 * s1}
-    per_edge_params = {2: 5 * (16 * 16 + 32 * 32 + 64 * 64) + 2 * 5 * (16 + 32 + 64),
-                       3: 5 * 9 * (16 * 16 + 32 * 32 + 64 * 64) + 2 * 5 * (16 + 32 + 64)}
-    base_flops = {"cifar10": 7.943872e6, "cifar100": 7.949632e6, "ImageNet16-120": 1.993792e6}
-    base_params = {"cifar10": 0.073306e6, "cifar100": 0.079156e6, "ImageNet16-120": 0.080456e6}
-    flops = base_flops[dataset] + scale * sum(per_edge_flops.get(o, 0) * n
-                                              for o, n in enumerate(op_counts))
-    params = base_params[dataset] + sum(per_edge_params.get(o, 0) * n
-                                        for o, n in enumerate(op_counts))
-    return {"flops_M": flops / 1e6, "params_M": params / 1e6}
+    """FLOPs (M) and params (M) of the NB201 network from a cell's op counts, as the NB201
+    tables report them (:func:`jnas.cost.nb201_reference_cost`)."""
+    return cost.nb201_reference_cost(op_counts, _check_dataset(dataset))
 
 
 #: Per-epoch cost model (s, s/MFLOP) on 25,000 training images: the line through the NB201
@@ -168,77 +149,76 @@ class NB201Bench:
     name: str = "nb201"
 
     def __post_init__(self) -> None:
-        self._index = {s: i for i, s in enumerate(self.arch_strings.tolist())}
+        self._rows = {s: i for i, s in enumerate(self.arch_strings.tolist())}
 
     def __len__(self) -> int:
         return len(self.arch_strings)
 
-    def index_of(self, arch: Any) -> int:
-        """Official NB201 index of an ``NB201Arch`` or a standard string."""
+    def row(self, arch: Any) -> int:
+        """Table row of an ``NB201Arch`` or a standard string: the official NB201 index
+        (not the space index ``NB201Arch.to_index``)."""
         s = arch if isinstance(arch, str) else arch.to_string()
         try:
-            return self._index[s]
+            return self._rows[s]
         except KeyError:
             raise ValueError(f"{s!r} is not an NB201 cell string; expected the standard form "
                              "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|") from None
 
+    index_of = row  # the name used so far
+
     def arch_at(self, i: int) -> Any:
-        """The ``NB201Arch`` at official index ``i``."""
+        """The ``NB201Arch`` at table row (official index) ``i``."""
         if not 0 <= int(i) < len(self):
-            raise IndexError(f"NB201 index {i} out of range [0, {len(self)})")
-        from jnas.spaces import NB201Arch
+            raise ValueError(f"NB201 index {i} is out of range; valid indices: "
+                             f"0..{len(self) - 1}")
         return NB201Arch.from_string(str(self.arch_strings[int(i)]))
 
-
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        raise ValueError(f"{path} is empty")
-    return rows[0], rows[1:]
-
-
-def _col(header: list[str], name: str, path: Path) -> int:
-    if name not in header:
-        raise ValueError(f"{path}: missing column {name!r}; columns are {header}")
-    return header.index(name)
+    def lookup(self, arch: Any) -> dict[str, Any]:
+        """The table's record of ``arch``: its row (official index), string and every
+        column, per dataset (``{"test_acc": {dataset: %}, ...}``)."""
+        i = self.row(arch)
+        out: dict[str, Any] = {"row": i, "arch": str(self.arch_strings[i]),
+                               "unique_string": str(self.unique_strings[i])}
+        for col in ("test_acc", "val12", "test12", "val200", "flops_M", "params_M"):
+            out[col] = {ds: float(v[i]) for ds, v in getattr(self, col).items()}
+        return out
 
 
 def _op_counts(s: str) -> list[int]:
-    from collections import Counter
     ops = [tok.split("~")[0] for tok in s.replace("+", "").split("|") if tok]
     c = Counter(ops)
-    return [c[o] for o in ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3",
-                           "avg_pool_3x3")]
+    return [c[o] for o in NB201_OPS]
 
 
-def _zc_key_to_string(key: str) -> str:
+def zc_key_to_string(key: str) -> str:
+    """The standard NB201 string of a ``zc_nasbench201.json`` key (op codes over its own op
+    list, edges (1,2),(1,3),(1,4),(2,3),(2,4),(3,4))."""
     t = [int(x) for x in key.strip("()").split(",")]
     o = [_ZC_OPS[i] for i in t]
     return f"|{o[0]}~0|+|{o[1]}~0|{o[3]}~1|+|{o[2]}~0|{o[4]}~1|{o[5]}~2|"
 
 
 def _parse_nb201(p200: Path, p12: Path, pzc: Path) -> dict[str, np.ndarray]:
-    h, rows = _read_csv(p200)
-    ia, iu = _col(h, "ArchitectureString", p200), _col(h, "UniqueString", p200)
+    h, rows = read_csv(p200)
+    ia, iu = csv_column(h, "ArchitectureString", p200), csv_column(h, "UniqueString", p200)
     out: dict[str, np.ndarray] = {
         "arch_strings": np.array([r[ia] for r in rows]),
         "unique_strings": np.array([r[iu] for r in rows])}
     for ds, c in _COL200.items():
-        j = _col(h, c, p200)
+        j = csv_column(h, c, p200)
         out[f"test_acc/{ds}"] = np.array([float(r[j]) for r in rows])
-    h12, rows12 = _read_csv(p12)
+    h12, rows12 = read_csv(p12)
     if len(rows12) != len(rows):
         raise ValueError(f"{p12} has {len(rows12)} rows but {p200} has {len(rows)}; the two "
                          "NB201 tables must list the same cells in the same order")
-    jc, ja = _col(h12, "cellstr", p12), _col(h12, "arch", p12)
+    jc, ja = csv_column(h12, "cellstr", p12), csv_column(h12, "arch", p12)
     for i, (r, r12) in enumerate(zip(rows, rows12)):
         if r12[jc] != r[ia] or int(r12[ja]) != i:
             raise ValueError(f"row order mismatch at index {i}: {p12.name} has "
                              f"{r12[ja]} {r12[jc]!r}, {p200.name} has {r[ia]!r}; the tables "
                              "must be in the same (official NB201) order")
     for ds, (cv, ct) in _COL12.items():
-        jv, jt = _col(h12, cv, p12), _col(h12, ct, p12)
+        jv, jt = csv_column(h12, cv, p12), csv_column(h12, ct, p12)
         out[f"val12/{ds}"] = np.array([float(r[jv]) for r in rows12])
         out[f"test12/{ds}"] = np.array([float(r[jt]) for r in rows12])
     index = {s: i for i, s in enumerate(out["arch_strings"].tolist())}
@@ -251,12 +231,17 @@ def _parse_nb201(p200: Path, p12: Path, pzc: Path) -> dict[str, np.ndarray]:
         out[f"params_M/{ds}"] = np.array([c["params_M"] for c in cost])
         v = np.full(len(rows), np.nan)
         for key, rec in zc.get(ds, {}).items():
-            v[index[_zc_key_to_string(key)]] = float(rec["val_accuracy"])
+            v[index[zc_key_to_string(key)]] = float(rec["val_accuracy"])
         out[f"val200/{ds}"] = v
     return out
 
 
 _LOADED: dict[tuple[str, ...], NB201Bench] = {}
+
+
+def clear_loaded() -> None:
+    """Forgets the tables :func:`load_nb201` keeps in memory (the ``.npz`` cache stays)."""
+    _LOADED.clear()
 
 
 def load_nb201(directory: str | Path | None = None, *, cache: bool = True) -> NB201Bench:
@@ -349,27 +334,24 @@ class TabularEvaluator:
         self.num_queries = 0
         self.simulated_cost_s = 0.0
 
-    def _idx(self, arch: Any) -> int:
-        return self.bench.index_of(arch)
-
     def evaluate(self, archs: Iterable[Any]) -> list[float]:
         """Search signals (%) of ``archs``; counts each as one query."""
-        idx = [self._idx(a) for a in archs]
+        idx = [self.bench.row(a) for a in archs]
         self.num_queries += len(idx)
         self.simulated_cost_s += float(sum(self._cost[i] for i in idx))
         return [float(self._signal[i]) for i in idx]
 
     def reported_score(self, arch: Any) -> float:
         """The score a result reports for ``arch`` (200-epoch test accuracy); no query."""
-        return float(self.bench.test_acc[self.dataset][self._idx(arch)])
+        return float(self.bench.test_acc[self.dataset][self.bench.row(arch)])
 
     def query_cost_s(self, arch: Any) -> float:
         """Modelled seconds of one query of ``arch``."""
-        return float(self._cost[self._idx(arch)])
+        return float(self._cost[self.bench.row(arch)])
 
     def report(self, arch: Any) -> dict[str, Any]:
         """The benchmark's numbers for ``arch`` (not counted as a query)."""
-        b, i, ds = self.bench, self._idx(arch), self.dataset
+        b, i, ds = self.bench, self.bench.row(arch), self.dataset
         out: dict[str, Any] = {
             "nb201_index": i, "protocol": self.protocol,
             "test_accuracy": float(b.test_acc[ds][i]),
@@ -389,188 +371,23 @@ class TabularEvaluator:
                               f"{self._cost_model[1]} s/MFLOP*flops_M), a model"}
 
 
-@dataclasses.dataclass(eq=False)
-class TableBench:
-    """A generic table: architectures with a signal column and a reported column.
-
-    Built by :func:`load_table` (user CSV) and the NB101 loaders. ``archs`` are the space's
-    architecture values; ``keys`` their lookup keys (standard string, or the NB101
-    isomorphism hash); ``extra`` holds further per-row columns.
-    """
-    space: str
-    archs: list[Any]
-    signal: np.ndarray
-    reported: np.ndarray
-    signal_name: str
-    report_name: str
-    keys: list[str]
-    source: str = ""
-    extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self._index = {k: i for i, k in enumerate(self.keys)}
-
-    def __len__(self) -> int:
-        return len(self.archs)
-
-    def key_of(self, arch: Any) -> str:
-        """The lookup key of ``arch`` (NB101: isomorphism-invariant hash)."""
-        if isinstance(arch, str):
-            return arch
-        if self.space == "nb101" and hasattr(arch, "spec_hash"):
-            return arch.spec_hash()
-        return arch.to_string()
-
-    def index_of(self, arch: Any) -> int:
-        """Row of ``arch``; ``ValueError`` if the table does not hold it."""
-        k = self.key_of(arch)
-        if k not in self._index:
-            s = arch if isinstance(arch, str) else arch.to_string()
-            raise ValueError(f"architecture {s} is not in the table {self.source or ''} "
-                             f"({len(self)} rows); search within the table's cells")
-        return self._index[k]
-
-    def arch_at(self, i: int) -> Any:
-        """The architecture of row ``i``."""
-        return self.archs[i]
+#: The space whose cells each named benchmark holds.
+BENCHMARK_SPACES = {"nb201": "nb201", "nb101": "nb101"}
 
 
-class TableEvaluator:
-    """Query-counting evaluator over a :class:`TableBench` (user CSV, NB101 tables).
-
-    Simulated cost: the ``train_time_s`` column when the table has one, else 0.
-    """
-
-    def __init__(self, bench: TableBench) -> None:
-        self.bench, self.space, self.protocol = bench, bench.space, "table"
-        self.signal_name, self.report_name = bench.signal_name, bench.report_name
-        self.num_queries = 0
-        self.simulated_cost_s = 0.0
-
-    def evaluate(self, archs: Iterable[Any]) -> list[float]:
-        """Signal column values of ``archs``; counts each as one query."""
-        idx = [self.bench.index_of(a) for a in archs]
-        self.num_queries += len(idx)
-        t = self.bench.extra.get("train_time_s")
-        if t is not None:
-            self.simulated_cost_s += float(sum(t[i] for i in idx))
-        return [float(self.bench.signal[i]) for i in idx]
-
-    def reported_score(self, arch: Any) -> float:
-        """The reported column value of ``arch`` (no query)."""
-        return float(self.bench.reported[self.bench.index_of(arch)])
-
-    def report(self, arch: Any) -> dict[str, Any]:
-        """All numbers of ``arch``'s row (not counted as a query)."""
-        i = self.bench.index_of(arch)
-        out: dict[str, Any] = {"row": i, self.bench.signal_name: float(self.bench.signal[i]),
-                               self.bench.report_name: float(self.bench.reported[i]),
-                               "reported": float(self.bench.reported[i])}
-        for k, v in self.bench.extra.items():
-            out[k] = float(v[i])
-        return out
-
-    def describe(self) -> dict[str, Any]:
-        """What the evaluator measures."""
-        return {"benchmark": self.bench.source, "signal": self.signal_name,
-                "reported": self.report_name}
-
-
-_ARCH_COLUMNS = ("arch", "arch_str", "arch_string", "architecture", "ArchitectureString",
-                 "cellstr", "genotype", "spec")
-
-
-def load_table(csv_path: str | Path, space: Any, metric: str, report: str | None = None,
-               arch_column: str | None = None) -> TableBench:
-    """Loads a user CSV: one architecture-string column and numeric metric columns.
+def make_evaluator(name: str, dataset: str = "cifar10", protocol: str = "12epoch", *,
+                   space: Any = None) -> Any:
+    """Evaluator for a named benchmark: ``'nb201'`` (both protocols) or ``'nb101'`` (the
+    500-cell NASLib subset: signal = reported = 108-epoch validation accuracy).
 
     Args:
-      csv_path: the CSV file (header row first).
-      space: a space object or name (``'nb201'``, ``'darts'``, ``'nb101'``) that parses
-        the architecture strings.
-      metric: column the search sees (higher is better).
-      report: column reported in results (default: ``metric``).
-      arch_column: the architecture column (default: the first of ``arch``,
-        ``arch_string``, ``architecture``, ``ArchitectureString``, ``cellstr``, ... present).
-
-    Raises:
-      ValueError: a missing column (the message lists the columns), an unparseable or
-        unknown architecture string (with its line number), a duplicate architecture (both
-        line numbers), or a missing/NaN/non-numeric value (line number and column).
+      name: the benchmark.
+      dataset, protocol: what the NB201 evaluator measures (see :class:`TabularEvaluator`).
+      space: the search space (name or object) the evaluator will serve; ``ValueError`` if
+        the benchmark holds another space's cells (e.g. ``nb101`` for ``nb201``).
     """
-    path = Path(csv_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"benchmark table {path} not found")
-    if isinstance(space, str):
-        from jnas.spaces import get_space
-        space = get_space(space)
-    header, rows = _read_csv(path)
-    header = [h.strip() for h in header]
-    if arch_column is None:
-        found = [c for c in _ARCH_COLUMNS if c in header]
-        if not found:
-            raise ValueError(f"{path}: no architecture column; expected one of "
-                             f"{list(_ARCH_COLUMNS)} (or pass arch_column); columns are "
-                             f"{header}")
-        arch_column = found[0]
-    report = report or metric
-    cols = {n: _col(header, n, path) for n in dict.fromkeys((arch_column, metric, report))}
-    archs, keys, sig, rep, seen = [], [], [], [], {}
-    space_name = getattr(space, "name", str(space))
-    for line, r in enumerate(rows, start=2):
-        if not any(x.strip() for x in r):
-            continue
-        if len(r) != len(header):
-            raise ValueError(f"{path}:{line}: {len(r)} fields, header has {len(header)}")
-        text = r[cols[arch_column]].strip()
-        try:
-            arch = space.parse(text)
-        except ValueError as e:
-            raise ValueError(f"{path}:{line}: bad {space_name} architecture {text!r}: "
-                             f"{e}") from None
-        key = arch.spec_hash() if space_name == "nb101" and hasattr(arch, "spec_hash") \
-            else arch.to_string()
-        if key in seen:
-            raise ValueError(f"{path}:{line}: duplicate architecture {text!r} (same as line "
-                             f"{seen[key]}); keep one row per architecture")
-        seen[key] = line
-        vals = []
-        for name in (metric, report):
-            raw = r[cols[name]].strip()
-            try:
-                v = float(raw)
-            except ValueError:
-                raise ValueError(f"{path}:{line}: column {name!r} value {raw!r} is not a "
-                                 "number") from None
-            if not math.isfinite(v):
-                raise ValueError(f"{path}:{line}: column {name!r} is {raw!r} (NaN/inf); fill "
-                                 "or drop the row")
-            vals.append(v)
-        archs.append(arch)
-        keys.append(key)
-        sig.append(vals[0])
-        rep.append(vals[1])
-    if not archs:
-        raise ValueError(f"{path}: no data rows")
-    return TableBench(space_name, archs, np.array(sig), np.array(rep), metric, report, keys,
-                      source=str(path))
-
-
-def load_nb101_official(path: str | Path | None = None) -> TableBench:
-    """NB101 official ``{hash: (fixed, computed)}`` layout; see :mod:`jnas.benchmarks_nb101`."""
-    from jnas.benchmarks_nb101 import load_nb101_official as f
-    return f(path)
-
-
-def load_nb101_json(path: str | Path | None = None) -> TableBench:
-    """NASLib NB101 JSON subset; see :mod:`jnas.benchmarks_nb101`."""
-    from jnas.benchmarks_nb101 import load_nb101_json as f
-    return f(path)
-
-
-def make_evaluator(name: str, dataset: str = "cifar10", protocol: str = "12epoch") -> Any:
-    """Evaluator for a named benchmark: ``'nb201'`` (both protocols) or ``'nb101'`` (the
-    500-cell NASLib subset: signal = reported = 108-epoch validation accuracy)."""
+    if name in BENCHMARK_SPACES:
+        check_space(f"the {name} benchmark", BENCHMARK_SPACES[name], space)
     if name == "nb201":
         return TabularEvaluator(load_nb201(), dataset=dataset, protocol=protocol)
     if name == "nb101":

@@ -24,8 +24,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jnas.benchmarks import TableBench
 from jnas.download import fetch
+from jnas.spaces_nb101 import NB101Arch
+from jnas.tables import TableBench, TableSpace
 
 __all__ = ["load_nb101_official", "load_nb101_json", "TableSpace"]
 
@@ -48,7 +49,6 @@ class _LazyArchs(Sequence):
             return [self[j] for j in range(*i.indices(len(self)))]
         i = range(len(self))[i]
         if i not in self._built:
-            from jnas.spaces import NB101Arch
             m, ops = self._specs[i]
             self._built[i] = NB101Arch(np.asarray(m).tolist(), tuple(ops))
         return self._built[i]
@@ -129,7 +129,6 @@ def load_nb101_json(path: str | Path | None = None) -> TableBench:
         recs = data["nasbench101"]["cifar10"]
     except (KeyError, TypeError):
         raise ValueError(f"{p}: expected {{'nasbench101': {{'cifar10': ...}}}}") from None
-    from jnas.spaces import NB101Arch
     rows: dict[str, list[Any]] = {}  # hash -> [arch, [val...], flops, params]
     for k, rec in recs.items():
         m, ops = _zc_key_to_spec(k)
@@ -145,50 +144,3 @@ def load_nb101_json(path: str | Path | None = None) -> TableBench:
                       extra={"flops_M": np.array([rows[h][2] for h in keys]),
                              "params_M": np.array([rows[h][3] for h in keys]),
                              "num_records": np.array([len(rows[h][1]) for h in keys])})
-
-
-class TableSpace:
-    """A search space restricted to the rows of a table (e.g. the 292-cell NB101 subset).
-
-    Sampling is uniform over the rows; ``mutate`` picks a random neighbour of the base space
-    that the table holds (one edge/op change), or a random other row when none is held;
-    ``neighbours`` are the held neighbours. Everything else (``parse``, ``validate``,
-    ``dedup``, ``graph_size``, ...) is the base space's. Lets any :class:`Searcher` run on a
-    subset table without proposing cells the table cannot answer.
-    """
-
-    def __init__(self, bench: TableBench, base: Any) -> None:
-        self.bench, self.base = bench, base
-        self.name = base.name
-        self.size = len(bench)
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.base, attr)
-
-    def _held(self, arch: Any) -> bool:
-        return self.bench.key_of(arch) in self.bench._index
-
-    def enumerate(self) -> list[Any]:
-        """All rows' architectures."""
-        return [self.bench.arch_at(i) for i in range(len(self.bench))]
-
-    def sample(self, key: Any, n: int = 1) -> list[Any]:
-        """``n`` rows drawn uniformly (with replacement)."""
-        from jnas.rng import np_rng
-        idx = np_rng(key).integers(len(self.bench), size=int(n))
-        return [self.bench.arch_at(int(i)) for i in idx]
-
-    def neighbours(self, arch: Any) -> list[Any]:
-        """Base-space neighbours of ``arch`` that the table holds."""
-        return [a for a in self.base.neighbours(arch) if self._held(a)]
-
-    def mutate(self, key: Any, arch: Any) -> Any:
-        """A held neighbour of ``arch`` (uniform), else a uniform other row."""
-        from jnas.rng import np_rng
-        rng = np_rng(key)
-        near = self.neighbours(arch)
-        if near:
-            return near[int(rng.integers(len(near)))]
-        own = self.bench._index.get(self.bench.key_of(arch))
-        others = [i for i in range(len(self.bench)) if i != own]
-        return self.bench.arch_at(others[int(rng.integers(len(others)))])

@@ -13,16 +13,40 @@ trainable weight incl. BN scale/bias, excluding a DARTS auxiliary head (as DARTS
   network (SNAS resource penalty: ``E_Z[cost(Z)] = sum(Z * table)``).
 * ``cell_costs(space, arch, ...)`` -> per cell position, per node (NB101) / per edge (NB201)
   params and FLOPs (the ReNAS feature tensors).
+* ``nb201_reference_cost(op_counts, dataset)`` -> the FLOPs/params the NAS-Bench-201 tables
+  report (the NB201 counter's convention, which differs from ``arch_cost`` by ~1e-4).
+
+``space`` is a name (``'nb201'``, ``'darts'``, ``'nb101'``) or a space object everywhere.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["count_params", "count_flops", "arch_cost", "op_costs", "cell_costs"]
+from jnas.spaces import DARTS_OPS, NB201_EDGES, NB201_OPS, get_space
 
-_NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+__all__ = ["count_params", "count_flops", "arch_cost", "op_costs", "cell_costs",
+           "nb201_reference_cost"]
+
+
+def _space_name(space: Any) -> str:
+    return get_space(space).name
+
+
+def _nb201_ops(arch: Any) -> tuple[str, ...]:
+    """The 6 op names of an ``NB201Arch``, its string or a sequence of op names."""
+    if isinstance(arch, str):
+        arch = get_space("nb201").parse(arch)
+    ops = tuple(getattr(arch, "ops", arch))
+    if len(ops) != len(NB201_EDGES) or any(o not in NB201_OPS for o in ops):
+        raise ValueError(f"an NB201 cell needs 6 ops from {NB201_OPS}, got {ops!r}")
+    return ops
+
+
+def _nb101_spec(arch: Any) -> tuple[np.ndarray, tuple[str, ...]]:
+    from jnas.cells_nb101 import nb101_spec
+    return nb101_spec(arch)
 
 
 def count_params(tree: Any) -> int:
@@ -52,7 +76,7 @@ def _nb201_edge(op: str, c: int, hw: int, affine: bool = True) -> tuple[int, int
         return 0, 9 * c * hw
     if op in ("none", "skip_connect"):
         return 0, 0
-    raise ValueError(f"unknown NB201 op {op!r}; valid ops: {_NB201_OPS}")
+    raise ValueError(f"unknown NB201 op {op!r}; valid ops: {NB201_OPS}")
 
 
 def _nb201_positions(C: int, N: int, hw: int) -> list[tuple[int, int]]:
@@ -145,7 +169,8 @@ def _darts_op(op: str, cin: int, c: int, stride: int, hw_in: int, affine: bool,
 def _fr(cin: int, c: int, hw_in: int, affine: bool) -> tuple[int, int]:
     """FactorizedReduce: ReLU, two stride-2 1x1 convs to c/2 each, BN."""
     hw = hw_in // 4
-    return 2 * cin * (c // 2) + (2 * c if affine else 0), cin * hw_in + 2 * cin * (c // 2) * hw + 2 * c * hw
+    params = 2 * cin * (c // 2) + (2 * c if affine else 0)
+    return params, cin * hw_in + 2 * cin * (c // 2) * hw + 2 * c * hw
 
 
 def _darts_pre(reduction_prev: bool, cin: int, c: int, hw: int, affine: bool):
@@ -181,7 +206,41 @@ def _darts_network(genotype: Any, C: int, layers: int, hw: int, in_ch: int,
 
 
 # ----------------------------------------------------------------------------- public
-def arch_cost(space: str, arch: Any, input_shape: tuple[int, int, int] = (32, 32, 3),
+def nb201_reference_cost(op_counts: Sequence[int], dataset: str = "cifar10"
+                         ) -> dict[str, float]:
+    """FLOPs (M) and params (M) of the NB201 network (C=16, N=5) from a cell's op counts, in
+    the convention of the NAS-Bench-201 tables (Dong & Yang, ICLR 2020).
+
+    The per-edge terms follow the NB201 counter: an edge ``nor_conv_kxk`` in each of the 15
+    cells costs ``k²·H·W·C²`` multiply-adds plus ``3·H·W·C`` (ReLU, BN), an ``avg_pool_3x3``
+    ``9·H·W·C``; ``none``/``skip_connect`` cost nothing. The constant part (stem, the two
+    residual reduction blocks, classifier) is that of the NB201 counter. Checked against every
+    cell of ``zc_nasbench201.json`` in the tests.
+
+    Args:
+      op_counts: how many edges use each op, in ``NB201_OPS`` order.
+      dataset: ``'cifar10'``, ``'cifar100'`` or ``'ImageNet16-120'`` (input size 16×16 and
+        120 classes for the last).
+    """
+    base_flops = {"cifar10": 7.943872e6, "cifar100": 7.949632e6, "ImageNet16-120": 1.993792e6}
+    base_params = {"cifar10": 0.073306e6, "cifar100": 0.079156e6, "ImageNet16-120": 0.080456e6}
+    if dataset not in base_flops:
+        raise ValueError(f"unknown NB201 dataset {dataset!r}; valid datasets: "
+                         f"{', '.join(base_flops)}")
+    scale = 0.25 if dataset == "ImageNet16-120" else 1.0
+    s2 = 3 * 32 * 32 * 16 * 16  # sum over stages of H*W*C^2 (same per stage)
+    s1 = 32 * 32 * 16 + 16 * 16 * 32 + 8 * 8 * 64  # sum over stages of H*W*C
+    per_edge_flops = {2: 5 * (s2 + 3 * s1), 3: 5 * (9 * s2 + 3 * s1), 4: 5 * 9 * s1}
+    per_edge_params = {2: 5 * (16 * 16 + 32 * 32 + 64 * 64) + 2 * 5 * (16 + 32 + 64),
+                       3: 5 * 9 * (16 * 16 + 32 * 32 + 64 * 64) + 2 * 5 * (16 + 32 + 64)}
+    flops = base_flops[dataset] + scale * sum(per_edge_flops.get(o, 0) * n
+                                              for o, n in enumerate(op_counts))
+    params = base_params[dataset] + sum(per_edge_params.get(o, 0) * n
+                                        for o, n in enumerate(op_counts))
+    return {"flops_M": flops / 1e6, "params_M": params / 1e6}
+
+
+def arch_cost(space: Any, arch: Any, input_shape: tuple[int, int, int] = (32, 32, 3),
               num_classes: int = 10, C: int | None = None, N: int | None = None,
               layers: int | None = None) -> dict[str, float]:
     """Params (M) and FLOPs (M multiply-adds, convention above) of the discrete network.
@@ -196,9 +255,9 @@ def arch_cost(space: str, arch: Any, input_shape: tuple[int, int, int] = (32, 32
     """
     h, w, cin = input_shape
     hw = h * w
+    space = _space_name(space)
     if space == "nb201":
-        from jnas.cells import nb201_arch
-        ops = nb201_arch(arch)
+        ops = _nb201_ops(arch)
         C, N = C or 16, N or 5
         p, f = _nb201_base(C, N, hw, cin, num_classes)
         for c, hh in _nb201_positions(C, N, hw):
@@ -206,8 +265,7 @@ def arch_cost(space: str, arch: Any, input_shape: tuple[int, int, int] = (32, 32
                 a, b = _nb201_edge(op, c, hh)
                 p, f = p + a, f + b
     elif space == "nb101":
-        from jnas.cells_nb101 import nb101_spec
-        m, ops = nb101_spec(arch)
+        m, ops = _nb101_spec(arch)
         C = C or 128
         p, f = _conv(cin, C, 3, hw)
         p, f = p + 2 * C, f + 3 * C * hw
@@ -219,16 +277,12 @@ def arch_cost(space: str, arch: Any, input_shape: tuple[int, int, int] = (32, 32
         p += cf * num_classes + num_classes
         f += cf * (hw // 16) + cf * num_classes + num_classes
     elif space == "darts":
-        if isinstance(arch, str):
-            from jnas import spaces
-            arch = spaces.DARTS.parse(arch)
+        arch = get_space("darts").parse(arch)
         p, f = _darts_network(arch, C or 36, layers or 20, hw, cin, num_classes)
-    else:
-        raise ValueError(f"unknown space {space!r}; valid: 'nb201', 'darts', 'nb101'")
     return {"params_M": p / 1e6, "flops_M": f / 1e6}
 
 
-def op_costs(space: str, C: int = 16, N: int = 5, layers: int = 8,
+def op_costs(space: Any, C: int = 16, N: int = 5, layers: int = 8,
              input_shape: tuple[int, int, int] = (32, 32, 3)) -> dict[str, np.ndarray]:
     """Per-edge, per-op params and FLOPs (millions) summed over the search network's cells.
 
@@ -238,16 +292,17 @@ def op_costs(space: str, C: int = 16, N: int = 5, layers: int = 8,
     the normal / reduction cells of the ``layers``-cell search net (search BN: no affine).
     """
     hw = input_shape[0] * input_shape[1]
+    space = _space_name(space)
     if space == "nb201":
         P, F = np.zeros((6, 5)), np.zeros((6, 5))
         for c, hh in _nb201_positions(C, N, hw):
-            for k, op in enumerate(_NB201_OPS):
+            for k, op in enumerate(NB201_OPS):
                 a, b = _nb201_edge(op, c, hh)
                 P[:, k] += a
                 F[:, k] += b
         return {"params": (P / 1e6).astype(np.float32), "flops": (F / 1e6).astype(np.float32)}
     if space == "darts":
-        from jnas.cells_darts import DARTS_OPS, darts_cell_plan
+        from jnas.cells_darts import darts_cell_plan
         out = {k: np.zeros((14, 8)) for k in ("params_normal", "flops_normal",
                                                "params_reduce", "flops_reduce")}
         h_in = hw
@@ -269,21 +324,20 @@ def op_costs(space: str, C: int = 16, N: int = 5, layers: int = 8,
     raise ValueError(f"op_costs supports 'nb201' and 'darts', got {space!r}")
 
 
-def cell_costs(space: str, arch: Any, C: int | None = None, N: int = 5,
+def cell_costs(space: Any, arch: Any, C: int | None = None, N: int = 5,
                input_shape: tuple[int, int, int] = (32, 32, 3)) -> dict[str, np.ndarray]:
     """Per cell position params / FLOPs (millions) of each node (NB101: f32[9, n_nodes], the
     node's op plus the input projection it receives; the output node holds the output
     projection) or each edge (NB201: f32[3N, 6]) — the ReNAS feature matrices."""
     hw = input_shape[0] * input_shape[1]
+    space = _space_name(space)
     if space == "nb201":
-        from jnas.cells import nb201_arch
-        ops = nb201_arch(arch)
+        ops = _nb201_ops(arch)
         pos = _nb201_positions(C or 16, N, hw)
         P = np.array([[_nb201_edge(op, c, hh)[0] for op in ops] for c, hh in pos])
         F = np.array([[_nb201_edge(op, c, hh)[1] for op in ops] for c, hh in pos])
     elif space == "nb101":
-        from jnas.cells_nb101 import nb101_spec
-        m, ops = nb101_spec(arch)
+        m, ops = _nb101_spec(arch)
         cells = [_nb101_cell(m, ops, a, b, hh) for a, b, hh in _nb101_layout(C or 128, hw)]
         P = np.array([[q for q, _ in c] for c in cells])
         F = np.array([[r for _, r in c] for c in cells])
@@ -292,6 +346,6 @@ def cell_costs(space: str, arch: Any, C: int | None = None, N: int = 5,
     return {"params": (P / 1e6).astype(np.float32), "flops": (F / 1e6).astype(np.float32)}
 
 
-def count_flops(space: str, arch: Any, **kw: Any) -> float:
+def count_flops(space: Any, arch: Any, **kw: Any) -> float:
     """FLOPs (M multiply-adds) of the discrete network; see :func:`arch_cost`."""
     return arch_cost(space, arch, **kw)["flops_M"]

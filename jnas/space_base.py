@@ -1,7 +1,10 @@
 """Parsing and validation shared by the search spaces (:mod:`jnas.spaces`)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
+
+__all__ = ["ArchParsing", "dedup_by"]
 
 
 class ArchParsing:
@@ -28,3 +31,15 @@ class ArchParsing:
             return self.parse(arch)
         raise ValueError(f"expected a {self.arch_type.__name__} or its string, "
                          f"got {type(arch).__name__}")
+
+
+def dedup_by(archs: Iterable[Any], key: Callable[[Any], Hashable]) -> list[Any]:
+    """``archs`` without repeats of ``key(arch)``, first occurrence kept, order kept."""
+    seen: set = set()
+    out = []
+    for a in archs:
+        k = key(a)
+        if k not in seen:
+            seen.add(k)
+            out.append(a)
+    return out

@@ -1,25 +1,28 @@
 """Search spaces: NAS-Bench-201, DARTS and NAS-Bench-101 architectures as small immutable values.
 
 Each space has one architecture value type (frozen, hashable, ``to_string``/``from_string``,
-``to_graph``) and one space object (:data:`NB201`, :data:`DARTS`, :data:`NB101`, or
-:func:`get_space`) with ``parse``, ``validate``, key-driven ``sample``, ``mutate``,
-``neighbours``, ``dedup`` and the graph sizes used for GCN batching.
+``to_graph``/``from_graph``) and one space object (:data:`NB201`, :data:`DARTS`,
+:data:`NB101`) with ``parse``, ``validate``, key-driven ``sample``, ``mutate``,
+``neighbours``, ``dedup`` and the graph sizes used for GCN batching. :func:`get_space` is the
+one resolver: every public entry point taking a space accepts its name or its object.
+This module is the only home of the op and edge constants (:data:`NB201_OPS`,
+:data:`NB201_EDGES`, :data:`DARTS_OPS`, :data:`NB101_OPS`).
 
-* NAS-Bench-201 (Dong & Yang, ICLR 2020): 4-node cell, 6 edges, 5 ops, 15,625 cells.
-* DARTS (Liu et al., ICLR 2019): normal + reduction cell, each 4 intermediate nodes with two
-  ``(op, input)`` pairs, ops from 8 candidates.
+* NAS-Bench-201 (Dong & Yang, ICLR 2020): 4-node cell, 6 edges, 5 ops, 15,625 cells (here).
+* DARTS (Liu et al., ICLR 2019): see :mod:`jnas.spaces_darts`.
 * NAS-Bench-101 (Ying et al., ICML 2019): see :mod:`jnas.spaces_nb101`.
 
 Graph form (``arch.to_graph() -> (adj f32[n, n], ops f32[n, k])``, ``adj[i, j] = 1`` for an
 edge i->j): ops live on nodes. NB201 cells are turned into node-op graphs by the standard
 transform (every edge becomes a node): input, the 6 edge-op nodes (``NB201_EDGES`` order),
-output — 8 nodes. A DARTS genotype becomes, per cell, 2 input nodes, 8 op nodes (one per
-``(op, input)`` pair) and the concat output node (11 nodes); the two cells are block-diagonal
-in one 22-node graph with separate node types for normal and reduction cells.
+output — 8 nodes.
+
+Two integer names of a cell must not be confused: the **space index**
+(``NB201Arch.to_index``, ``sum(op_id[e] * 5**e)``, this module) and the **benchmark row**
+(``NB201Bench.row(arch)``, the official NB201 index, :mod:`jnas.benchmarks`).
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
@@ -28,12 +31,15 @@ import jax
 import numpy as np
 
 from jnas.rng import np_rng
-from jnas.space_base import ArchParsing
+from jnas.space_base import ArchParsing, dedup_by
+from jnas.spaces_darts import (DARTS, DARTS_CELL_NODE_TYPES, DARTS_NODE_TYPES, DARTS_OPS,
+                               DARTSGenotype, DARTSSpace)
 from jnas.spaces_nb101 import (NB101, NB101_MAX_EDGES, NB101_MAX_NODES, NB101_NODE_TYPES,
                                NB101_OPS, NB101Arch, NB101Space, hash_module)
 
 __all__ = [
     "NB201_OPS", "NB201_EDGES", "NB201_NODE_TYPES", "DARTS_OPS", "DARTS_NODE_TYPES",
+    "DARTS_CELL_NODE_TYPES",
     "NB101_OPS", "NB101_NODE_TYPES", "NB101_MAX_NODES", "NB101_MAX_EDGES",
     "NB201Arch", "DARTSGenotype", "NB101Arch", "NB201Space", "DARTSSpace", "NB101Space",
     "NB201", "DARTS", "NB101", "SPACES", "get_space", "hash_module", "SearchSpace",
@@ -43,14 +49,6 @@ NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_
                               "avg_pool_3x3")
 NB201_EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 NB201_NODE_TYPES: tuple[str, ...] = ("input", *NB201_OPS, "output")
-
-DARTS_OPS: tuple[str, ...] = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-                              "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
-DARTS_CELL_NODE_TYPES: tuple[str, ...] = ("input0", "input1", *DARTS_OPS, "output")
-DARTS_NODE_TYPES: tuple[str, ...] = (tuple(f"normal:{t}" for t in DARTS_CELL_NODE_TYPES)
-                                     + tuple(f"reduce:{t}" for t in DARTS_CELL_NODE_TYPES))
-_DARTS_SAMPLE_OPS = DARTS_OPS[1:]  # discrete genotypes never use 'none'
-_DARTS_STEPS = 4
 
 
 class SearchSpace(Protocol):
@@ -69,17 +67,6 @@ class SearchSpace(Protocol):
     def mutate(self, key: jax.Array | int, arch: Any) -> Any: ...
     def neighbours(self, arch: Any) -> list[Any]: ...
     def dedup(self, archs: Iterable[Any]) -> list[Any]: ...
-
-
-def _dedup_by(archs: Iterable[Any], key) -> list[Any]:
-    seen: set = set()
-    out = []
-    for a in archs:
-        k = key(a)
-        if k not in seen:
-            seen.add(k)
-            out.append(a)
-    return out
 
 
 # =========================================================================== NAS-Bench-201
@@ -159,16 +146,18 @@ class NB201Arch:
         return cls(tuple(NB201_OPS[i] for i in ids))
 
     def to_index(self) -> int:
-        """Space-enumeration index ``sum(op_id[e] * 5**e)`` (NOT the benchmark row; see
-        ``jnas.benchmarks.NB201Bench.index_of``)."""
+        """Space index ``sum(op_id[e] * 5**e)`` in 0..15624 (the order of
+        ``NB201.enumerate()``). NOT the benchmark row: that is ``NB201Bench.row(arch)``."""
         return sum(i * 5 ** e for e, i in enumerate(self.op_ids))
 
     @classmethod
     def from_index(cls, index: int) -> NB201Arch:
-        """Inverse of :meth:`to_index`; ``ValueError`` outside 0..15624."""
+        """Inverse of :meth:`to_index` (a space index, not a benchmark row); ``ValueError``
+        outside 0..15624."""
         index = int(index)
         if not 0 <= index < 5 ** 6:
-            raise ValueError(f"NB201 space index must be in 0..15624, got {index}")
+            raise ValueError(f"NB201 space index {index} is out of range; valid indices: "
+                             "0..15624")
         return cls.from_op_ids([(index // 5 ** e) % 5 for e in range(6)])
 
     def to_graph(self) -> tuple[np.ndarray, np.ndarray]:
@@ -192,6 +181,23 @@ class NB201Arch:
             ops[1 + e, 1 + i] = 1.0
         ops[7, -1] = 1.0
         return adj, ops
+
+    @classmethod
+    def from_graph(cls, adj: Any, ops: Any) -> NB201Arch:
+        """Inverse of :meth:`to_graph`: the cell of an ``(adj f32[8, 8], ops f32[8, 7])``
+        node-op graph; ``ValueError`` if the graph is not one :meth:`to_graph` makes."""
+        adj, ops = np.asarray(adj), np.asarray(ops)
+        if adj.shape != (8, 8) or ops.shape != (8, len(NB201_NODE_TYPES)):
+            raise ValueError(f"an NB201 graph is (adj [8, 8], ops [8, {len(NB201_NODE_TYPES)}]),"
+                             f" got {adj.shape} and {ops.shape}")
+        types = ops.argmax(axis=1)
+        if not np.all(ops.sum(axis=1) == 1) or types[0] != 0 or types[7] != len(ops[0]) - 1 \
+                or np.any((types[1:7] < 1) | (types[1:7] > len(NB201_OPS))):
+            raise ValueError("NB201 graph ops must be one-hot: input, 6 edge ops, output")
+        arch = cls.from_op_ids([int(t) - 1 for t in types[1:7]])
+        if not np.array_equal(arch.to_graph()[0], adj != 0):
+            raise ValueError("NB201 graph adjacency is not the fixed NB201 node-op topology")
+        return arch
 
 
 class NB201Space(ArchParsing):
@@ -220,11 +226,17 @@ class NB201Space(ArchParsing):
         except ValueError:
             return False
 
-    def to_index(self, arch: NB201Arch) -> int:
+    def to_index(self, arch: NB201Arch | str) -> int:
+        """The space index of ``arch`` (not a benchmark row; see :meth:`NB201Arch.to_index`)."""
         return self.parse(arch).to_index()
 
     def from_index(self, index: int) -> NB201Arch:
+        """The cell at space index ``index``; ``ValueError`` outside 0..15624."""
         return NB201Arch.from_index(index)
+
+    def from_graph(self, adj: Any, ops: Any) -> NB201Arch:
+        """The cell of a :meth:`NB201Arch.to_graph` graph."""
+        return NB201Arch.from_graph(adj, ops)
 
     def enumerate(self) -> list[NB201Arch]:
         """All 15,625 cells in space-index order (``from_index(0..15624)``)."""
@@ -261,248 +273,25 @@ class NB201Space(ArchParsing):
     def dedup(self, archs: Iterable[NB201Arch]) -> list[NB201Arch]:
         """``archs`` without exact repeats, first occurrence kept (isomorphic-but-different
         cells are kept: the benchmark lists them separately)."""
-        return _dedup_by(archs, self.dedup_key)
-
-
-# =========================================================================== DARTS
-Cell = tuple[tuple[str, int], ...]
-
-
-def _check_cell(cell: Any, which: str) -> Cell:
-    try:
-        pairs = tuple((str(op), int(j)) for op, j in cell)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"DARTS {which} cell must be a list of (op, input) pairs, got "
-                         f"{cell!r}") from e
-    if len(pairs) != 2 * _DARTS_STEPS:
-        raise ValueError(f"wrong edge count: the DARTS {which} cell needs {2 * _DARTS_STEPS} "
-                         f"(op, input) pairs (2 per intermediate node), got {len(pairs)}")
-    for p, (op, j) in enumerate(pairs):
-        node = p // 2
-        if op not in DARTS_OPS:
-            raise ValueError(f"unknown DARTS op {op!r} in the {which} cell; valid ops: "
-                             f"{', '.join(DARTS_OPS)}")
-        if not 0 <= j < node + 2:
-            raise ValueError(f"{which} cell: intermediate node {node} (state {node + 2}) can only "
-                             f"take inputs 0..{node + 1}, got {j}")
-    for node in range(_DARTS_STEPS):
-        if pairs[2 * node][1] == pairs[2 * node + 1][1]:
-            raise ValueError(f"{which} cell: the two inputs of intermediate node {node} must be "
-                             f"different, both are {pairs[2 * node][1]}")
-    return pairs
-
-
-def _check_concat(concat: Any, which: str) -> tuple[int, ...]:
-    try:
-        c = tuple(int(x) for x in concat)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"DARTS {which}_concat must be a list of ints, got {concat!r}") from e
-    if not c or len(set(c)) != len(c) or any(not 2 <= x < 2 + _DARTS_STEPS for x in c):
-        raise ValueError(f"DARTS {which}_concat must be distinct states in 2..{_DARTS_STEPS + 1}, "
-                         f"got {list(c)}")
-    return c
-
-
-@dataclasses.dataclass(frozen=True)
-class DARTSGenotype:
-    """A DARTS genotype (Liu et al., ICLR 2019): normal and reduction cells.
-
-    Each cell is 8 ``(op, input)`` pairs, 2 per intermediate node in node order; inputs 0, 1 are
-    the two previous cells' outputs, 2.. earlier intermediate nodes. The cell output is the
-    concat of the ``*_concat`` states. Construction validates (``ValueError`` naming the op,
-    the pair count or the bad input index).
-    """
-
-    normal: Cell
-    reduce: Cell
-    normal_concat: tuple[int, ...] = (2, 3, 4, 5)
-    reduce_concat: tuple[int, ...] = (2, 3, 4, 5)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "normal", _check_cell(self.normal, "normal"))
-        object.__setattr__(self, "reduce", _check_cell(self.reduce, "reduce"))
-        object.__setattr__(self, "normal_concat", _check_concat(self.normal_concat, "normal"))
-        object.__setattr__(self, "reduce_concat", _check_concat(self.reduce_concat, "reduce"))
-
-    def to_string(self) -> str:
-        """The DARTS ``Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5],
-        reduce=[...], reduce_concat=[2, 3, 4, 5])`` repr."""
-        def f(cell: Cell) -> str:
-            return "[" + ", ".join(f"({op!r}, {j})" for op, j in cell) + "]"
-
-        return (f"Genotype(normal={f(self.normal)}, normal_concat={list(self.normal_concat)}, "
-                f"reduce={f(self.reduce)}, reduce_concat={list(self.reduce_concat)})")
-
-    @classmethod
-    def from_string(cls, s: str) -> DARTSGenotype:
-        """Parses the repr (also ``normal_concat=range(2, 6)`` as in the DARTS repository)
-        without ``eval``; ``ValueError`` on malformed text."""
-        if not isinstance(s, str):
-            raise ValueError(f"DARTS genotype string expected, got {type(s).__name__}")
-        try:
-            tree = ast.parse(s.strip(), mode="eval").body
-        except SyntaxError as e:
-            raise ValueError(f"malformed DARTS genotype string {s!r}: {e.msg}") from e
-        if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name)
-                and tree.func.id == "Genotype" and not tree.args):
-            raise ValueError(f"DARTS genotype string must look like 'Genotype(normal=[...], "
-                             f"normal_concat=[...], reduce=[...], reduce_concat=[...])', got {s!r}")
-        kw: dict[str, Any] = {}
-        for k in tree.keywords:
-            v = k.value
-            if (isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id == "range"
-                    and not v.keywords):
-                kw[k.arg] = list(range(*[ast.literal_eval(a) for a in v.args]))
-            else:
-                try:
-                    kw[k.arg] = ast.literal_eval(v)
-                except ValueError as e:
-                    raise ValueError(f"DARTS genotype field {k.arg!r} is not a literal in "
-                                     f"{s!r}") from e
-        fields = {"normal", "reduce", "normal_concat", "reduce_concat"}
-        if set(kw) - fields or not {"normal", "reduce"} <= set(kw):
-            raise ValueError(f"DARTS genotype fields must be {sorted(fields)} (normal and reduce "
-                             f"required), got {sorted(kw)}")
-        return cls(**kw)
-
-    def canonical(self) -> DARTSGenotype:
-        """The same genotype with each node's two pairs sorted (the cell computes the same)."""
-        def canon(cell: Cell) -> Cell:
-            out: list[tuple[str, int]] = []
-            for n in range(_DARTS_STEPS):
-                out += sorted(cell[2 * n: 2 * n + 2], key=lambda p: (p[1], p[0]))
-            return tuple(out)
-        return DARTSGenotype(canon(self.normal), canon(self.reduce),
-                             tuple(sorted(self.normal_concat)), tuple(sorted(self.reduce_concat)))
-
-    def to_cell_graphs(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-cell node-op graphs ``(adj f32[2, 11, 11], ops f32[2, 11, 11])`` (normal,
-        reduce): nodes 0, 1 inputs, 2..9 the op of each pair, 10 the concat output; one-hot over
-        ``DARTS_CELL_NODE_TYPES``."""
-        adjs, opss = [], []
-        for cell, concat in ((self.normal, self.normal_concat), (self.reduce, self.reduce_concat)):
-            adj = np.zeros((11, 11), np.float32)
-            ops = np.zeros((11, len(DARTS_CELL_NODE_TYPES)), np.float32)
-            ops[0, 0] = ops[1, 1] = ops[10, -1] = 1.0
-            for p, (op, j) in enumerate(cell):
-                ops[2 + p, 2 + DARTS_OPS.index(op)] = 1.0
-                if j < 2:
-                    adj[j, 2 + p] = 1.0
-                else:  # state j = intermediate node j-2 = sum of its two op nodes
-                    adj[2 + 2 * (j - 2), 2 + p] = adj[3 + 2 * (j - 2), 2 + p] = 1.0
-            for c in concat:
-                adj[2 + 2 * (c - 2), 10] = adj[3 + 2 * (c - 2), 10] = 1.0
-            adjs.append(adj)
-            opss.append(ops)
-        return np.stack(adjs), np.stack(opss)
-
-    def to_graph(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(adj f32[22, 22], ops f32[22, 22])``: the two cell graphs of :meth:`to_cell_graphs`
-        block-diagonal (normal nodes 0..10, reduce 11..21), node types ``DARTS_NODE_TYPES``
-        (normal and reduce types kept apart)."""
-        a, o = self.to_cell_graphs()
-        adj = np.zeros((22, 22), np.float32)
-        ops = np.zeros((22, 2 * o.shape[2]), np.float32)
-        adj[:11, :11], adj[11:, 11:] = a[0], a[1]
-        ops[:11, :o.shape[2]], ops[11:, o.shape[2]:] = o[0], o[1]
-        return adj, ops
-
-
-class DARTSSpace(ArchParsing):
-    """The DARTS space (Liu et al., ICLR 2019). ``num_edges`` = 14 supernet edges per cell."""
-
-    name = "darts"
-    ops = DARTS_OPS
-    node_types = DARTS_NODE_TYPES
-    steps = _DARTS_STEPS
-    num_edges = sum(i + 2 for i in range(_DARTS_STEPS))
-    size = None
-    graph_size = 22
-    num_node_types = len(DARTS_NODE_TYPES)
-    arch_type = DARTSGenotype
-
-    def __repr__(self) -> str:
-        return "DARTSSpace()"
-
-    def _recheck(self, arch: DARTSGenotype) -> DARTSGenotype:
-        return DARTSGenotype(arch.normal, arch.reduce, arch.normal_concat, arch.reduce_concat)
-
-    def is_valid(self, arch: Any) -> bool:
-        try:
-            self.validate(arch)
-            return True
-        except ValueError:
-            return False
-
-    def enumerate(self) -> list[DARTSGenotype]:
-        raise ValueError("the DARTS space (~1e18 genotypes) cannot be enumerated; use sample()")
-
-    @staticmethod
-    def _sample_cell(rng: np.random.Generator) -> Cell:
-        cell: list[tuple[str, int]] = []
-        for node in range(_DARTS_STEPS):
-            inputs = sorted(int(x) for x in rng.choice(node + 2, size=2, replace=False))
-            for j in inputs:
-                cell.append((_DARTS_SAMPLE_OPS[int(rng.integers(len(_DARTS_SAMPLE_OPS)))], j))
-        return tuple(cell)
-
-    def sample(self, key: jax.Array | int, n: int = 1) -> list[DARTSGenotype]:
-        """``n`` genotypes: per node 2 distinct inputs uniform over the earlier states, each op
-        uniform over the 7 non-``none`` ops; both cells independent; concat (2, 3, 4, 5)."""
-        rng = np_rng(key)
-        return [DARTSGenotype(self._sample_cell(rng), self._sample_cell(rng)) for _ in range(n)]
-
-    @staticmethod
-    def _changes(g: DARTSGenotype) -> list[DARTSGenotype]:
-        out = []
-        for which in ("normal", "reduce"):
-            cell = getattr(g, which)
-            for p, (op, j) in enumerate(cell):
-                node, other = p // 2, cell[p ^ 1][1]
-                for o in _DARTS_SAMPLE_OPS:
-                    if o != op:
-                        out.append(dataclasses.replace(
-                            g, **{which: cell[:p] + ((o, j),) + cell[p + 1:]}))
-                for k in range(node + 2):
-                    if k not in (j, other):
-                        out.append(dataclasses.replace(
-                            g, **{which: cell[:p] + ((op, k),) + cell[p + 1:]}))
-        return out
-
-    def mutate(self, key: jax.Array | int, arch: DARTSGenotype | str) -> DARTSGenotype:
-        """One uniformly chosen single change: one pair's op (to another non-``none`` op) or
-        its input (to another state not already feeding that node)."""
-        g = self.parse(arch)
-        changes = self._changes(g)
-        return changes[int(np_rng(key).integers(len(changes)))]
-
-    def neighbours(self, arch: DARTSGenotype | str) -> list[DARTSGenotype]:
-        """Every genotype one change away (op or input of one pair), without repeats."""
-        g = self.parse(arch)
-        me = g.canonical()
-        return [c for c in _dedup_by(self._changes(g), self.dedup_key) if c.canonical() != me]
-
-    def dedup_key(self, arch: DARTSGenotype) -> DARTSGenotype:
-        return arch.canonical()
-
-    def dedup(self, archs: Iterable[DARTSGenotype]) -> list[DARTSGenotype]:
-        """``archs`` without repeats up to the order of the two pairs of a node."""
-        return _dedup_by(archs, self.dedup_key)
+        return dedup_by(archs, self.dedup_key)
 
 
 # =========================================================================== registry
 NB201 = NB201Space()
-DARTS = DARTSSpace()
 SPACES: dict[str, Any] = {"nb201": NB201, "darts": DARTS, "nb101": NB101}
 _ALIASES = {"nasbench201": "nb201", "nas-bench-201": "nb201", "nats-tss": "nb201",
             "nasbench101": "nb101", "nas-bench-101": "nb101"}
 
 
-def get_space(name: str) -> NB201Space | DARTSSpace | NB101Space:
-    """The space object for ``name`` (``'nb201'``, ``'darts'``, ``'nb101'``; case-insensitive)."""
+def get_space(name: str | Any) -> NB201Space | DARTSSpace | NB101Space | Any:
+    """The space object for ``name`` (``'nb201'``, ``'darts'``, ``'nb101'``, case-insensitive,
+    or a space object, returned as is): the one resolver of spaces."""
     if not isinstance(name, str):
-        raise ValueError(f"space name must be a string, got {name!r}")
+        if hasattr(name, "parse") and hasattr(name, "name") and hasattr(name, "sample"):
+            return name
+        raise ValueError(f"expected a space name ({', '.join(SPACES)}) or a space object, "
+                         f"got {name!r}")
     key = _ALIASES.get(name.strip().lower(), name.strip().lower())
     if key not in SPACES:
-        raise ValueError(f"unknown search space {name!r}; valid spaces: {', '.join(SPACES)}")
+        raise ValueError(f"unknown space {name!r}; valid spaces: {', '.join(SPACES)}")
     return SPACES[key]

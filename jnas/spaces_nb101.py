@@ -245,6 +245,22 @@ class NB101Arch:
                     adj[pos[i], pos[j]] = 1.0
         return adj, ops
 
+    @classmethod
+    def from_graph(cls, adj: Any, ops: Any) -> NB101Arch:
+        """Inverse of :meth:`to_graph`: the (pruned) cell of a padded ``(adj, ops)`` graph
+        (all-zero op rows are padding); ``ValueError`` on a graph that is no valid cell."""
+        adj, ops = np.asarray(adj), np.asarray(ops)
+        if adj.ndim != 2 or adj.shape[0] != adj.shape[1] or ops.shape != (
+                adj.shape[0], len(NB101_NODE_TYPES)):
+            raise ValueError(f"an NB101 graph is (adj [n, n], ops [n, "
+                             f"{len(NB101_NODE_TYPES)}]), got {adj.shape} and {ops.shape}")
+        real = [i for i in range(len(ops)) if ops[i].any()]
+        if any(ops[i].sum() != 1 for i in real):
+            raise ValueError("NB101 graph op rows must be one-hot (or all zero for padding)")
+        names = tuple(NB101_NODE_TYPES[int(ops[i].argmax())] for i in real)
+        matrix = [[int(adj[i, j] != 0) for j in real] for i in real]
+        return cls(matrix, names)
+
 
 # --------------------------------------------------------------------------- space
 class NB101Space(ArchParsing):

@@ -71,14 +71,14 @@ def test_cost_formula_matches_every_zc_cell(bench, data_dir):
     zc = json.loads((data_dir / "nb201" / "zc_nasbench201.json").read_text())
     for ds, recs in zc.items():
         for key, rec in recs.items():
-            i = bench.index_of(benchmarks._zc_key_to_string(key))
+            i = bench.index_of(benchmarks.zc_key_to_string(key))
             assert bench.flops_M[ds][i] == pytest.approx(rec["flops"]["score"], rel=1e-9)
             assert bench.params_M[ds][i] == pytest.approx(rec["params"]["score"], rel=1e-9)
             assert bench.val200[ds][i] == rec["val_accuracy"]
 
 
 def test_cached_load_is_fast(bench):
-    benchmarks._LOADED.clear()
+    benchmarks.clear_loaded()
     t0 = time.perf_counter()
     again = benchmarks.load_nb201()
     assert time.perf_counter() - t0 < 1.0
@@ -254,13 +254,14 @@ def test_make_evaluator_names(bench):
 
 def test_search_on_a_subset_table_via_table_space(data_dir):
     from jnas import search
-    from jnas.benchmarks_nb101 import TableSpace
+    from jnas.tables import TableSpace, restrict
     t = benchmarks.load_nb101_json(data_dir / "nb101" / "zc_nasbench101.json")
-    space = TableSpace(t, get_space("nb101"))
-    assert space.name == "nb101" and space.size == 292
     ev = benchmarks.TableEvaluator(t)
+    space = restrict(ev, "nb101")
+    assert isinstance(space, TableSpace) and space.base is get_space("nb101")
+    assert space.name == "nb101" and space.size == 292
     res = search.run_search(search.RegularizedEvolution(space, 0), ev, budget=60)
-    assert res.num_queries == ev.num_queries == 60
+    assert res.to_json()["num_queries"] == ev.num_queries == 60
     assert res.bench["val_accuracy"] == max(h["signal"] for h in res.history)
     a = t.arch_at(0)
     for n in space.neighbours(a):
