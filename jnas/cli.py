@@ -227,7 +227,8 @@ def _check_evaluator(spec: Any, args: argparse.Namespace, ws_over: list[str]
         if args.metric is None:
             raise ValueError("--benchmark FILE.csv needs --metric COLUMN (and optionally "
                              "--report COLUMN)")
-        _refuse({"--protocol": args.protocol}, "to a CSV table (it has its own columns)")
+        _refuse({"--protocol": args.protocol, "--dataset": args.dataset},
+                "to a CSV table (its columns are the numbers)")
         return {"benchmark": bench, "protocol": "table", "metric": args.metric,
                 "report": args.report}
     _refuse({"--metric": args.metric, "--report": args.report},
@@ -254,67 +255,10 @@ def _make_evaluator(plan: _Plan, space: str, seed: int) -> Any:
                                              protocol=plan.protocol,
                                              overrides=list(plan.ws_overrides))
     if plan.benchmark.endswith(".csv"):
-        from jnas import spaces
         return benchmarks.TableEvaluator(benchmarks.load_table(
-            plan.benchmark, space=spaces.get_space(space), metric=plan.metric,
-            report=plan.report))
+            plan.benchmark, space=space, metric=plan.metric, report=plan.report))
     return benchmarks.make_evaluator(plan.benchmark, dataset=plan.dataset,
                                      protocol=plan.protocol)
-
-
-def _jsonish(obj: Any) -> Any:
-    from jnas.report import jsonable
-    return json.loads(json.dumps(obj, default=jsonable))
-
-
-def _differences(here: Any, there: Any, name: str = "") -> list[str]:
-    """``"field: X there, Y here"`` for every leaf where two settings records differ."""
-    if isinstance(here, dict) and isinstance(there, dict):
-        out = []
-        for k in sorted(set(here) | set(there), key=str):
-            out += _differences(here.get(k, "<unset>"), there.get(k, "<unset>"),
-                                f"{name}.{k}" if name else str(k))
-        return out
-    return [] if here == there else [f"{name}: {there!r} there, {here!r} here"]
-
-
-def _existing_run(plan: _Plan, seed_dir: Path, settings: dict[str, Any]) -> str:
-    """``"new"``, ``"resume"`` (a partial run of the same settings) or ``"finished"``;
-    ValueError naming the differing fields when ``seed_dir`` holds a run of other settings."""
-    result = seed_dir / "result.json"
-    saved: dict[str, Any] | None = None
-    state = "new"
-    if result.is_file():
-        try:
-            saved = json.loads(result.read_text())
-        except ValueError as e:
-            raise ValueError(f"{result} is not valid JSON ({e}); delete it or pass --force")
-        state = "finished"
-        if plan.budget is not None:
-            done = int(saved.get("num_queries") or 0)
-            if done < plan.budget and not saved.get("note"):
-                state = "resume"  # a shorter run of the same settings: extended from history
-            elif done > plan.budget:
-                settings = {**settings, "num_queries": plan.budget}
-    elif plan.budget is not None and (seed_dir / "history.jsonl").is_file():
-        with open(seed_dir / "history.jsonl") as f:
-            try:
-                meta = json.loads(f.readline()).get("meta")
-            except (ValueError, AttributeError):
-                meta = None
-        if isinstance(meta, dict):  # compare what the history's header records
-            saved = meta
-            settings = {k: v for k, v in settings.items() if k in meta}
-        state = "resume"
-    if saved is not None:
-        if saved.get("method", settings["method"]) != settings["method"]:
-            settings = {"method": settings["method"]}  # the rest differs as a consequence
-        diffs = _differences(settings, {k: saved.get(k, "<unset>") for k in settings})
-        if diffs:
-            raise ValueError(f"{seed_dir} holds a run with other settings ("
-                             f"{'; '.join(diffs[:4])}{'; ...' if len(diffs) > 4 else ''}); "
-                             "use another --out, or --force to replace it")
-    return state
 
 
 def _run_seed(plan: _Plan, args: argparse.Namespace, seed: int, seed_dir: Path,
@@ -324,11 +268,9 @@ def _run_seed(plan: _Plan, args: argparse.Namespace, seed: int, seed_dir: Path,
     log = None if args.quiet else (lambda m: print(m, flush=True))
     if plan.spec.kind == "sample":
         from jnas import search
-        if hasattr(search, "run_method"):
-            return search.run_method(plan.spec, plan.config, space=args.space,
-                                     evaluator=evaluator, seed=seed, budget=plan.budget,
-                                     out_dir=seed_dir, log=log)
-        return _run_sample_legacy(plan, args, seed, seed_dir, evaluator, log)
+        return search.run_method(plan.spec, plan.config, space=args.space, evaluator=evaluator,
+                                 seed=seed, budget=plan.budget, out_dir=seed_dir, log=log,
+                                 dataset=plan.dataset)
     import inspect
     run = plan.spec.load()
     kw = {"quiet": args.quiet} if "quiet" in inspect.signature(run).parameters else {}
@@ -342,29 +284,6 @@ def _run_seed(plan: _Plan, args: argparse.Namespace, seed: int, seed_dir: Path,
     if result.seed is None:
         result = result.replace(seed=seed)
     return result
-
-
-def _run_sample_legacy(plan: _Plan, args: argparse.Namespace, seed: int, seed_dir: Path,
-                       evaluator: Any, log: Any) -> Any:
-    """The sample-based run until :func:`jnas.search.run_method` exists."""
-    import time
-    from jnas import benchmarks, report, search, spaces
-    from jnas.rng import as_key
-    t0 = time.time()
-    space = spaces.get_space(args.space)
-    if isinstance(evaluator, benchmarks.TableEvaluator):
-        from jnas.benchmarks_nb101 import TableSpace
-        space = TableSpace(evaluator.bench, space)
-    factory = plan.spec.load()
-    res = search.run_search(factory(space, as_key(seed), plan.config), evaluator,
-                            budget=plan.budget, out_dir=seed_dir, method=plan.spec.name,
-                            seed=seed, config=plan.config, log=log,
-                            log_every=max(1, plan.budget // 10))
-    d = res.to_json()
-    d.update({"method": plan.spec.name, "space": args.space, "dataset": plan.dataset,
-              "seed": seed})
-    d.setdefault("wall_s", time.time() - t0)
-    return report.Result.from_json(d)
 
 
 def _enable_cache() -> None:
@@ -402,7 +321,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             text += "\n" + config_help(registry.get_method(args.method))
         print(text)
         return 0
-    from jnas import report
+    from jnas import compare, report
     plan = _plan(args)
     args.out = str(plan.out)
     name, seeds = plan.spec.name, plan.seeds
@@ -411,20 +330,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     for seed in seeds:  # every check before anything is written
         settings: dict[str, Any] = {"method": name, "space": args.space,
                                     "dataset": plan.dataset,
-                                    "config": _jsonish(dataclasses.asdict(plan.config))}
+                                    "config": compare.jsonish(dataclasses.asdict(plan.config))}
         if plan.spec.kind == "sample":
             if seed == seeds[0] or (plan.out / f"seed_{seed}").exists():
                 evaluators[seed] = _make_evaluator(plan, args.space, seed)
-                settings["evaluator"] = _jsonish(evaluators[seed].describe())
+                settings["evaluator"] = compare.jsonish(evaluators[seed].describe())
             else:
                 settings = {}
         states[seed] = "new" if args.force or not settings else \
-            _existing_run(plan, plan.out / f"seed_{seed}", settings)
+            compare.existing_run(plan.out / f"seed_{seed}", settings, plan.budget)
     if plan.budget is not None:
         table = getattr(evaluators[seeds[0]], "bench", None)
         if table is not None and plan.budget > len(table):
             print(f"jnas: note: --budget {plan.budget} is more than the {len(table)} cells of "
-                  f"the {plan.benchmark} table; each run stops after {len(table)} queries",
+                  f"the {Path(plan.benchmark).name} table; each run stops after {len(table)} "
+                  "queries",
                   file=sys.stderr, flush=True)
     _enable_cache()
     done = []
@@ -450,7 +370,6 @@ def cmd_search(args: argparse.Namespace) -> int:
         done.append(record)
         print(_summary_line(name, seed, record, path), flush=True)
     if len(seeds) > 1 and plan.spec.kind == "sample":
-        from jnas import compare
         budgets = sorted({b for b in (10, 50, 100, 200, 500) if b < plan.budget}
                          | {plan.budget})
         group = compare.Group(str(plan.out), tuple(done), "sample",

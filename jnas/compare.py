@@ -1,4 +1,6 @@
-"""``jnas compare``: tables and best-so-far plots of several result folders.
+"""Comparing runs: result folders against each other (``jnas compare``: tables and best-so-far
+plots), and a result folder against the settings of a new run (``jnas search``: finished,
+resumable, or a run of other settings, naming the fields that differ).
 
 Each folder holds the ``seed_*/result.json`` records of one method (as ``jnas search`` writes
 them). Runs are only comparable on one benchmark, dataset and protocol, so folders that differ
@@ -11,6 +13,7 @@ plotted against queries; one-shot runs (DARTS, SNAS, ...) are summarised and plo
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -20,7 +23,8 @@ import numpy as np
 from jnas import report
 
 __all__ = ["Group", "run_kind", "setting_of", "load_groups", "check_settings", "panels",
-           "format_group", "epoch_curve", "plot_groups", "compare"]
+           "format_group", "epoch_curve", "plot_groups", "compare", "jsonish", "differences",
+           "existing_run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,3 +221,73 @@ def compare(dirs: Sequence[str | Path], budgets: Sequence[int] = (50, 100, 200, 
     if plot is not None:
         parts.append(f"plot -> {plot_groups(groups, plot)}")
     return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- one folder
+def jsonish(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON (tuples become lists, arrays lists, ...)."""
+    return json.loads(json.dumps(obj, default=report.jsonable))
+
+
+def differences(here: Any, there: Any, name: str = "") -> list[str]:
+    """``"field: X there, Y here"`` for every leaf where two settings records differ
+    (nested fields dotted: ``config.population``)."""
+    if isinstance(here, dict) and isinstance(there, dict):
+        out = []
+        for k in sorted(set(here) | set(there), key=str):
+            out += differences(here.get(k, "<unset>"), there.get(k, "<unset>"),
+                               f"{name}.{k}" if name else str(k))
+        return out
+    return [] if here == there else [f"{name}: {there!r} there, {here!r} here"]
+
+
+def _saved_settings(seed_dir: Path, budget: int | None) -> tuple[str, dict[str, Any] | None]:
+    result = seed_dir / "result.json"
+    if result.is_file():
+        try:
+            saved = json.loads(result.read_text())
+        except ValueError as e:
+            raise ValueError(f"{result} is not valid JSON ({e}); delete it or pass "
+                             "--force") from None
+        done = int(saved.get("num_queries") or 0)
+        if budget is not None and done < budget and not saved.get("note"):
+            return "resume", saved  # a shorter run of the same settings: extended
+        return "finished", saved
+    history = seed_dir / "history.jsonl"
+    if budget is not None and history.is_file():
+        with open(history) as f:
+            try:
+                meta = json.loads(f.readline()).get("meta")
+            except (ValueError, AttributeError):
+                meta = None
+        return "resume", meta if isinstance(meta, dict) else None
+    return "new", None
+
+
+def existing_run(seed_dir: str | Path, settings: dict[str, Any],
+                 budget: int | None = None) -> str:
+    """What ``seed_dir`` holds for a run of ``settings`` (``method``, ``space``, ``dataset``,
+    ``config``, ``evaluator`` as in ``result.json``; ``budget`` queries for sample-based
+    runs): ``"new"`` (nothing), ``"resume"`` (a partial or shorter run of the same settings)
+    or ``"finished"``.
+
+    Raises:
+      ValueError: the folder holds a run of other settings; the message names the fields
+        that differ (a partial run is checked against its ``history.jsonl`` header).
+    """
+    seed_dir = Path(seed_dir)
+    state, saved = _saved_settings(seed_dir, budget)
+    if saved is None:
+        return state
+    if state == "resume" and "num_queries" not in saved:  # a history header: its fields only
+        settings = {k: v for k, v in settings.items() if k in saved}
+    elif budget is not None and int(saved.get("num_queries") or 0) > budget:
+        settings = {**settings, "num_queries": budget}
+    if saved.get("method", settings.get("method")) != settings.get("method"):
+        settings = {"method": settings.get("method")}  # the rest differs as a consequence
+    diffs = differences(settings, {k: saved.get(k, "<unset>") for k in settings})
+    if diffs:
+        raise ValueError(f"{seed_dir} holds a run with other settings ("
+                         f"{'; '.join(diffs[:4])}{'; ...' if len(diffs) > 4 else ''}); use "
+                         "another --out, or --force to replace it")
+    return state

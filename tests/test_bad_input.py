@@ -70,6 +70,8 @@ BAD = [
     (["search", "renas", "--space", "darts"], ["supports spaces nb201, nb101"]),
     (["search", "nosuch"], ["valid methods"]),
     (["search", "rea", "--dataset", "mnist"], ["mnist", "--dataset"]),
+    (["search", "rs", "--space", "nb101", "--dataset", "cifar100"], ["CIFAR-10 only"]),
+    (["search", "darts", *TINY, "--dataset", "cifar100"], ["cifar10", "cifar100"]),
     (["compare", "nope"], ["not found"]),
     (["compare", ".", "--budgets", "5,x"], ["--budgets"]),
 ]
@@ -95,6 +97,9 @@ def test_csv_protocol_and_missing_metric_are_refused(cwd, capsys, tmp_path):
     assert main(["search", "rs", "--benchmark", str(csv), "--metric", "val_acc",
                  "--protocol", "200epoch"]) == 2
     assert "--protocol" in _one_error(capsys)
+    assert main(["search", "rs", "--benchmark", str(csv), "--metric", "val_acc",
+                 "--dataset", "cifar100"]) == 2
+    assert "--dataset" in _one_error(capsys)
     assert main(["search", "rs", "--benchmark", str(csv)]) == 2
     assert "--metric" in _one_error(capsys)
     assert _files(cwd) == []

@@ -112,3 +112,19 @@ def test_public_api_names_resolve():
         assert getattr(jnas, name) is not None
     with pytest.raises(AttributeError):
         jnas.not_a_thing  # noqa: B018
+
+
+def test_csv_benchmark_search_stays_in_the_table(data_dir, tmp_path, capsys):
+    from jnas import benchmarks
+    bench = benchmarks.load_nb201()
+    rows = [(bench.arch_at(i).to_string(), i, 100 - i) for i in range(0, 400, 20)]
+    csv = tmp_path / "t.csv"
+    csv.write_text("arch,val_acc,test_acc\n" + "".join(f"{a},{v},{t}\n" for a, v, t in rows))
+    assert main(["search", "rea", "--benchmark", str(csv), "--metric", "val_acc", "--report",
+                 "test_acc", "--budget", "30", "--quiet", "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "more than the 20 cells" in err
+    r = json.loads((tmp_path / "r" / "seed_0" / "result.json").read_text())
+    assert r["num_queries"] == 20 and r["best_arch"] == rows[-1][0]
+    assert {h["arch"] for h in r["history"]} <= {a for a, _, _ in rows}
+    assert r["dataset"] == "cifar10" and r["space"] == "nb201"
