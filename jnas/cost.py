@@ -27,7 +27,7 @@ import numpy as np
 from jnas.spaces import DARTS_OPS, NB201_EDGES, NB201_OPS, get_space
 
 __all__ = ["count_params", "count_flops", "arch_cost", "op_costs", "cell_costs",
-           "nb201_reference_cost"]
+           "nb201_reference_cost", "conv_edge_cost_nb201", "conv_node_costs_nb101"]
 
 
 def _space_name(space: Any) -> str:
@@ -349,3 +349,37 @@ def cell_costs(space: Any, arch: Any, C: int | None = None, N: int = 5,
 def count_flops(space: Any, arch: Any, **kw: Any) -> float:
     """FLOPs (M multiply-adds) of the discrete network; see :func:`arch_cost`."""
     return arch_cost(space, arch, **kw)["flops_M"]
+
+
+# ----------------------------------------------------------------------------- conv-only
+# The ReNAS feature-tensor convention (Xu et al., CVPR 2021): FLOPs are the multiply-adds of
+# the convolutions only, params the conv + BN weights; pooling, skip and 'none' cost 0.
+def conv_edge_cost_nb201(op: str, c: int, hw: int) -> tuple[float, float]:
+    """(FLOPs, params) of one NB201 edge op at ``c`` channels on ``hw x hw`` pixels, conv-only
+    convention (ReLU-Conv-BN; pools, skip and 'none' free)."""
+    k = {"nor_conv_3x3": 3, "nor_conv_1x1": 1}.get(op, 0)
+    if not k:
+        return 0.0, 0.0
+    return float(c * c * k * k * hw * hw), float(c * c * k * k + 2 * c)
+
+
+def conv_node_costs_nb101(matrix: np.ndarray, ops: Any, in_ch: int, out_ch: int,
+                          hw: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-vertex (FLOPs, params) of one NB101 cell, conv-only convention: the 1x1
+    projection of the cell input a vertex receives plus the vertex's own conv (channels by
+    the rule of the official ``nasbench`` code)."""
+    from jnas.cells_nb101 import nb101_vertex_channels
+    n = matrix.shape[0]
+    ch = nb101_vertex_channels(in_ch, out_ch, matrix)
+    flops, params = np.zeros(n), np.zeros(n)
+    area = hw * hw
+    for v in range(1, n):
+        c = ch[v]
+        if matrix[0, v]:  # 1x1 conv-bn-relu projection of the cell input
+            flops[v] += in_ch * c * area
+            params[v] += in_ch * c + 2 * c
+        k = {"conv3x3-bn-relu": 3, "conv1x1-bn-relu": 1}.get(ops[v], 0)
+        if k:
+            flops[v] += c * c * k * k * area
+            params[v] += c * c * k * k + 2 * c
+    return flops, params
