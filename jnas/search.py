@@ -2,8 +2,11 @@
 
 Every sample-based method (random search, regularised evolution, BONAS, GA-NAS, ReNAS-guided
 search) is a :class:`Searcher`: ``ask(n)`` proposes architectures, ``tell(archs, scores)``
-gives it their *search signals* (higher is better). :func:`run_search` drives a searcher
-against an evaluator (:mod:`jnas.benchmarks`) for a query budget and records
+gives it their *search signals* (higher is better). An :class:`Evaluator` answers
+``evaluate(archs)`` with a :class:`Query` (signal, reported value, cost) or a bare signal per
+arch; a plain function ``archs -> scores`` works too (:func:`as_evaluator`). :func:`run_search`
+drives a searcher against an evaluator for a query budget and returns a
+:class:`jnas.report.Result` recording
 
 * the **history**: every proposal in order (arch string, signal, reported score, whether it
   was a new query, cumulative simulated cost), saved as JSON lines while the run goes;
@@ -31,21 +34,39 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import math
-import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 
-import numpy as np
+from jnas.config import apply_overrides, check_positive, check_range, split_overrides
+from jnas.report import Result, jsonable, write_json
+from jnas.rng import as_key, np_rng
+from jnas.search_history import History, append_rows, arch_key, arch_str, open_history, replay
+from jnas.spaces import get_space
 
-from jnas.registry import register
-from jnas.rng import np_rng
+__all__ = ["Query", "Evaluator", "Searcher", "as_evaluator", "run_search", "run_method",
+           "run_seeds", "RandomSearch", "RandomSearchConfig", "RegularizedEvolution",
+           "REAConfig", "make_rs", "make_rea", "summarise"]
 
-__all__ = ["Searcher", "SearchResult", "run_search", "run_seeds", "RandomSearch",
-           "RandomSearchConfig", "RegularizedEvolution", "REAConfig", "summarise"]
+REPORTED_NOTE = ("'reported' is the benchmark number of the best-by-signal cell so far, so it "
+                 "can fall while the signal rises")
 
-_SPACES = ("nb201", "darts", "nb101")
+
+class Query(NamedTuple):
+    """The outcome of evaluating one architecture."""
+    signal: float    # what the searcher is told (higher is better)
+    reported: float  # the number a result reports for it (e.g. a benchmark's test accuracy)
+    cost_s: float    # (simulated) seconds the evaluation cost
+
+
+class Evaluator(Protocol):
+    """Answers queries. ``evaluate`` is the only required method; a float answer is a signal
+    (reported = signal, cost 0). Optional: ``report(arch) -> dict`` (the numbers a result
+    records for its best cell), ``describe() -> dict``, ``dataset``, ``space``."""
+
+    def evaluate(self, archs: Sequence[Any]) -> Sequence[Query | float]:
+        """One answer per architecture."""
+        ...
 
 
 class Searcher(Protocol):
@@ -60,106 +81,115 @@ class Searcher(Protocol):
         ...
 
 
-def _arch_str(arch: Any) -> str:
-    return arch if isinstance(arch, str) else arch.to_string()
+class _QueryEvaluator:
+    """Any evaluator seen through one interface: ``evaluate(archs) -> list[Query]``,
+    ``report``, ``describe``, ``dataset``, ``space``, ``compile_s``.
 
+    A float answer becomes ``Query(s, reported, cost)`` where ``reported`` is the evaluator's
+    ``reported_score(arch)`` if it has one (the table evaluators) else the signal, and
+    ``cost`` the growth of its ``simulated_cost_s`` counter shared by the batch (else 0)."""
 
-def _arch_key(arch: Any) -> str:
-    """Identity used for duplicate detection (NB101: isomorphism-invariant hash)."""
-    if hasattr(arch, "spec_hash"):
-        return arch.spec_hash()
-    return _arch_str(arch)
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+        fn = obj.evaluate if hasattr(obj, "evaluate") else obj
+        if not callable(fn):
+            raise ValueError(f"an evaluator is a function archs -> scores or an object with "
+                             f"evaluate(archs); got {type(obj).__name__}")
+        self._fn = fn
+        self._reported = getattr(obj, "reported_score", None)
+        self._counts_cost = hasattr(obj, "simulated_cost_s")
+        self._report = getattr(obj, "report", None)
+        self._describe = getattr(obj, "describe", None)
+        self.dataset = getattr(obj, "dataset", None)
+        self.space = getattr(obj, "space", "?")
 
+    @property
+    def compile_s(self) -> float:
+        """Seconds the wrapped evaluator spent compiling (0 when it does not say)."""
+        return float(getattr(self.obj, "compile_s", 0.0))
 
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if hasattr(o, "to_string"):
-        return o.to_string()
-    if dataclasses.is_dataclass(o) and not isinstance(o, type):
-        return dataclasses.asdict(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    def _cost(self) -> float:
+        return float(self.obj.simulated_cost_s) if self._counts_cost else 0.0
 
-
-@dataclasses.dataclass
-class SearchResult:
-    """Outcome of :func:`run_search` (``to_json()`` gives the CLI result record)."""
-    method: str
-    space: str
-    dataset: str | None
-    seed: int | None
-    best_arch: str | None
-    best_signal: float
-    bench: dict[str, Any]
-    trajectory: list[list[float]]
-    trajectory_sim_s: list[list[float]]
-    history: list[dict[str, Any]]
-    num_queries: int
-    simulated_cost_s: float
-    wall_s: float
-    compile_s: float
-    search_overhead_s: float
-    evaluator: dict[str, Any]
-    config: dict[str, Any]
-    resumed_queries: int = 0
-    note: str = ""
-
-    def best_at(self, budget: int) -> float:
-        """Reported score of the best-by-signal arch within the first ``budget`` queries."""
-        best = math.nan
-        for q, v in self.trajectory:
-            if q > budget:
-                break
-            best = v
-        return best
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict with the CLI contract fields (method, space, dataset, seed,
-        best_arch, trajectory, bench, wall_s, compile_s, config) and the rest."""
-        d = dataclasses.asdict(self)
-        d["search_overhead_s_per_query"] = (self.search_overhead_s / self.num_queries
-                                            if self.num_queries else None)
-        return json.loads(json.dumps(d, default=_jsonable))
-
-
-def _load_history(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    meta, rows = None, []
-    with open(path) as f:
-        for n, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
+    def evaluate(self, archs: Sequence[Any]) -> list[Query]:
+        """One :class:`Query` per arch."""
+        cost0 = self._cost()
+        answers = list(self._fn(archs))
+        if len(answers) != len(archs):
+            raise ValueError(f"the evaluator returned {len(answers)} scores for {len(archs)} "
+                             "architectures; return one per architecture")
+        per = (self._cost() - cost0) / len(archs)
+        out = []
+        for a, q in zip(archs, answers):
+            if isinstance(q, Query):
+                out.append(Query(float(q.signal), float(q.reported), float(q.cost_s)))
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                # A run killed mid-write leaves at most a torn last line: ignore only that one.
-                rest = f.read().strip()
-                if rest:
-                    raise ValueError(f"{path}:{n}: corrupt history line; fix or delete the "
-                                     "file") from None
-                break
-            if "meta" in obj and n == 1:
-                meta = obj["meta"]
-            else:
-                rows.append(obj)
-    return meta, rows
+            rep = self._reported(a) if self._reported is not None else q
+            out.append(Query(float(q), float(rep), per))
+        return out
+
+    def report(self, arch: Any) -> dict[str, Any]:
+        """The evaluator's numbers for ``arch`` ({} when it has none)."""
+        return self._report(arch) if self._report is not None else {}
+
+    def describe(self) -> dict[str, Any]:
+        """What the evaluator measures ({} when it does not say)."""
+        return self._describe() if self._describe is not None else {}
+
+
+def as_evaluator(obj: Any) -> _QueryEvaluator:
+    """``obj`` as an evaluator returning :class:`Query` values: a plain callable
+    ``archs -> scores`` or an object with ``evaluate(archs)`` (floats or Query)."""
+    return obj if isinstance(obj, _QueryEvaluator) else _QueryEvaluator(obj)
+
+
+def _evaluate(evaluator: _QueryEvaluator, fresh: list[Any]
+              ) -> tuple[dict[str, tuple[float, float]], dict[str, float], float]:
+    """Queries ``fresh``: ``({key: (signal, reported)}, {key: cost_s}, seconds)``."""
+    if not fresh:
+        return {}, {}, 0.0
+    t0 = time.perf_counter()
+    answers = evaluator.evaluate(fresh)
+    vals = {arch_key(a): (q.signal, q.reported) for a, q in zip(fresh, answers)}
+    costs = {arch_key(a): q.cost_s for a, q in zip(fresh, answers)}
+    return vals, costs, time.perf_counter() - t0
+
+
+def _record_batch(archs: list[Any], vals: dict, costs: dict, hist: History, dup_run: int
+                  ) -> tuple[list[dict[str, Any]], list[float], int]:
+    """Records a batch (new queries and duplicates); returns (rows, signals, duplicate
+    proposals in a row so far)."""
+    rows, scores = [], []
+    for a in archs:
+        k = arch_key(a)
+        new = k in vals and k not in hist.cache
+        if new:
+            hist.sim_cost += costs[k]
+            hist.cache[k] = vals[k]
+        dup_run = 0 if new else dup_run + 1
+        rows.append(hist.record(a, *hist.cache[k], new=new))
+        scores.append(hist.cache[k][0])
+    return rows, scores, dup_run
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    cfg = (dataclasses.asdict(config) if dataclasses.is_dataclass(config)
+           else dict(config or {}))
+    return json.loads(json.dumps(cfg, default=jsonable))
 
 
 def run_search(searcher: Any, evaluator: Any, budget: int, batch_size: int = 1, *,
                out_dir: str | Path | None = None, method: str | None = None,
                seed: int | None = None, config: Any = None,
                max_duplicates: int | None = None,
-               log: Callable[[str], None] | None = None, log_every: int = 0) -> SearchResult:
+               log: Callable[[str], None] | None = None, log_every: int = 0) -> Result:
     """Runs ``searcher`` against ``evaluator`` until ``budget`` distinct architectures are
     queried.
 
     Args:
       searcher: a :class:`Searcher`.
-      evaluator: has ``evaluate(archs) -> list[float]`` (signals), ``report(arch) -> dict``,
-        optionally ``reported_score(arch)``, ``simulated_cost_s``, ``describe()``,
-        ``dataset``, ``space``.
+      evaluator: an :class:`Evaluator` or a plain function ``archs -> scores``
+        (see :func:`as_evaluator`).
       budget: number of distinct queries.
       batch_size: architectures asked per round (the last round is cut to the budget).
       out_dir: folder for ``history.jsonl`` (saved as the run goes; an existing history of
@@ -171,153 +201,73 @@ def run_search(searcher: Any, evaluator: Any, budget: int, batch_size: int = 1, 
       log, log_every: progress callback every ``log_every`` queries.
 
     Returns:
-      A :class:`SearchResult`.
+      A :class:`jnas.report.Result`; ``extra`` holds ``best_signal``, ``trajectory_sim_s``,
+      ``num_queries``, ``simulated_cost_s``, ``search_overhead_s`` (and per query),
+      ``evaluator``, ``resumed_queries`` and ``note``.
     """
     if budget < 1:
         raise ValueError(f"budget must be >= 1 query, got {budget}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ev = as_evaluator(evaluator)
     method = method or getattr(searcher, "name", type(searcher).__name__)
-    config = config if config is not None else getattr(searcher, "config", None)
-    cfg = (dataclasses.asdict(config) if dataclasses.is_dataclass(config)
-           else dict(config or {}))
-    cfg = json.loads(json.dumps(cfg, default=_jsonable))
-    describe = evaluator.describe() if hasattr(evaluator, "describe") else {}
-    space = getattr(getattr(searcher, "space", None), "name", None) or \
-        getattr(evaluator, "space", "?")
-    dataset = getattr(evaluator, "dataset", None)
+    cfg = _config_dict(config if config is not None else getattr(searcher, "config", None))
+    describe = ev.describe()
     max_dup = max_duplicates if max_duplicates is not None else max(1000, 20 * budget)
-    reported = getattr(evaluator, "reported_score", None) or \
-        (lambda a: float(evaluator.report(a)["reported"]))
     meta = {"method": method, "seed": seed, "config": cfg, "evaluator": describe,
             "batch_size": batch_size}
-
-    hist_path = None
-    saved: list[dict[str, Any]] = []
-    if out_dir is not None:
-        hist_path = Path(out_dir) / "history.jsonl"
-        hist_path.parent.mkdir(parents=True, exist_ok=True)
-        if hist_path.is_file():
-            old_meta, saved = _load_history(hist_path)
-            if old_meta is not None and old_meta != meta:
-                raise ValueError(
-                    f"{hist_path} was written by a run with different settings "
-                    f"({old_meta}) than this one ({meta}); use another --out folder or "
-                    "delete the old one")
-            # Rewrite cleanly (drops a torn last line) before appending.
-            tmp = hist_path.with_suffix(".jsonl.tmp")
-            with open(tmp, "w") as f:
-                f.write(json.dumps({"meta": meta}) + "\n")
-                for r in saved:
-                    f.write(json.dumps(r) + "\n")
-            os.replace(tmp, hist_path)
-        else:
-            hist_path.write_text(json.dumps({"meta": meta}) + "\n")
-
+    hist_path, saved = open_history(out_dir, meta)
     t_start = time.perf_counter()
-    eval_s = 0.0
-    cache: dict[str, tuple[float, float]] = {}  # key -> (signal, reported)
-    history: list[dict[str, Any]] = []
-    trajectory: list[list[float]] = []
-    traj_sim: list[list[float]] = []
-    best_sig, best_rep, best_arch, best_obj = -math.inf, math.nan, None, None
-    n_queries, sim_cost, dup_run = 0, 0.0, 0
-    note = ""
-    replay = collections.deque(saved)
-    resumed = sum(1 for r in saved if r.get("new"))
-
-    def record(arch: Any, sig: float, rep: float, new: bool) -> dict[str, Any]:
-        nonlocal best_sig, best_rep, best_arch, best_obj, n_queries, sim_cost
-        row = {"arch": _arch_str(arch), "signal": float(sig), "reported": float(rep),
-               "new": bool(new)}
-        if new:
-            n_queries += 1
-            if sig > best_sig:
-                best_sig, best_rep, best_arch = float(sig), float(rep), _arch_str(arch)
-                best_obj = arch
-            trajectory.append([n_queries, best_rep])
-            traj_sim.append([sim_cost, best_rep])
-            row["query"] = n_queries
-        row["sim_s"] = sim_cost
-        history.append(row)
-        return row
-
-    while n_queries < budget:
-        n = min(batch_size, budget - n_queries)
-        archs = list(searcher.ask(n))
+    hist, eval_s, dup_run, note, logged = History(), 0.0, 0, "", False
+    saved_rows = collections.deque(saved)
+    while hist.num_queries < budget:
+        archs = list(searcher.ask(min(batch_size, budget - hist.num_queries)))
         if not archs:
             note = "searcher proposed nothing; run ended early"
             break
-        if replay:
-            # Resume: tell the searcher the saved outcome of its (re-generated) proposals.
-            rows = [replay.popleft() for _ in range(min(len(archs), len(replay)))]
-            if len(rows) == len(archs):
-                if [r["arch"] for r in rows] != [_arch_str(a) for a in archs]:
-                    note = ("resumed history differs from the searcher's re-generated "
-                            "proposals (nondeterministic searcher); the saved outcomes were "
-                            "told instead")
-                    space_obj = getattr(searcher, "space", None)
-                    archs = [space_obj.parse(r["arch"]) if space_obj is not None else r["arch"]
-                             for r in rows]
-                for a, r in zip(archs, rows):
-                    if r["new"]:
-                        sim_cost = float(r["sim_s"])
-                    record(a, r["signal"], r["reported"], r["new"])
-                    cache[_arch_key(a)] = (r["signal"], r["reported"])
-                searcher.tell(archs, [r["signal"] for r in rows])
+        if saved_rows:
+            done, replay_note = replay(searcher, archs, saved_rows, hist)
+            note = replay_note or note
+            if done:
                 continue
-            replay.clear()  # a partial batch at the end: re-query it normally
-        keys = [_arch_key(a) for a in archs]
-        fresh, seen_here = [], set()
-        for a, k in zip(archs, keys):
-            if k not in cache and k not in seen_here:
-                fresh.append(a)
-                seen_here.add(k)
-        if fresh:
-            t0 = time.perf_counter()
-            cost0 = float(getattr(evaluator, "simulated_cost_s", 0.0))
-            sigs = evaluator.evaluate(fresh)
-            reps = [reported(a) for a in fresh]
-            eval_s += time.perf_counter() - t0
-            dcost = float(getattr(evaluator, "simulated_cost_s", 0.0)) - cost0
-            per = dcost / len(fresh)
-            fresh_vals = {_arch_key(a): (float(s), float(r)) for a, s, r in
-                          zip(fresh, sigs, reps)}
-        else:
-            fresh_vals, per = {}, 0.0
-        scores, new_rows = [], []
-        for a, k in zip(archs, keys):
-            if k in fresh_vals and k not in cache:
-                sim_cost += per
-                cache[k] = fresh_vals[k]
-                new_rows.append(record(a, *cache[k], new=True))
-                dup_run = 0
-            else:
-                new_rows.append(record(a, *cache[k], new=False))
-                dup_run += 1
-            scores.append(cache[k][0])
+        fresh = hist.unseen(archs)
+        vals, costs, dt = _evaluate(ev, fresh)
+        eval_s += dt
+        rows, scores, dup_run = _record_batch(archs, vals, costs, hist, dup_run)
         searcher.tell(archs, scores)
-        if hist_path is not None:
-            with open(hist_path, "a") as f:
-                for r in new_rows:
-                    f.write(json.dumps(r) + "\n")
-        if log is not None and log_every and fresh and n_queries % log_every < len(fresh):
-            log(f"[{method}] {n_queries}/{budget} queries, best signal {best_sig:.2f}, "
-                f"reported {best_rep:.2f}")
+        append_rows(hist_path, rows)
+        if log is not None and log_every and fresh and hist.num_queries % log_every < len(fresh):
+            log(f"[{method}] {hist.num_queries}/{budget} queries, best signal "
+                f"{hist.best_signal:.2f}, reported {hist.best_reported:.2f}"
+                + ("" if logged else f" ({REPORTED_NOTE})"))
+            logged = True
         if dup_run >= max_dup:
             note = (f"stopped after {max_dup} duplicate proposals in a row "
-                    f"({n_queries} distinct queries)")
+                    f"({hist.num_queries} distinct queries)")
             break
+    return _result(searcher, ev, hist, method=method, seed=seed, config=cfg, describe=describe,
+                   wall=time.perf_counter() - t_start, eval_s=eval_s,
+                   resumed=sum(1 for r in saved if r.get("new")), note=note)
 
-    wall = time.perf_counter() - t_start
-    bench = evaluator.report(best_obj) if best_obj is not None else {}
-    return SearchResult(
-        method=method, space=str(space), dataset=dataset, seed=seed, best_arch=best_arch,
-        best_signal=best_sig, bench=bench, trajectory=trajectory, trajectory_sim_s=traj_sim,
-        history=history, num_queries=n_queries, simulated_cost_s=sim_cost, wall_s=wall,
-        compile_s=float(getattr(searcher, "compile_s", 0.0)),
-        search_overhead_s=max(wall - eval_s, 0.0), evaluator=describe, config=cfg,
-        resumed_queries=resumed, note=note)
+
+def _result(searcher: Any, ev: _QueryEvaluator, hist: History, *, method: str, seed: Any,
+            config: dict, describe: dict, wall: float, eval_s: float, resumed: int,
+            note: str) -> Result:
+    """The :class:`Result` of a finished run."""
+    space = getattr(getattr(searcher, "space", None), "name", None) or ev.space
+    overhead = max(wall - eval_s, 0.0)
+    extra = {"best_signal": hist.best_signal, "trajectory_sim_s": hist.trajectory_sim_s,
+             "num_queries": hist.num_queries, "simulated_cost_s": hist.sim_cost,
+             "search_overhead_s": overhead, "evaluator": describe,
+             "resumed_queries": resumed, "note": note,
+             "search_overhead_s_per_query": (overhead / hist.num_queries
+                                             if hist.num_queries else None)}
+    bench = ev.report(hist.best_arch) if hist.best_arch is not None else {}
+    return Result(method=method, space=str(space), dataset=ev.dataset, seed=seed,
+                  best_arch=arch_str(hist.best_arch) if hist.best_arch is not None else None,
+                  bench=bench, trajectory=hist.trajectory, history=hist.rows, wall_s=wall,
+                  compile_s=float(getattr(searcher, "compile_s", 0.0)) + ev.compile_s,
+                  config=config, extra=extra)
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -330,20 +280,22 @@ class RandomSearchConfig:
 class REAConfig:
     """Regularised evolution (Real et al., 2019) with the NB201 reference settings.
 
-    Attributes:
-      population: size of the aging population (NB201: 10).
-      sample: tournament size (NB201: 3), drawn without replacement.
     """
-    population: int = 10
-    sample: int = 3
+    population: int = 10  # size of the aging population (NB201: 10)
+    sample: int = 3       # tournament size, drawn without replacement (NB201: 3)
+
+    def __post_init__(self) -> None:
+        check_positive(self, "population", "sample")
+        check_range(self, "sample", 1, self.population)
 
 
 class RandomSearch:
-    """Uniform random sampling from the space (Li & Talwalkar, 2019 baseline)."""
+    """Uniform random sampling from the space (Li & Talwalkar, 2019 baseline); ``space`` is
+    a name or a space object."""
     name = "rs"
 
     def __init__(self, space: Any, key: Any, config: RandomSearchConfig | None = None) -> None:
-        self.space, self.config = space, config or RandomSearchConfig()
+        self.space, self.config = _space(space), config or RandomSearchConfig()
         self._rng = np_rng(key)
 
     def ask(self, n: int) -> list[Any]:
@@ -365,10 +317,7 @@ class RegularizedEvolution:
     name = "rea"
 
     def __init__(self, space: Any, key: Any, config: REAConfig | None = None) -> None:
-        self.space, self.config = space, config or REAConfig()
-        if self.config.population < 1 or not 1 <= self.config.sample <= self.config.population:
-            raise ValueError(f"REA needs population >= 1 and 1 <= sample <= population, got "
-                             f"{self.config}")
+        self.space, self.config = _space(space), config or REAConfig()
         self._rng = np_rng(key)
         self.population: collections.deque = collections.deque()
         self._asked = 0
@@ -398,16 +347,47 @@ class RegularizedEvolution:
                 self.population.popleft()
 
 
-@register("rs", kind="sample", config_cls=RandomSearchConfig, spaces=_SPACES,
-          doc="random search (uniform sampling)")
-def _make_rs(space: Any, key: Any, config: RandomSearchConfig | None = None) -> RandomSearch:
+def make_rs(space: Any, key: Any, config: RandomSearchConfig | None = None) -> RandomSearch:
+    """Method factory (``jnas.registry``): ``RandomSearch(space, key, config)``."""
     return RandomSearch(space, key, config)
 
 
-@register("rea", kind="sample", config_cls=REAConfig, spaces=_SPACES,
-          doc="regularised evolution (population 10, sample 3)")
-def _make_rea(space: Any, key: Any, config: REAConfig | None = None) -> RegularizedEvolution:
+def make_rea(space: Any, key: Any, config: REAConfig | None = None) -> RegularizedEvolution:
+    """Method factory (``jnas.registry``): ``RegularizedEvolution(space, key, config)``."""
     return RegularizedEvolution(space, key, config)
+
+
+def _space(space: Any) -> Any:
+    return get_space(space) if isinstance(space, str) else space
+
+
+# ----------------------------------------------------------------------------- entry points
+def run_method(name_or_spec: Any, config: Any, *, space: Any, evaluator: Any, seed: int,
+               budget: int, out_dir: str | Path | None = None,
+               log: Callable[[str], None] | None = None, batch_size: int = 1,
+               dataset: str | None = None) -> Result:
+    """One seed of a sample-based method: the library entry of ``jnas search`` and
+    :func:`run_seeds`.
+
+    The searcher is built by the method's factory on ``space`` (name or object), restricted
+    to the rows of the evaluator's table when the table covers part of the space
+    (:func:`jnas.tables.restrict`), with key ``seed``; it runs :func:`run_search` for
+    ``budget`` queries (history in ``out_dir``, resumable), logging ten progress lines.
+    ``dataset`` defaults to the evaluator's. Returns the :class:`jnas.report.Result`.
+    """
+    from jnas import registry, tables
+    spec = registry.get_method(name_or_spec)
+    if spec.kind != "sample":
+        raise ValueError(f"run_method runs sample-based methods; {spec.name!r} is "
+                         f"{spec.kind!r} (use its run function)")
+    if config is None:
+        config = spec.default_config()
+    searcher = spec.load()(tables.restrict(evaluator, space), as_key(int(seed)), config)
+    res = run_search(searcher, evaluator, budget, batch_size, out_dir=out_dir,
+                     method=spec.name, seed=int(seed), config=config, log=log,
+                     log_every=max(1, budget // 10) if log is not None else 0)
+    name = space if isinstance(space, str) else space.name
+    return res.replace(space=name, dataset=dataset if dataset is not None else res.dataset)
 
 
 # ----------------------------------------------------------------------------- multi-seed
@@ -416,34 +396,40 @@ def run_seeds(method: str, seeds: Iterable[int], budget: int, *, space: str = "n
               config: Any = None, overrides: Sequence[str] | None = None,
               out_dir: str | Path | None = None, batch_size: int = 1,
               evaluator_factory: Callable[[int], Any] | None = None) -> list[dict[str, Any]]:
-    """Runs a registered sample-based method for several seeds; returns the result dicts.
+    """Runs a sample-based method for several seeds (:func:`run_method`); returns the result
+    dicts.
 
-    Each seed gets a fresh evaluator (``evaluator_factory(seed)`` or
-    ``benchmarks.make_evaluator(benchmark, dataset, protocol)``) and, with ``out_dir``, its
-    own ``out_dir/seed_<S>/`` holding ``history.jsonl`` (resumable) and ``result.json``.
+    Each seed gets a fresh evaluator (``evaluator_factory(seed)``, or the weight-sharing
+    evaluator when ``benchmark='weight-sharing'`` (configured by ``ws.KEY=VALUE``
+    overrides), or ``benchmarks.make_evaluator(benchmark, dataset, protocol)``) and, with
+    ``out_dir``, its own ``out_dir/seed_<S>/`` holding ``history.jsonl`` (resumable) and
+    ``result.json``.
     """
-    from jnas import benchmarks, registry, spaces
-    from jnas.config import apply_overrides
-    from jnas.rng import as_key
+    from jnas import benchmarks, registry
     spec = registry.get_method(method)
-    if spec.kind != "sample":
-        raise ValueError(f"run_seeds runs sample-based methods; {method!r} is {spec.kind!r}")
-    sp = spaces.get_space(space)
-    cfg = apply_overrides(config if config is not None else spec.config_cls(), overrides)
+    main_over, ws_over = split_overrides(overrides)
+    cfg = apply_overrides(config if config is not None else spec.config_cls(), main_over)
+
+    def evaluator(seed: int) -> Any:
+        if evaluator_factory is not None:
+            return evaluator_factory(seed)
+        if benchmark == "weight-sharing":
+            from jnas import weight_sharing
+            return weight_sharing.make_evaluator("weight-sharing", dataset=dataset, seed=seed,
+                                                 overrides=ws_over)
+        if ws_over:
+            raise ValueError(f"ws.* overrides {ws_over} configure the weight-sharing "
+                             "evaluator; pass benchmark='weight-sharing' or drop them")
+        return benchmarks.make_evaluator(benchmark, dataset=dataset, protocol=protocol)
+
     results = []
     for seed in seeds:
-        ev = (evaluator_factory(seed) if evaluator_factory is not None else
-              benchmarks.make_evaluator(benchmark, dataset=dataset, protocol=protocol))
-        searcher = spec.factory(sp, as_key(int(seed)), cfg)
         sd = Path(out_dir) / f"seed_{seed}" if out_dir is not None else None
-        res = run_search(searcher, ev, budget, batch_size, out_dir=sd, method=spec.name,
-                         seed=int(seed), config=cfg).to_json()
-        res.update({"space": space, "dataset": dataset})
+        res = run_method(spec, cfg, space=space, evaluator=evaluator(int(seed)), seed=int(seed),
+                         budget=budget, out_dir=sd, batch_size=batch_size, dataset=dataset)
         if sd is not None:
-            tmp = sd / "result.json.tmp"
-            tmp.write_text(json.dumps(res))
-            os.replace(tmp, sd / "result.json")
-        results.append(res)
+            write_json(sd / "result.json", res, indent=None)
+        results.append(res.to_json())
     return results
 
 

@@ -67,10 +67,10 @@ def test_budget_trajectory_history_consistent(key):
     ev = ConvCount()
     res = search.run_search(search.RegularizedEvolution(SPACE, key), ev, budget=60, seed=0)
     new = [h for h in res.history if h["new"]]
-    assert res.num_queries == ev.num_queries == len(new) == 60
+    assert res.extra["num_queries"] == ev.num_queries == len(new) == 60
     assert len({h["arch"] for h in new}) == 60  # never re-queried
     assert len(ev.calls) == len(set(ev.calls)) == 60
-    assert res.simulated_cost_s == pytest.approx(120.0)
+    assert res.extra["simulated_cost_s"] == pytest.approx(120.0)
     # Trajectory = reported score of the best-by-signal arch among the first q queries.
     for q, val in res.trajectory:
         best = max(new[:q], key=lambda h: h["signal"])
@@ -90,8 +90,8 @@ def test_duplicates_free_and_loop_ends():
     ev = ConvCount()
     s = Repeater()
     res = search.run_search(s, ev, budget=10, batch_size=4, max_duplicates=50)
-    assert res.num_queries == 3 and ev.num_queries == 3
-    assert "duplicate" in res.note
+    assert res.extra["num_queries"] == 3 and ev.num_queries == 3
+    assert "duplicate" in res.extra["note"]
     assert s.told == len(res.history) > 50  # duplicates are still told (cached signal)
     with pytest.raises(ValueError, match="budget"):
         search.run_search(Repeater(), ev, budget=0)
@@ -119,7 +119,7 @@ def test_rea_mutates_tournament_winners(key):
         assert min(dists) == 1  # one edge changed from a population member
         rea.tell([child], ev.evaluate([child]))
         assert rea.population[-1][0] == child  # newest in, oldest out
-    with pytest.raises(ValueError, match="sample <= population"):
+    with pytest.raises(ValueError, match="REAConfig.sample"):
         search.RegularizedEvolution(SPACE, key, search.REAConfig(population=2, sample=3))
 
 
@@ -138,18 +138,18 @@ def test_resume_continues_and_matches_uninterrupted(tmp_path):
     out = tmp_path / "run"
     part = search.run_search(search.RegularizedEvolution(SPACE, 3), ConvCount(), budget=20,
                              batch_size=2, out_dir=out)
-    assert part.num_queries == 20
+    assert part.extra["num_queries"] == 20
     # Simulate a kill mid-write: a torn last line.
     with open(out / "history.jsonl", "a") as f:
         f.write('{"arch": "|nor_co')
     ev = ConvCount()
     resumed = search.run_search(search.RegularizedEvolution(SPACE, 3), ev, budget=50,
                                 batch_size=2, out_dir=out)
-    assert resumed.resumed_queries == 20
+    assert resumed.extra["resumed_queries"] == 20
     assert ev.num_queries == 30  # only the missing queries are made
     assert [h["arch"] for h in resumed.history] == [h["arch"] for h in full.history]
     assert resumed.trajectory == full.trajectory and resumed.best_arch == full.best_arch
-    assert resumed.simulated_cost_s == pytest.approx(full.simulated_cost_s)
+    assert resumed.extra["simulated_cost_s"] == pytest.approx(full.extra["simulated_cost_s"])
     lines = (out / "history.jsonl").read_text().splitlines()
     assert len(lines) == 1 + len(full.history)  # meta line + every proposal, nothing lost
     with pytest.raises(ValueError, match="different settings"):
@@ -218,3 +218,74 @@ def test_load_jsonl_later_wins_defaults_and_keep(tmp_path):
                              keep=lambda new, old: longest(new) > longest(old))
     assert recs[("200epoch", 1)]["best"] == {"500": 2.0}         # the longer run is kept
     assert recs[("12epoch", 0)]["best"] == {"500": 3.0}
+
+
+def _convs(archs):
+    """A plain objective: the number of 3x3 convs of each cell."""
+    return [float(a.ops.count("nor_conv_3x3")) for a in archs]
+
+
+@pytest.mark.parametrize("method", ["rs", "rea", "bonas", "ganas"])
+def test_a_plain_function_drives_run_search(method):
+    from jnas.bo import BONASConfig
+    from jnas.gan import GANASConfig
+    configs = {"bonas": BONASConfig(n_init=4, k=2, gcn_epochs=2, n_candidates=50),
+               "ganas": GANASConfig(n_init=4, m=2, top_k=2, hidden=8, gru=8, d_steps=1,
+                                    d_batch=8, g_iters=1, g_batch=8, ppo_epochs=1,
+                                    cand_batch=16)}
+    searcher = registry.get_method(method).load()("nb201", 0, configs.get(method))
+    res = search.run_search(searcher, _convs, budget=8, seed=0)
+    assert res.extra["num_queries"] == 8 and res.bench == {}
+    new = [h for h in res.history if h["new"]]
+    assert all(h["reported"] == h["signal"] for h in new)  # reported defaults to the signal
+    assert res.extra["simulated_cost_s"] == 0.0
+    assert res.trajectory[-1][1] == max(h["signal"] for h in new)
+
+
+def test_evaluate_only_objects_and_query_answers():
+    class Only:
+        def evaluate(self, archs):
+            return _convs(archs)
+
+    class WithQuery:
+        def evaluate(self, archs):
+            return [search.Query(s, 10 * s, 1.5) for s in _convs(archs)]
+
+    res = search.run_search(search.RandomSearch("nb201", 1), Only(), budget=5)
+    assert res.extra["num_queries"] == 5
+    res = search.run_search(search.RandomSearch("nb201", 1), WithQuery(), budget=5)
+    new = [h for h in res.history if h["new"]]
+    assert all(h["reported"] == 10 * h["signal"] for h in new)
+    assert res.extra["simulated_cost_s"] == pytest.approx(7.5)
+    with pytest.raises(ValueError, match="one per architecture"):
+        search.run_search(search.RandomSearch("nb201", 1), lambda a: [], budget=2)
+    with pytest.raises(ValueError, match="evaluate"):
+        search.as_evaluator(42)
+
+
+def test_space_names_accepted_and_configs_check_themselves():
+    a = search.RandomSearch("nb201", 3).ask(4)
+    b = search.RandomSearch(SPACE, 3).ask(4)
+    assert [x.to_string() for x in a] == [x.to_string() for x in b]
+    assert len(search.RegularizedEvolution("nb201", 0).ask(2)) == 2
+    with pytest.raises(ValueError, match="REAConfig.sample"):
+        search.REAConfig(population=2, sample=3)
+
+
+def test_first_progress_line_explains_reported():
+    lines = []
+    search.run_search(search.RandomSearch("nb201", 0), _convs, budget=10, log=lines.append,
+                      log_every=5)
+    assert len(lines) == 2 and "best-by-signal" in lines[0] and "best-by-signal" not in lines[1]
+
+
+def test_run_method_on_the_table(data_dir, tmp_path):
+    from jnas import benchmarks
+    ev = benchmarks.make_evaluator("nb201")
+    res = search.run_method("rea", None, space="nb201", evaluator=ev, seed=0, budget=12,
+                            out_dir=tmp_path / "s0")
+    assert isinstance(res, report.Result) and res.method == "rea" and res.space == "nb201"
+    assert res.config == {"population": 10, "sample": 3} and res.extra["num_queries"] == 12
+    assert (tmp_path / "s0" / "history.jsonl").is_file()
+    with pytest.raises(ValueError, match="sample-based"):
+        search.run_method("darts", None, space="nb201", evaluator=ev, seed=0, budget=1)
