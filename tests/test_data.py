@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jnas import data
+from jnas import data, data_images
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -112,8 +112,8 @@ def test_train_only_zip_has_no_test_split(data_dir, cache_dir):
 def test_cache_reuse_does_not_decode_again(tree, tmp_path, cache_dir, monkeypatch):
     z = _zip_tree(tree, tmp_path / "imgs.zip")
     calls = []
-    real = data._decode
-    monkeypatch.setattr(data, "_decode", lambda *a: calls.append(a[1]) or real(*a))
+    real = data_images.decode_image
+    monkeypatch.setattr(data_images, "decode_image", lambda *a: calls.append(a[1]) or real(*a))
     x1, y1 = data.load_image_folder(z, "train")
     assert len(calls) == 9
     assert list((cache_dir / "images").glob("*.npy"))

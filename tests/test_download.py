@@ -325,3 +325,60 @@ def test_cifar_zip_pins_match_shared_zips(data_dir):
                                            spec.members) == spec.content_sha256
     assert FILES["cifar10-jpg.zip"].members == ("train/", "test/")
     assert FILES["cifar10-train-jpg.zip"].members == ("train/",)
+
+
+# ----------------------------------------------------------------------------- local CIFAR zips
+def _tiny_cifar_zip(path: Path) -> Path:
+    from PIL import Image
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for c in ("airplane", "automobile"):
+            for i in range(2):
+                buf = io.BytesIO()
+                Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(buf, "JPEG")
+                zf.writestr(f"train/{c}/{i:04d}.jpg", buf.getvalue())
+    return path
+
+
+@pytest.fixture
+def pinned_tiny_zip(tmp_path, monkeypatch, cache_dir):
+    """``<tmp>/data/cifar10/cifar10-train-jpg.zip``: a tiny zip pinned in place of the real
+    one (same kind of pin: sha256 + size + content digest)."""
+    (tmp_path / "data" / "cifar10").mkdir(parents=True)
+    z = _tiny_cifar_zip(tmp_path / "data" / "cifar10" / "cifar10-train-jpg.zip")
+    spec = FILES["cifar10-train-jpg.zip"]
+    monkeypatch.setitem(FILES, "cifar10-train-jpg.zip", FileSpec(
+        spec.relpath, spec.url, hashlib.sha256(z.read_bytes()).hexdigest(), z.stat().st_size,
+        convert="zip-images", members=("train/",),
+        content_sha256=download.zip_content_digest(z, ("train/",))))
+    monkeypatch.setenv("JNAS_DATA_DIR", str(tmp_path / "data"))
+    return z
+
+
+def test_local_cifar_zip_is_verified_once_and_remembered(pinned_tiny_zip, cache_dir,
+                                                         monkeypatch):
+    from jnas import data
+    x, y = data.load_cifar10(split="train")
+    assert x.shape == (4, 32, 32, 3) and list(y) == [0, 0, 1, 1]
+    assert str(pinned_tiny_zip.resolve()) in (cache_dir / "verified.json").read_text()
+
+    def no_hashing(*a, **k):
+        raise AssertionError("re-hashed a zip whose (size, mtime) were verified before")
+    monkeypatch.setattr(download, "sha256_file", no_hashing)
+    monkeypatch.setattr(download, "zip_content_digest", no_hashing)
+    assert download.verify_local(pinned_tiny_zip) == pinned_tiny_zip
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_corrupted_local_cifar_zip_is_one_value_error(pinned_tiny_zip, damage):
+    from jnas import data
+    raw = bytearray(pinned_tiny_zip.read_bytes())
+    if damage == "flip":
+        raw[len(raw) // 3] ^= 0xFF
+    else:
+        raw = raw[: len(raw) // 2]
+    pinned_tiny_zip.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"cifar10-train-jpg\.zip.*replace it with a fresh copy "
+                                         r"\(`jnas download cifar10-train-jpg\.zip`") as e:
+        data.load_cifar10(split="train")
+    assert isinstance(e.value, download.CorruptFileError)
+    assert not isinstance(e.value, zipfile.BadZipFile)
