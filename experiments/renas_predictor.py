@@ -35,7 +35,7 @@ import numpy as np
 
 from jnas.report import load_jsonl
 from jnas import renas
-from jnas.cli import parse_seeds
+from jnas.config import parse_seeds
 from jnas.metrics import kendall_tau, precision_at_k, spearman_rho
 
 LOSSES = ("rank", "mse", "gcn")

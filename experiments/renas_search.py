@@ -30,7 +30,7 @@ import numpy as np
 
 from jnas.report import load_jsonl
 from jnas import benchmarks, search
-from jnas.cli import parse_seeds
+from jnas.config import parse_seeds
 
 
 def other_records(paths: list[str], queries: int) -> list[dict]:

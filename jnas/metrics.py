@@ -1,17 +1,20 @@
 """Ranking metrics for architecture predictors: Kendall tau, Spearman rho, precision@k.
 
 Shared by the predictor-based methods (ReNAS, Xu et al., CVPR 2021, arXiv 1910.01523; BONAS;
-GA-NAS). Pure NumPy/SciPy, host side; inputs are 1-D sequences of scores where higher is
+GA-NAS). Host side in NumPy/SciPy; inputs are 1-D sequences of scores where higher is
 better. Ties are handled as SciPy does (Kendall tau-b, Spearman on average ranks).
+:func:`kendall_tau_jax` is the jit-able Kendall tau-b used inside training loops.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-__all__ = ["kendall_tau", "spearman_rho", "precision_at_k"]
+__all__ = ["kendall_tau", "spearman_rho", "precision_at_k", "kendall_tau_jax"]
 
 
 def _pair(y_true: Sequence[float] | np.ndarray, y_pred: Sequence[float] | np.ndarray,
@@ -67,3 +70,11 @@ def precision_at_k(y_true: Sequence[float] | np.ndarray, y_pred: Sequence[float]
     top_true = np.argsort(-a, kind="stable")[:k]
     top_pred = np.argsort(-b, kind="stable")[:k]
     return float(np.intersect1d(top_true, top_pred).size) / float(k)
+
+
+def kendall_tau_jax(y: jax.Array, pred: jax.Array) -> jax.Array:
+    """Kendall tau-b in JAX (jit-able; 0 when either vector is constant)."""
+    sa = jnp.sign(y[:, None] - y[None, :])
+    sb = jnp.sign(pred[:, None] - pred[None, :])
+    den = jnp.sqrt(jnp.sum(sa * sa) * jnp.sum(sb * sb))
+    return jnp.where(den > 0, jnp.sum(sa * sb) / jnp.where(den > 0, den, 1.0), 0.0)

@@ -1,423 +1,227 @@
-"""ReNAS: relativistic (pairwise-ranking) architecture predictor on feature tensors.
+"""ReNAS: predictor-guided sample-based search with a relativistic (ranking) predictor.
 
 Xu et al., "ReNAS: Relativistic Evaluation of Neural Architecture Search", CVPR 2021
-(arXiv 1910.01523). An architecture becomes a small image-like *feature tensor*
-(channels × nodes × nodes); a LeNet-like CNN maps it to a score, trained with a pairwise
-logistic ranking loss so it learns *which of two architectures is better* rather than their
-accuracies. The trained predictor scores every cell of a space and the best few are queried.
-
-Feature tensor layouts (every matrix entry ``[i, j] = adj[i, j] * v[j]``: the node vector is
-broadcast along rows, so an edge carries the value of the node it enters, as in the authors'
-``torch.mul(matrix, vector)``):
-
-* **NB101**, ``19 × 7 × 7``: channel 0 = type matrix with op ids ``input=1, conv1x1-bn-relu=2,
-  conv3x3-bn-relu=3, maxpool3x3=4, output=5``; then for each of the 9 cells of the network
-  (3 stacks × 3 cells, channels 128/256/512 at 32/16/8 px) the per-node FLOPs (/1e7) and
-  params (/1e5) matrices, interleaved ``F1, P1, F2, P2, ...`` (channels 1..18). Graphs with
-  fewer than 7 nodes are zero-padded *before* the output node, so the output stays last.
-* **NB201**, ``7 × 8 × 8``: the node-op graph (each of the 6 edges becomes a node):
-  node 0 = cell input, nodes 1..6 = the edges in ``NB201_EDGES`` order, node 7 = cell output;
-  an edge ``a -> b`` between edge-nodes when ``b`` starts where ``a`` ends, ``input -> a``
-  when ``a`` leaves node 0, ``a -> output`` when ``a`` enters node 3. Channel 0 = type matrix
-  with ids ``input=1, none=2, skip_connect=3, nor_conv_1x1=4, nor_conv_3x3=5,
-  avg_pool_3x3=6, output=7``; channels 1..6 = FLOPs/params matrices per stage (C = 16/32/64
-  at 32/16/8 px; the 5 cells of a stage are identical), interleaved ``F1, P1, F2, P2, F3, P3``.
-
-FLOPs/params per node come from a small analytic counter in this module (multiply-adds of
-convolutions, conv + BN weights; pooling, skip and ``none`` cost 0), the NB101 vertex channel
-rule of the official ``nasbench`` code included. Features are standardised per element with
-statistics fitted on the training set only (:class:`Standardizer`); labels are min-max
-normalised on the training set.
+(arXiv 1910.01523): query ``train_size`` random cells, train the ranking predictor of
+:mod:`jnas.renas_predictor`, score every cell of the space and query the best-predicted
+ones (:class:`ReNASSearcher`); and regularised evolution (Real et al., AAAI 2019) with the
+predictor as an acquisition filter (:class:`PredictorGuidedEvolution`). The feature tensors,
+the ranking CNN and its training are in :mod:`jnas.renas_predictor` (re-exported here).
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Sequence
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
+from jnas.config import check_choice, check_positive, check_range
+from jnas.renas_predictor import (LOSSES, NB101_TYPE_IDS, NB201_TYPE_IDS, RankingPredictor,  # noqa: F401
+                                  ReNASPredictor, Standardizer, TrainedPredictor, features,
+                                  minmax, mse_loss, nb101_features, nb201_features,
+                                  pairwise_rank_loss, space_name, train_predictor)
 from jnas.rng import as_key
+from jnas.search_history import arch_key
+from jnas.spaces import NB201, get_space
 
-__all__ = [
-    "NB101_TYPE_IDS", "NB201_TYPE_IDS", "nb101_features", "nb201_features", "features",
-    "Standardizer", "minmax", "ReNASPredictor", "pairwise_rank_loss", "mse_loss",
-    "kendall_tau_jax", "TrainedPredictor", "train_predictor",
-    "ReNASConfig", "ReNASSearcher", "PGEConfig", "PredictorGuidedEvolution",
-]
-
-NB101_TYPE_IDS = {"input": 1, "conv1x1-bn-relu": 2, "conv3x3-bn-relu": 3, "maxpool3x3": 4,
-                  "output": 5}
-_NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-_NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
-NB201_TYPE_IDS = {"input": 1, **{op: i + 2 for i, op in enumerate(_NB201_OPS)}, "output": 7}
-
-# NB101 network: stem 128 channels, 3 stacks x 3 cells, channels doubled (and resolution
-# halved by a max-pool) at each new stack. (in_channels, out_channels, spatial size) per cell.
-_NB101_CELLS = ((128, 128, 32), (128, 128, 32), (128, 128, 32),
-                (128, 256, 16), (256, 256, 16), (256, 256, 16),
-                (256, 512, 8), (512, 512, 8), (512, 512, 8))
-_NB201_STAGES = ((16, 32), (32, 16), (64, 8))  # (channels, spatial size) of the 3 stages
+__all__ = ["ReNASConfig", "ReNASSearcher", "PGEConfig", "PredictorGuidedEvolution",
+           "make_renas", "make_renas_rea",
+           # the predictor (jnas.renas_predictor)
+           "NB101_TYPE_IDS", "NB201_TYPE_IDS", "nb101_features", "nb201_features", "features",
+           "Standardizer", "minmax", "ReNASPredictor", "pairwise_rank_loss", "mse_loss",
+           "TrainedPredictor", "train_predictor", "RankingPredictor"]
 
 
-# ----------------------------------------------------------------------------- features
-def _nb101_vertex_channels(in_ch: int, out_ch: int, matrix: np.ndarray) -> list[int]:
-    """Channels of every vertex, as ``compute_vertex_channels`` in google-research/nasbench."""
-    from jnas.cells_nb101 import nb101_vertex_channels
-    n = matrix.shape[0]
-    if n > 2 and matrix[1:].sum(axis=0)[n - 1] == 0:
-        raise ValueError("NB101 cell: the output has no incoming edge from an op vertex; "
-                         "prune the cell first (NB101Arch.pruned())")
-    return nb101_vertex_channels(in_ch, out_ch, matrix)
+# ----------------------------------------------------------------------------- search
+@dataclasses.dataclass(frozen=True)
+class ReNASConfig:
+    """ReNAS predictor-guided search (Xu et al., 2021; defaults = the paper's NB101 protocol).
 
-
-def _nb101_node_costs(matrix: np.ndarray, ops: Sequence[str], in_ch: int, out_ch: int,
-                      hw: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-vertex (FLOPs, params) of one NB101 cell: input projections + the vertex op."""
-    n = matrix.shape[0]
-    ch = _nb101_vertex_channels(in_ch, out_ch, matrix)
-    flops, params = np.zeros(n), np.zeros(n)
-    area = hw * hw
-    for v in range(1, n):
-        c = ch[v]
-        if matrix[0, v]:  # 1x1 conv-bn-relu projection of the cell input
-            flops[v] += in_ch * c * area
-            params[v] += in_ch * c + 2 * c
-        k = {"conv3x3-bn-relu": 3, "conv1x1-bn-relu": 1}.get(ops[v], 0)
-        if k:
-            flops[v] += c * c * k * k * area
-            params[v] += c * c * k * k + 2 * c
-    return flops, params
-
-
-def _pad_before_last(x: np.ndarray, size: int, axes: Sequence[int]) -> np.ndarray:
-    """Zero-pads ``axes`` to ``size`` by inserting entries before the last one."""
-    n = x.shape[axes[0]]
-    idx = list(range(n - 1)) + [-1] * (size - n) + [n - 1]
-    out = x
-    for ax in axes:
-        out = np.take(out, idx, axis=ax)
-        sl = [slice(None)] * out.ndim
-        sl[ax] = slice(n - 1, size - 1)
-        out[tuple(sl)] = 0
-    return out
-
-
-def nb101_features(matrix: Any, ops: Sequence[str], size: int = 7) -> np.ndarray:
-    """The ReNAS ``19 × size × size`` feature tensor of an NB101 cell (Xu et al., 2021, §3.1).
-
-    Args:
-      matrix: the (pruned) upper-triangular adjacency, ``n × n`` with ``n <= size``.
-      ops: ``n`` op names, ``'input'`` first and ``'output'`` last.
-      size: padded node count (7 for NB101).
-
-    Returns:
-      ``float32[19, size, size]``: type matrix, then (FLOPs, params) matrices of the 9 cells.
+    A budget beyond ``train_size + top_k`` keeps going down the predicted ranking; the
+    predictor trains on the whole training set as one batch (Adam). NB201 scores all 15,625
+    cells.
     """
-    m = np.asarray(matrix, dtype=np.int64)
-    n = m.shape[0]
-    if m.ndim != 2 or m.shape != (n, n) or len(ops) != n:
-        raise ValueError(f"NB101 cell: matrix {m.shape} and {len(ops)} ops do not match")
-    if n > size:
-        raise ValueError(f"NB101 cell has {n} nodes, more than the padded size {size}")
-    if ops[0] != "input" or ops[-1] != "output":
-        raise ValueError("NB101 cell: ops must start with 'input' and end with 'output'")
-    unknown = [o for o in ops if o not in NB101_TYPE_IDS]
-    if unknown:
-        raise ValueError(f"NB101 cell: unknown ops {unknown}; valid: {list(NB101_TYPE_IDS)}")
-    if np.any(np.tril(m) != 0):
-        raise ValueError("NB101 cell: adjacency must be strictly upper-triangular")
-    adj = _pad_before_last(m.astype(np.float64), size, (0, 1))
-    types = _pad_before_last(np.array([NB101_TYPE_IDS[o] for o in ops], float), size, (0,))
-    chans = [adj * types[None, :]]
-    for in_ch, out_ch, hw in _NB101_CELLS:
-        f, p = _nb101_node_costs(m, ops, in_ch, out_ch, hw)
-        chans.append(adj * _pad_before_last(f / 1e7, size, (0,))[None, :])
-        chans.append(adj * _pad_before_last(p / 1e5, size, (0,))[None, :])
-    return np.stack(chans).astype(np.float32)
+    train_size: int = 424  # random cells queried to train the predictor (paper: 424 = 0.1% of NB101)
+    top_k: int = 10        # best-predicted unseen cells queried after training (paper: 10)
+    epochs: int = 200      # predictor training epochs
+    lr: float = 1e-3       # predictor Adam learning rate
+    loss: str = "rank"     # 'rank' (pairwise logistic, the paper) or 'mse'
+    pool: str = ""         # NB101 candidate pool: benchmark JSON ('' = $JNAS_DATA_DIR/nb101/zc_nasbench101.json)
+
+    def __post_init__(self) -> None:
+        check_choice(self, "loss", tuple(LOSSES))
+        check_positive(self, "epochs", "lr")
+        check_positive(self, "top_k", allow_zero=True)
+        check_range(self, "train_size", 2, None)
 
 
-def _nb201_op_cost(op: str, c: int, hw: int) -> tuple[float, float]:
-    """(FLOPs, params) of one NB201 edge op inside a cell (ReLU-Conv-BN; pools/skip free)."""
-    k = {"nor_conv_3x3": 3, "nor_conv_1x1": 1}.get(op, 0)
-    if not k:
-        return 0.0, 0.0
-    return float(c * c * k * k * hw * hw), float(c * c * k * k + 2 * c)
-
-
-def _nb201_node_op_adjacency() -> np.ndarray:
-    """8 × 8 adjacency of the NB201 node-op graph (input, 6 edge-nodes, output)."""
-    adj = np.zeros((8, 8))
-    for a, (to_a, frm_a) in enumerate(_NB201_EDGES, start=1):
-        if frm_a == 0:
-            adj[0, a] = 1
-        if to_a == 3:
-            adj[a, 7] = 1
-        for b, (_, frm_b) in enumerate(_NB201_EDGES, start=1):
-            if frm_b == to_a:
-                adj[a, b] = 1
-    return adj
-
-
-_NB201_ADJ = _nb201_node_op_adjacency()
-
-
-def nb201_features(ops: Sequence[str]) -> np.ndarray:
-    """The ``7 × 8 × 8`` NB201 analogue of the ReNAS tensor (layout in the module docstring).
-
-    Args:
-      ops: the 6 edge ops in ``NB201_EDGES`` order ((1,0),(2,0),(2,1),(3,0),(3,1),(3,2)).
-    """
-    ops = tuple(ops)
-    if len(ops) != 6:
-        raise ValueError(f"an NB201 cell has 6 edge ops, got {len(ops)}")
-    unknown = [o for o in ops if o not in _NB201_OPS]
-    if unknown:
-        raise ValueError(f"NB201 cell: unknown ops {unknown}; valid: {list(_NB201_OPS)}")
-    types = np.array([1] + [NB201_TYPE_IDS[o] for o in ops] + [7], float)
-    chans = [_NB201_ADJ * types[None, :]]
-    for c, hw in _NB201_STAGES:
-        cost = np.array([(0.0, 0.0)] + [_nb201_op_cost(o, c, hw) for o in ops] + [(0.0, 0.0)])
-        chans.append(_NB201_ADJ * (cost[:, 0] / 1e7)[None, :])
-        chans.append(_NB201_ADJ * (cost[:, 1] / 1e5)[None, :])
-    return np.stack(chans).astype(np.float32)
-
-
-def _space_name(space: Any) -> str:
-    name = space if isinstance(space, str) else getattr(space, "name", None)
-    if name not in ("nb201", "nb101"):
-        raise ValueError(f"ReNAS feature tensors exist for spaces 'nb201' and 'nb101', "
-                         f"got {name!r}")
-    return name
-
-
-def features(space: Any, archs: Sequence[Any]) -> np.ndarray:
-    """Stacked feature tensors ``float32[len(archs), C, n, n]`` of NB201 or NB101 archs."""
-    name = _space_name(space)
+def _candidate_pool(space: Any, pool: str) -> list[Any]:
+    name = space_name(space)
     if name == "nb201":
-        return np.stack([nb201_features(a.ops) for a in archs])
-    out = []
-    for a in archs:
-        a = a.pruned() if hasattr(a, "pruned") else a
-        out.append(nb101_features(a.matrix, a.ops))
-    return np.stack(out)
+        return NB201.enumerate()
+    from jnas.benchmarks import load_nb101_json
+    return list(load_nb101_json(pool or None).archs)
+
+
+class ReNASSearcher:
+    """ReNAS search as an ask/tell searcher (Xu et al., CVPR 2021, arXiv 1910.01523).
+
+    Proposes ``train_size`` distinct random cells of the candidate pool; once all are told,
+    trains the ranking predictor on them, scores every pool cell and proposes the unseen
+    ones from the best predicted down (the first ``top_k`` are the paper's protocol).
+    """
+    name = "renas"
+
+    def __init__(self, space: Any, key: Any, config: ReNASConfig | None = None,
+                 candidates: Sequence[Any] | None = None) -> None:
+        self.space, self.config = _space(space), config or ReNASConfig()
+        space = self.space
+        c = self.config
+        self.pool = list(candidates) if candidates is not None else _candidate_pool(space, c.pool)
+        if not 2 <= c.train_size <= len(self.pool):
+            hint = ""
+            if space_name(space) == "nb101":
+                hint = (f"; the NB101 pool is the benchmark table's cells ({len(self.pool)} "
+                        "unique in the offline NASLib subset), so the paper's 424 training "
+                        "cells need the full NB101 table (set pool=PATH), or use e.g. "
+                        "--set train_size=200")
+            raise ValueError(f"train_size must be in [2, {len(self.pool)}] (the candidate pool),"
+                             f" got {c.train_size}{hint}")
+        self._key = as_key(key)
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(self._key)).ravel())
+        self._queue = [self.pool[i] for i in rng.choice(len(self.pool), c.train_size,
+                                                        replace=False)]
+        self._told: dict[str, tuple[Any, float]] = {}
+        self._asked: set[str] = set()
+        self.predictor: TrainedPredictor | None = None
+        self.pool_scores: np.ndarray | None = None
+
+    def ask(self, n: int) -> list[Any]:
+        """The next ``n`` proposals (training cells first, then by predicted score)."""
+        out = []
+        for _ in range(int(n)):
+            if not self._queue:
+                if self.predictor is None:
+                    raise RuntimeError("ReNAS: tell the scores of the training cells before "
+                                       "asking for predictor-ranked ones")
+                raise RuntimeError("ReNAS: the candidate pool is exhausted")
+            arch = self._queue.pop(0)
+            self._asked.add(arch_key(arch))
+            out.append(arch)
+        return out
+
+    def tell(self, archs: Sequence[Any], scores: Sequence[float]) -> None:
+        """Records scores; trains the predictor once the training cells are all told."""
+        for a, s in zip(archs, scores):
+            self._told[arch_key(a)] = (a, float(s))
+        if self.predictor is None and len(self._told) >= self.config.train_size \
+                and not self._queue:
+            self._fit_and_rank()
+
+    def _fit_and_rank(self) -> None:
+        c = self.config
+        archs, ys = zip(*self._told.values())
+        x = features(self.space, archs)
+        self.predictor = train_predictor(jax.random.fold_in(self._key, 1), x, ys,
+                                         epochs=c.epochs, lr=c.lr, loss=c.loss)
+        self.pool_scores = self.predictor.predict(features(self.space, self.pool))
+        order = np.argsort(-self.pool_scores, kind="stable")
+        self._queue = [self.pool[i] for i in order if arch_key(self.pool[i]) not in self._asked]
 
 
 @dataclasses.dataclass(frozen=True)
-class Standardizer:
-    """Per-element standardisation ``(x - mean) / std`` fitted on a training set.
+class PGEConfig:
+    """Regularised evolution with the ReNAS predictor as acquisition (NB201)."""
+    population: int = 10     # REA aging population (NB201: 10)
+    sample: int = 3          # REA tournament size (NB201: 3)
+    warmup: int = 100        # random queries before the first predictor fit
+    candidates: int = 50     # mutants per proposal; the best-predicted unseen one is queried
+    retrain_every: int = 100  # refit the predictor on all told cells after this many new ones
+    epochs: int = 100        # predictor training epochs
+    lr: float = 1e-3         # predictor Adam learning rate
+    loss: str = "rank"       # 'rank' (pairwise logistic) or 'mse'
 
-    A pure transform: :meth:`fit` returns a new object, :meth:`__call__` never changes it.
-    Elements that are constant on the training set get ``std = 1`` (they map to 0).
+    def __post_init__(self) -> None:
+        check_choice(self, "loss", tuple(LOSSES))
+        check_positive(self, "population", "sample", "candidates", "retrain_every", "epochs",
+                       "lr")
+        check_range(self, "sample", 1, self.population)
+        check_range(self, "warmup", 2, None)
+
+
+class PredictorGuidedEvolution:
+    """REA whose proposals are the predictor's favourite among many mutants.
+
+    Real et al. (AAAI 2019) regularised evolution with the ReNAS ranking predictor
+    (Xu et al., 2021) as a cheap filter: each proposal draws ``candidates`` mutants of
+    tournament winners and queries the unseen one with the highest predicted score.
     """
-    mean: np.ndarray
-    std: np.ndarray
+    name = "renas-rea"
 
-    @classmethod
-    def fit(cls, x: np.ndarray) -> "Standardizer":
-        """Statistics over the leading (sample) axis of ``x``."""
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim < 2 or x.shape[0] < 1:
-            raise ValueError(f"Standardizer.fit needs a batch of feature tensors, got {x.shape}")
-        std = x.std(axis=0)
-        return cls(mean=x.mean(axis=0).astype(np.float32),
-                   std=np.where(std > 1e-12, std, 1.0).astype(np.float32))
+    def __init__(self, space: Any, key: Any, config: PGEConfig | None = None) -> None:
+        self.space, self.config = _space(space), config or PGEConfig()
+        space_name(self.space)
+        self._key = as_key(key)
+        self._rng = np.random.default_rng(np.asarray(jax.random.key_data(self._key)).ravel())
+        self.population: list[tuple[Any, float]] = []
+        self._told: dict[str, tuple[Any, float]] = {}
+        self._seen: set[str] = set()
+        self.predictor: TrainedPredictor | None = None
+        self._fitted_at = 0
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        if x.shape[1:] != self.mean.shape:
-            raise ValueError(f"feature shape {x.shape[1:]} differs from the fitted "
-                             f"{self.mean.shape}")
-        return (x - self.mean) / self.std
+    def _seed(self) -> int:
+        return int(self._rng.integers(2 ** 31))
 
+    def ask(self, n: int) -> list[Any]:
+        """``n`` proposals: random during warm-up, then predictor-filtered mutants."""
+        c = self.config
+        out = []
+        for _ in range(int(n)):
+            if self.predictor is None or len(self.population) < c.sample:
+                arch = self.space.sample(self._seed(), 1)[0]
+            else:
+                cands = []
+                for _ in range(c.candidates):
+                    idx = self._rng.choice(len(self.population), c.sample, replace=False)
+                    parent = max((self.population[i] for i in idx), key=lambda m: m[1])[0]
+                    child = self.space.mutate(self._seed(), parent)
+                    if arch_key(child) not in self._seen:
+                        cands.append(child)
+                if not cands:
+                    cands = self.space.sample(self._seed(), 1)
+                scores = self.predictor.predict(features(self.space, cands))
+                arch = cands[int(np.argmax(scores))]
+            self._seen.add(arch_key(arch))
+            out.append(arch)
+        return out
 
-def minmax(y: Sequence[float] | np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Min-max normalised labels and the (min, max) used; constant labels map to 0."""
-    y = np.asarray(y, dtype=np.float64)
-    lo, hi = float(y.min()), float(y.max())
-    span = hi - lo if hi > lo else 1.0
-    return ((y - lo) / span).astype(np.float32), lo, hi
-
-
-# ----------------------------------------------------------------------------- model + loss
-class ReNASPredictor(nn.Module):
-    """The ReNAS CNN: Conv(d→2d,3×3)+BN+ReLU, Conv(2d→128,3×3)+BN+ReLU, FC →120→84→1.
-
-    For NB101 (d = 19, 7 × 7) the flattened size is 128·7·7 = 6272 as in the paper.
-    Input ``[B, d, n, n]`` (channels first, as the feature tensors); output ``[B]``.
-    """
-    depth: int
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        if x.ndim != 4 or x.shape[1] != self.depth:
-            raise ValueError(f"expected features [B, {self.depth}, n, n], got {x.shape}")
-        x = jnp.transpose(x, (0, 2, 3, 1))
-        for width in (2 * self.depth, 128):
-            x = nn.Conv(width, (3, 3), padding="SAME")(x)
-            x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
-            x = nn.relu(x)
-        x = x.reshape(x.shape[0], -1)
-        x = nn.relu(nn.Dense(120)(x))
-        x = nn.relu(nn.Dense(84)(x))
-        return nn.Dense(1)(x)[:, 0]
-
-
-def pairwise_rank_loss(pred: jax.Array, y: jax.Array) -> jax.Array:
-    """Pairwise logistic ranking loss over all ordered pairs ``i != j`` (ReNAS eq. 5).
-
-    ``mean_{i != j} log(1 + exp(-(pred_i - pred_j) * sign(y_i - y_j)))``, vectorised as an
-    ``n × n`` matrix; tied pairs contribute the constant ``log 2`` (no gradient).
-    """
-    n = pred.shape[0]
-    z = (pred[:, None] - pred[None, :]) * jnp.sign(y[:, None] - y[None, :])
-    off = 1.0 - jnp.eye(n, dtype=pred.dtype)
-    return jnp.sum(jax.nn.softplus(-z) * off) / (n * (n - 1))
+    def tell(self, archs: Sequence[Any], scores: Sequence[float]) -> None:
+        """Ages the population; (re)fits the predictor on every told cell when due."""
+        c = self.config
+        for a, s in zip(archs, scores):
+            self._told[arch_key(a)] = (a, float(s))
+            self.population.append((a, float(s)))
+            self.population = self.population[-c.population:]
+        due = self.predictor is None and len(self._told) >= c.warmup
+        due |= self.predictor is not None and len(self._told) - self._fitted_at >= c.retrain_every
+        if due:
+            a, y = zip(*self._told.values())
+            self.predictor = train_predictor(jax.random.fold_in(self._key, len(self._told)),
+                                             features(self.space, a), y,
+                                             epochs=c.epochs, lr=c.lr, loss=c.loss)
+            self._fitted_at = len(self._told)
 
 
-def mse_loss(pred: jax.Array, y: jax.Array) -> jax.Array:
-    """Mean squared error on the min-max normalised labels (the ablation of ReNAS Table 3)."""
-    return jnp.mean((pred - y) ** 2)
+def _space(space: Any) -> Any:
+    return get_space(space) if isinstance(space, str) else space
 
 
-_LOSSES = {"rank": pairwise_rank_loss, "mse": mse_loss}
+def make_renas(space: Any, key: Any, config: ReNASConfig | None = None) -> ReNASSearcher:
+    """Method factory (``jnas.registry``): ``ReNASSearcher(space, key, config)``."""
+    return ReNASSearcher(space, key, config)
 
 
-def kendall_tau_jax(y: jax.Array, pred: jax.Array) -> jax.Array:
-    """Kendall tau-b in JAX (jit-able; 0 when either vector is constant)."""
-    sa = jnp.sign(y[:, None] - y[None, :])
-    sb = jnp.sign(pred[:, None] - pred[None, :])
-    den = jnp.sqrt(jnp.sum(sa * sa) * jnp.sum(sb * sb))
-    return jnp.where(den > 0, jnp.sum(sa * sb) / jnp.where(den > 0, den, 1.0), 0.0)
-
-
-# ----------------------------------------------------------------------------- training
-@dataclasses.dataclass(frozen=True)
-class TrainedPredictor:
-    """A trained ReNAS predictor: model, variables, feature standardiser, training curve."""
-    model: ReNASPredictor
-    variables: Any
-    standardizer: Standardizer
-    best_epoch: int
-    best_train_tau: float
-    train_tau: np.ndarray  # eval-mode training Kendall tau after every epoch
-    train_loss: np.ndarray
-
-    def predict(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
-        """Scores of raw (unstandardised) feature tensors ``x``; higher = better."""
-        return _predict(self.model, self.variables, self.standardizer(x), chunk)
-
-
-def _predict(model: ReNASPredictor, variables: Any, x: np.ndarray, chunk: int) -> np.ndarray:
-    fn = _eval_fn(model)
-    n = x.shape[0]
-    chunk = min(chunk, max(n, 1))
-    out = []
-    for s in range(0, n, chunk):
-        part = x[s:s + chunk]
-        pad = chunk - part.shape[0]
-        if pad:
-            part = np.concatenate([part, np.zeros((pad,) + part.shape[1:], part.dtype)])
-        out.append(np.asarray(fn(variables, jnp.asarray(part)))[:chunk - pad])
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
-
-
-@functools.lru_cache(maxsize=None)
-def _eval_fn(model: ReNASPredictor):
-    return jax.jit(lambda v, x: model.apply(v, x, train=False))
-
-
-@functools.lru_cache(maxsize=None)
-def _epoch_fn(model: ReNASPredictor, lr: float, loss: str):
-    """A jitted epoch ``(carry, x, y, i) -> (carry, tau, loss)`` on the whole training set.
-
-    ``carry = (params, batch_stats, opt_state, best)`` with ``best = (params, batch_stats,
-    tau, epoch)`` updated in place when the eval-mode training Kendall tau improves. (A
-    ``lax.scan`` over epochs was measured ~30x slower than this loop on XLA:CPU, whose
-    convolutions inside while-loops do not use the fast path, so the host loops.)
-    """
-    tx = optax.adam(lr)
-    loss_fn = _LOSSES[loss]
-
-    def epoch(carry, x, y, i):
-        params, stats, opt, best = carry
-
-        def objective(p):
-            out, upd = model.apply({"params": p, "batch_stats": stats}, x, train=True,
-                                   mutable=["batch_stats"])
-            return loss_fn(out, y), upd["batch_stats"]
-
-        (loss_val, stats), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        updates, opt = tx.update(grads, opt, params)
-        params = optax.apply_updates(params, updates)
-        pred = model.apply({"params": params, "batch_stats": stats}, x, train=False)
-        tau = kendall_tau_jax(y, pred)
-        better = tau > best[2]
-        best = jax.tree.map(lambda new, old: jnp.where(better, new, old),
-                            (params, stats, tau, i), best)
-        return (params, stats, opt, best), tau, loss_val
-
-    return tx, jax.jit(epoch, donate_argnums=0)
-
-
-def train_predictor(key: int | jax.Array, x: np.ndarray, y: Sequence[float] | np.ndarray,
-                    *, epochs: int = 200, lr: float = 1e-3, loss: str = "rank"
-                    ) -> TrainedPredictor:
-    """Trains the ReNAS predictor on raw feature tensors ``x`` and accuracies ``y``.
-
-    The whole training set is one batch (as the paper); Adam ``lr``; one jitted step per
-    epoch; the variables with the best eval-mode training Kendall tau are kept.
-    Features are standardised and labels min-max normalised on this training set only.
-
-    Args:
-      key: PRNG key (or int seed) for the weight initialisation.
-      x: ``float32[N, C, n, n]`` feature tensors (:func:`features`), N >= 2.
-      y: N accuracies (higher is better).
-      epochs, lr: optimisation (paper: 200, 1e-3).
-      loss: ``'rank'`` (pairwise logistic, the paper) or ``'mse'`` (ablation).
-    """
-    if loss not in _LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(_LOSSES)}")
-    x = np.asarray(x, dtype=np.float32)
-    y_raw = np.asarray(y, dtype=np.float64)
-    if x.ndim != 4 or x.shape[2] != x.shape[3]:
-        raise ValueError(f"features must be [N, C, n, n], got {x.shape}")
-    if y_raw.shape != (x.shape[0],):
-        raise ValueError(f"{x.shape[0]} feature tensors but labels of shape {y_raw.shape}")
-    if x.shape[0] < 2:
-        raise ValueError("training the ranking predictor needs at least 2 architectures")
-    if not np.all(np.isfinite(y_raw)):
-        raise ValueError("labels contain NaN/inf; drop those architectures first")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    std = Standardizer.fit(x)
-    y_n, _, _ = minmax(y_raw)
-    model = ReNASPredictor(depth=x.shape[1])
-    xs = jnp.asarray(std(x))
-    variables = model.init(as_key(key), xs[:1], train=False)
-    tx, step = _epoch_fn(model, float(lr), loss)
-    params, stats = variables["params"], variables["batch_stats"]
-    best = (params, stats, jnp.asarray(-2.0, jnp.float32), jnp.asarray(-1, jnp.int32))
-    carry = (params, stats, tx.init(params), jax.tree.map(jnp.copy, best))
-    ys = jnp.asarray(y_n)
-    taus, losses = [], []
-    for i in range(int(epochs)):
-        carry, tau, loss_val = step(carry, xs, ys, jnp.asarray(i, jnp.int32))
-        taus.append(tau)
-        losses.append(loss_val)
-    best = carry[3]
-    best_vars, best_epoch = {"params": best[0], "batch_stats": best[1]}, best[3]
-    taus, losses = jnp.stack(taus), jnp.stack(losses)
-    taus = np.asarray(taus)
-    return TrainedPredictor(model=model, variables=best_vars, standardizer=std,
-                            best_epoch=int(best_epoch), best_train_tau=float(taus.max()),
-                            train_tau=taus, train_loss=np.asarray(losses))
-
-
-# The searchers live in a sibling module (size); importing them here registers the methods.
-from jnas.renas_search import (  # noqa: E402
-    PGEConfig, PredictorGuidedEvolution, ReNASConfig, ReNASSearcher)
+def make_renas_rea(space: Any, key: Any, config: PGEConfig | None = None
+                   ) -> PredictorGuidedEvolution:
+    """Method factory (``jnas.registry``): ``PredictorGuidedEvolution(space, key, config)``."""
+    return PredictorGuidedEvolution(space, key, config)

@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 
 from jnas import renas
-from jnas.metrics import kendall_tau
-from jnas.spaces import NB201, NB201Arch, get_space
-
-OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+from jnas.metrics import kendall_tau, kendall_tau_jax
+from jnas.spaces import NB201, NB201_OPS as OPS, NB201Arch, get_space
 
 
 def _synthetic_score(arch) -> float:
@@ -39,7 +37,7 @@ def test_kendall_tau_jax_matches_scipy():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=40), rng.normal(size=40)
     b[:5] = b[5]  # ties -> tau-b
-    assert float(renas.kendall_tau_jax(jnp.asarray(a), jnp.asarray(b))) == pytest.approx(
+    assert float(kendall_tau_jax(jnp.asarray(a), jnp.asarray(b))) == pytest.approx(
         kendall_tau(a, b), abs=1e-5)
 
 
@@ -153,7 +151,7 @@ def test_registry_and_nb101_pool(data_dir):
     spec = registry.get_method("renas")
     assert spec.kind == "sample" and set(spec.spaces) == {"nb201", "nb101"}
     cfg = renas.ReNASConfig(train_size=20, top_k=3, epochs=5)
-    s = spec.factory(get_space("nb101"), jax.random.key(0), cfg)
+    s = spec.load()(get_space("nb101"), jax.random.key(0), cfg)
     from jnas.benchmarks import load_nb101_json
     assert len(s.pool) == len(load_nb101_json()) > 100   # every (deduplicated) table cell
     x = renas.features("nb101", s.pool[:5])
@@ -162,7 +160,7 @@ def test_registry_and_nb101_pool(data_dir):
         renas.features("darts", [])
     # the paper's 424 training cells do not fit the offline table: a clear error, no search
     with pytest.raises(ValueError, match=r"train_size must be in \[2, \d+\].*full NB101"):
-        spec.factory(get_space("nb101"), jax.random.key(0), renas.ReNASConfig())
+        spec.load()(get_space("nb101"), jax.random.key(0), renas.ReNASConfig())
 
 
 def test_predictor_guided_evolution_runs():
@@ -172,3 +170,23 @@ def test_predictor_guided_evolution_runs():
     assert s.predictor is not None and ev.num_queries == 26
     s2 = renas.PredictorGuidedEvolution(NB201, jax.random.key(0), cfg)
     assert [a.to_string() for a in _run(s2, 26)[0]] == [a.to_string() for a in asked]
+
+
+def test_ranking_predictor_fit_predict_on_arch_values():
+    archs = NB201.sample(0, 40)
+    y = [_synthetic_score(a) for a in archs]
+    p = renas.RankingPredictor("nb201", 0, epochs=20)
+    with pytest.raises(ValueError, match="before fit"):
+        p.predict(archs[:2])
+    pred = p.fit(archs[:30], y[:30]).predict(archs[30:])
+    assert pred.shape == (10,)
+    assert kendall_tau(y[30:], pred) > 0.3
+
+
+def test_configs_check_themselves_and_names_accepted():
+    with pytest.raises(ValueError, match="ReNASConfig.loss"):
+        renas.ReNASConfig(loss="hinge")
+    with pytest.raises(ValueError, match="PGEConfig.sample"):
+        renas.PGEConfig(population=2, sample=3)
+    s = renas.make_renas("nb201", 0, renas.ReNASConfig(train_size=4, top_k=1, epochs=2))
+    assert len(s.ask(4)) == 4
