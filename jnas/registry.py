@@ -15,7 +15,7 @@ import dataclasses
 import importlib
 from typing import Any, Callable
 
-__all__ = ["MethodSpec", "METHODS", "get_method", "methods", "register"]
+__all__ = ["MethodSpec", "METHODS", "KINDS", "get_method", "methods"]
 
 KINDS = ("sample", "oneshot")
 _TABLES = ("nb201", "nb101", "csv")  # the tabular benchmarks a sample-based method can query
@@ -53,8 +53,8 @@ class MethodSpec:
 
     @property
     def factory(self) -> Callable[..., Any]:
-        """The entry point as the CLI called it so far: a sample factory as is; a one-shot
-        run returning the ``result.json`` dict."""
+        """The entry point with a plain-dict result: a sample factory as is; a one-shot run
+        wrapped to return only the ``result.json`` dict (no state)."""
         fn = self.load()
         if self.kind == "sample":
             return fn
@@ -74,25 +74,8 @@ class MethodSpec:
 
 def _resolve(ref: str) -> Any:
     mod_name, attr = ref.split(":")
-    mod = importlib.import_module(mod_name)
-    try:
-        return getattr(mod, attr)
-    except AttributeError:
-        if ref in _NOT_YET_RENAMED:  # entry points being renamed by their owners
-            return _resolve(_NOT_YET_RENAMED[ref])
-        raise
+    return getattr(importlib.import_module(mod_name), attr)
 
-
-# Where an entry point of the table lived before its module was updated (checked only when
-# the target name is missing).
-_NOT_YET_RENAMED = {
-    "jnas.search:make_rs": "jnas.search:RandomSearch",
-    "jnas.search:make_rea": "jnas.search:RegularizedEvolution",
-    "jnas.renas:make_renas": "jnas.renas_search:ReNASSearcher",
-    "jnas.renas:make_renas_rea": "jnas.renas_search:PredictorGuidedEvolution",
-    "jnas.renas:ReNASConfig": "jnas.renas_search:ReNASConfig",
-    "jnas.renas:PGEConfig": "jnas.renas_search:PGEConfig",
-}
 
 _NB = ("nb201", "darts")
 _SCORED = ("nb201",)  # one-shot runs score the found cell on the NB201 table
@@ -144,11 +127,3 @@ def get_method(name: str | MethodSpec) -> MethodSpec:
         raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(sorted(METHODS))}"
                          " (see `jnas methods`)")
     return METHODS[name]
-
-
-def register(name: str, **_: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """No-op decorator kept while method modules still carry ``@register`` (the table above is
-    the registry); returns the function unchanged."""
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return fn
-    return deco

@@ -9,6 +9,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+__all__ = ["as_key", "np_rng", "split"]
+
 
 def as_key(seed_or_key: int | jax.Array) -> jax.Array:
     """A typed JAX PRNG key from an int seed, a raw ``uint32[2]`` key or a typed key."""

@@ -23,6 +23,9 @@ import numpy as np
 from jnas.rng import np_rng
 from jnas.space_base import ArchParsing
 
+__all__ = ["NB101_OPS", "NB101_NODE_TYPES", "NB101_MAX_NODES", "NB101_MAX_EDGES",
+           "hash_module", "NB101Arch", "NB101Space", "NB101"]
+
 NB101_OPS: tuple[str, ...] = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 NB101_NODE_TYPES: tuple[str, ...] = ("input", *NB101_OPS, "output")
 NB101_MAX_NODES = 7
