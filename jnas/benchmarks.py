@@ -129,8 +129,12 @@ def simulated_time_s(flops_M: float | np.ndarray, epochs: int,
 class NB201Bench:
     """The NAS-Bench-201 tables over the 15,625 official rows (row ``i`` = NB201 index ``i``).
 
+    Look cells up with :meth:`row` / :meth:`lookup`, never with ``arch.to_index()``: that is
+    the space index (another order), e.g. space index 8343 is table row 6111.
+
     Attributes:
-      arch_strings: standard strings, ``str`` array of 15,625.
+      arch_strings: standard strings by table row (official NB201 index, not the space
+        index), ``str`` array of 15,625.
       unique_strings: isomorphism-canonical strings (6,466 distinct values).
       test_acc, val12, test12: ``{dataset: float64[15625]}`` in percent (200-epoch test;
         12-epoch validation; 12-epoch test).

@@ -1,6 +1,7 @@
 """Tests for the public record and writers (jnas.report.Result, jsonable, write_json)."""
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -54,3 +55,27 @@ def test_write_json_is_atomic_and_takes_a_result(tmp_path):
     assert [f.name for f in p.parent.iterdir()] == ["result.json"]
     write_json(p, {"x": 1}, indent=None)
     assert p.read_text() == '{"x": 1}'
+
+
+# ----------------------------------------------------------------------------- public API
+def test_public_api_resolves_lazily_and_is_documented():
+    import subprocess
+    import sys
+
+    import jnas
+    from jnas import apidoc
+    out = subprocess.run([sys.executable, "-c", "import jnas, sys; print(sorted(m for m in "
+                          "sys.modules if m.startswith('jnas.')))"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"                       # `import jnas` imports nothing
+    for name in ("relax", "gcn", "REAConfig", "discretise", "normalize", "create_train_state",
+                 "Result", "Query", "Evaluator", "Searcher", "get_space", "run_search"):
+        assert name in jnas.__all__
+    for name in jnas.__all__:
+        assert getattr(jnas, name) is not None
+    text = (Path(__file__).parents[1] / "docs" / "API.md").read_text()
+    missing = [n for n in jnas.__all__
+               if not re.search(rf"`(class |jnas\.)?{re.escape(n)}\b", text)]
+    assert not missing, f"docs/API.md lacks {missing}"
+    assert text == apidoc.render(), ("docs/API.md is out of date: run "
+                                     "`python -m jnas.apidoc > docs/API.md`")
