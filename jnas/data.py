@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import functools
 import itertools
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +43,7 @@ Batch = tuple[np.ndarray, np.ndarray]
 
 # ----------------------------------------------------------------------------- split / transforms
 
-def search_split(images: np.ndarray, labels: np.ndarray, key, frac: float = 0.5
+def search_split(images: np.ndarray, labels: np.ndarray, key: Any, frac: float = 0.5
                  ) -> tuple[Batch, Batch]:
     """Splits a training set into the search train / val halves (DARTS, NB201).
 
@@ -75,7 +75,8 @@ def search_split(images: np.ndarray, labels: np.ndarray, key, frac: float = 0.5
     return (images[tr_i], labels[tr_i]), (images[va_i], labels[va_i])
 
 
-def normalize(x, mean=CIFAR10_MEAN, std=CIFAR10_STD) -> jax.Array:
+def normalize(x: Any, mean: Sequence[float] = CIFAR10_MEAN,
+              std: Sequence[float] = CIFAR10_STD) -> jax.Array:
     """uint8 ``[..., 3]`` pixels (or floats in [0, 1]) -> float32 ``(x/255 - mean) / std``."""
     x = jnp.asarray(x)
     if x.shape[-1] != len(mean):
@@ -120,7 +121,7 @@ def augment(key: jax.Array, x: jax.Array, pad: int = 4, flip: bool = True) -> ja
 
 # ----------------------------------------------------------------------------- batching
 
-def batch_iterator(images: np.ndarray, labels: np.ndarray, batch_size: int, key,
+def batch_iterator(images: np.ndarray, labels: np.ndarray, batch_size: int, key: Any,
                    epochs: int | None = None, drop_remainder: bool = True) -> Iterator[Batch]:
     """Yields shuffled ``(images[B, ...], labels[B])`` numpy batches.
 
@@ -154,7 +155,7 @@ def batch_iterator(images: np.ndarray, labels: np.ndarray, batch_size: int, key,
             yield images[idx], labels[idx]
 
 
-def prefetch_to_device(iterator: Iterable, size: int = 2, sharding=None) -> Iterator:
+def prefetch_to_device(iterator: Iterable, size: int = 2, sharding: Any = None) -> Iterator:
     """Moves the next ``size`` batches (pytrees) to device ahead of use.
 
     Args:
@@ -179,7 +180,7 @@ def prefetch_to_device(iterator: Iterable, size: int = 2, sharding=None) -> Iter
             queue.append(put(tree))
 
 
-def mock_cifar(n: int, key, num_classes: int = 10, image_size: int = 32
+def mock_cifar(n: int, key: Any, num_classes: int = 10, image_size: int = 32
                ) -> tuple[np.ndarray, np.ndarray]:
     """A small learnable fake CIFAR set for tests: ``(uint8[n, S, S, 3], int32[n])``.
 

@@ -23,7 +23,7 @@ import itertools
 import os
 import zipfile
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -355,7 +355,7 @@ def _check_arrays(images: np.ndarray, labels: np.ndarray, what: str) -> tuple[np
 
 # ----------------------------------------------------------------------------- checks
 
-def validate_batch(images, labels=None, *, num_classes: int | None = None,
+def validate_batch(images: Any, labels: Any = None, *, num_classes: int | None = None,
                    what: str = "batch") -> None:
     """Raises a ``ValueError`` naming the problem unless ``images`` is ``[N, H, W, C]`` (C 1 or
     3; uint8 or float) and ``labels`` an integer ``[N]`` array (in ``[0, num_classes)``)."""

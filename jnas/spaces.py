@@ -61,12 +61,23 @@ class SearchSpace(Protocol):
     graph_size: int
     num_node_types: int
 
-    def parse(self, s: Any) -> Any: ...
-    def validate(self, arch: Any) -> Any: ...
-    def sample(self, key: jax.Array | int, n: int = 1) -> list[Any]: ...
-    def mutate(self, key: jax.Array | int, arch: Any) -> Any: ...
-    def neighbours(self, arch: Any) -> list[Any]: ...
-    def dedup(self, archs: Iterable[Any]) -> list[Any]: ...
+    def parse(self, s: Any) -> Any:
+        """A cell from its standard string (or the cell itself)."""
+
+    def validate(self, arch: Any) -> Any:
+        """``arch`` as a valid cell, or ``ValueError`` naming the problem."""
+
+    def sample(self, key: jax.Array | int, n: int = 1) -> list[Any]:
+        """``n`` cells drawn by the space's sampling rule, a pure function of ``key``."""
+
+    def mutate(self, key: jax.Array | int, arch: Any) -> Any:
+        """One random single change of ``arch``."""
+
+    def neighbours(self, arch: Any) -> list[Any]:
+        """Every cell one change away from ``arch``."""
+
+    def dedup(self, archs: Iterable[Any]) -> list[Any]:
+        """``archs`` without repeats (first kept)."""
 
 
 # =========================================================================== NAS-Bench-201
@@ -139,6 +150,7 @@ class NB201Arch:
 
     @classmethod
     def from_op_ids(cls, ids: Sequence[int]) -> NB201Arch:
+        """The cell of 6 op ids (indices into ``NB201_OPS``, edge order)."""
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < len(NB201_OPS)]
         if bad:
@@ -220,6 +232,7 @@ class NB201Space(ArchParsing):
         return NB201Arch(arch.ops)
 
     def is_valid(self, arch: Any) -> bool:
+        """Whether :meth:`validate` accepts ``arch``."""
         try:
             self.validate(arch)
             return True
@@ -268,6 +281,7 @@ class NB201Space(ArchParsing):
         return out
 
     def dedup_key(self, arch: NB201Arch) -> tuple[str, ...]:
+        """The identity used by :meth:`dedup` (the op tuple)."""
         return arch.ops
 
     def dedup(self, archs: Iterable[NB201Arch]) -> list[NB201Arch]:

@@ -227,6 +227,7 @@ class DARTSSpace(ArchParsing):
         return DARTSGenotype(arch.normal, arch.reduce, arch.normal_concat, arch.reduce_concat)
 
     def is_valid(self, arch: Any) -> bool:
+        """Whether :meth:`validate` accepts ``arch``."""
         try:
             self.validate(arch)
             return True
@@ -234,6 +235,7 @@ class DARTSSpace(ArchParsing):
             return False
 
     def enumerate(self) -> list[DARTSGenotype]:
+        """Not possible (``ValueError``): the space is too large."""
         raise ValueError("the DARTS space (~1e18 genotypes) cannot be enumerated; use sample()")
 
     @staticmethod
@@ -282,6 +284,7 @@ class DARTSSpace(ArchParsing):
         return [c for c in dedup_by(self._changes(g), self.dedup_key) if c.canonical() != me]
 
     def dedup_key(self, arch: DARTSGenotype) -> DARTSGenotype:
+        """The identity used by :meth:`dedup` (the canonical genotype)."""
         return arch.canonical()
 
     def dedup(self, archs: Iterable[DARTSGenotype]) -> list[DARTSGenotype]:

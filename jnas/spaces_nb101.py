@@ -194,10 +194,12 @@ class NB101Arch:
 
     @property
     def num_nodes(self) -> int:
+        """Nodes of the cell (input and output included)."""
         return len(self.ops)
 
     @property
     def num_edges(self) -> int:
+        """Edges of the cell."""
         return int(sum(map(sum, self.matrix)))
 
     def to_string(self) -> str:
@@ -406,6 +408,7 @@ class NB101Space(ArchParsing):
         return out
 
     def enumerate(self) -> list[NB101Arch]:
+        """Not done (``ValueError``): use ``sample()`` or a table's cells."""
         raise ValueError("the NB101 space (423,624 cells) is not enumerated by jnas; use "
                          "sample(), or the cells of a benchmark table (jnas.benchmarks)")
 
