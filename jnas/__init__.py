@@ -13,7 +13,8 @@ one-shot stack:
   ``run_darts``, ``run_gdas``, ``run_snas``, ``run_less_local``;
 * sample-based flow: ``Searcher``, ``Evaluator``, ``Query``, ``run_search``, ``run_method``
   (:mod:`jnas.search`), ``RandomSearch``, ``RegularizedEvolution``, ``BONASSearcher``,
-  ``GANASSearcher``, ``ReNASSearcher``; benchmarks ``load_nb201``, ``make_evaluator``,
+  ``GANASSearcher``, ``ReNASSearcher``; predictors on architecture values ``GraphPredictor``
+  (GCN/MLP), ``RankingPredictor`` (ReNAS); benchmarks ``load_nb201``, ``make_evaluator``,
   ``load_table`` (:mod:`jnas.benchmarks`, :mod:`jnas.tables`);
 * results: ``Result``, ``write_json``, ``summarise`` (:mod:`jnas.report`), ``kendall_tau``.
 """
@@ -46,15 +47,17 @@ _EXPORTS_BY_MODULE = {
                    "load_nb101_official", "load_nb101_json"),
     "tables": ("TableBench", "TableEvaluator", "TableSpace", "load_table"),
     "search": ("Query", "Evaluator", "Searcher", "as_evaluator", "run_search", "run_method",
+               "run_seeds",
                "RandomSearch", "RandomSearchConfig", "RegularizedEvolution", "REAConfig"),
     "oneshot": ("OneShotConfig", "SearchState", "make_supernet", "discretise", "run_oneshot"),
     "darts": ("run_darts", "run_gdas", "DARTSConfig", "DARTS2Config", "GDASConfig"),
     "snas": ("run_snas", "SNASConfig"),
     "less_local": ("run_less_local", "LessLocalConfig"),
+    "gcn": ("GraphPredictor",),
     "bo": ("BONASSearcher", "BONASConfig"),
     "weight_sharing": ("WeightSharingEvaluator", "WSConfig"),
     "gan": ("GANASSearcher", "GANASConfig"),
-    "renas": ("ReNASSearcher", "ReNASConfig"),
+    "renas": ("ReNASSearcher", "ReNASConfig", "RankingPredictor"),
     "metrics": ("kendall_tau", "spearman_rho", "precision_at_k"),
     "report": ("Result", "write_json", "load_results", "summarise"),
     "registry": ("get_method", "methods"),
