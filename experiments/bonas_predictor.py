@@ -21,7 +21,7 @@ import numpy as np
 
 from jnas.benchmarks import load_nb201
 from jnas.bo import fit_blr, logit, to_accuracy_space
-from jnas.cli import parse_seeds
+from jnas.config import parse_seeds
 from jnas.gcn import PredictorConfig, graphs_to_arrays, train_predictor
 from jnas.metrics import kendall_tau, spearman_rho
 from jnas.rng import np_rng

@@ -46,10 +46,9 @@ import numpy as np
 
 from jnas import bo  # noqa: F401  (registers 'bonas')
 from jnas.benchmarks import TabularEvaluator, load_nb201
-from jnas.cli import parse_seeds
-from jnas.config import apply_overrides
+from jnas.config import apply_overrides, parse_seeds
 from jnas.registry import get_method
-from jnas.report import load_jsonl
+from jnas.report import load_jsonl, score_at
 from jnas.rng import as_key
 from jnas.search import run_search
 from jnas.spaces import get_space
@@ -184,7 +183,7 @@ def main() -> None:
             batch = cfg.k if method == "bonas" else 1
             for seed in parse_seeds(None, args.seeds):
                 ev = TabularEvaluator(bench, dataset, protocol)
-                searcher = spec.factory(space, as_key(seed), cfg)
+                searcher = spec.load()(space, as_key(seed), cfg)
                 t0 = time.perf_counter()
                 c0 = time.process_time()
                 res = run_search(searcher, ev, args.budget, batch, method=method, seed=seed,
@@ -193,7 +192,7 @@ def main() -> None:
                 hit = next((i + 1 for i, h in enumerate(new)
                             if acc[bench.index_of(h["arch"])] >= thr), None)
                 rec = {"method": method, "seed": seed, "dataset": dataset, "protocol": protocol,
-                       "best": {b: res.best_at(b) for b in sorted({50, 100, 200, args.budget})
+                       "best": {b: score_at(res.to_json(), b) for b in sorted({50, 100, 200, args.budget})
                                 if b <= args.budget},
                        "queries_to_top0.1%": hit, "wall_s": time.perf_counter() - t0,
                        "cpu_s": time.process_time() - c0, "best_arch": res.best_arch}

@@ -104,7 +104,7 @@ def method_config(method: str, dataset: str, overrides, max_params=None):
         if max_params is not None:
             cfg = apply_overrides(cfg, {"max_params": max_params})
         return cfg
-    return registry.get_method(method).config_cls()
+    return registry.get_method(method).default_config()
 
 
 def run_method(method: str, seeds, bench, dataset, protocol, budget, overrides, max_params=None,
@@ -134,7 +134,7 @@ def run_method(method: str, seeds, bench, dataset, protocol, budget, overrides, 
         if method == "ganas":
             s = GANASSearcher(sp, as_key(seed), cfg)
         else:
-            s = spec.factory(sp, as_key(seed), cfg)
+            s = spec.load()(sp, as_key(seed), cfg)
         batch = cfg.k if method == "bonas" else 1  # BONAS: one round of k cells per batch
         t0, c0 = time.perf_counter(), time.process_time()
         res = run_search(s, ev, budget, batch, method=method, seed=seed).to_json()

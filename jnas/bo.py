@@ -24,10 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special, stats
 
-from jnas.gcn import PredictorConfig, graphs_to_arrays, train_predictor
 from jnas.config import check_choice, check_positive, check_range
-from jnas.spaces import get_space
+from jnas.gcn import PredictorConfig, graphs_to_arrays, train_predictor
 from jnas.rng import as_key, np_rng
+from jnas.spaces import get_space
 
 __all__ = ["BLRPosterior", "fit_blr", "blr_numpyro_model", "logit", "to_accuracy_space", "ucb",
            "expected_improvement", "random_candidates", "evolutionary_candidates",

@@ -28,8 +28,8 @@ from jnas import cost
 from jnas.config import check_choice, check_positive, check_range, config_to_dict
 from jnas.gan_models import make_codec
 from jnas.gan_steps import StepsConfig, get_steps
-from jnas.spaces import get_space
 from jnas.rng import as_key, np_rng
+from jnas.spaces import get_space
 
 __all__ = ["GANASConfig", "GANASSearcher", "make_ganas"]
 
@@ -59,26 +59,26 @@ class GANASConfig:
     d_steps: int = 30             # discriminator updates per round (0 = none)
     d_batch: int = 64             # pairs per discriminator update
     d_lr: float = 1e-3            # discriminator Adam learning rate
-    d_loser_frac: float = 0.5     # fraction of D's negatives that are queried non-winners, in [0, 1]
-    pg: str = "ppo"               # policy gradient: 'ppo' (clipped surrogate) or 'reinforce' (batch-mean baseline)
-    g_iters: int = 5              # policy-gradient iterations per round (each samples g_batch cells)
+    d_loser_frac: float = 0.5     # share of D's negatives that are queried non-winners, [0, 1]
+    pg: str = "ppo"               # policy gradient: 'ppo' (clipped) or 'reinforce' (mean baseline)
+    g_iters: int = 5              # policy-gradient iterations per round (g_batch cells each)
     g_batch: int = 64             # cells sampled per policy-gradient iteration
     ppo_epochs: int = 4           # PPO epochs over each batch
     clip_eps: float = 0.2         # PPO clip range
     ent_coef: float = 0.01        # entropy bonus of the generator loss
     g_lr: float = 2e-3            # generator Adam learning rate
-    mle_coef: float = 0.0         # weight of a max-likelihood fit of G to the winning set (0 = pure RL)
-    g_reset: bool = True          # re-initialise G (weights and Adam state) at the start of every round
+    mle_coef: float = 0.0         # weight of a max-likelihood fit of G to the winners (0 = RL)
+    g_reset: bool = True          # re-initialise G (weights, Adam state) at every round's start
     cand_batch: int = 256         # cells sampled per proposal batch
-    select: str = "reward"        # rank unseen candidates by D's reward ('reward') or keep sampling order ('first')
-    context: str = "winner"       # encoder input: 'winner' (a random winning cell), 'best' or 'empty'
+    select: str = "reward"        # rank unseen candidates by D's reward ('reward') or not ('first')
+    context: str = "winner"       # encoder input: 'winner' (random winning cell), 'best', 'empty'
     temperature: float = 1.0      # sampling temperature of proposals
-    max_resample: int = 4         # extra proposal batches before a round is filled with random unseen cells
-    propose_unseen: bool = True   # sample proposals conditioned on the cells not yet issued (enumerable spaces)
+    max_resample: int = 4         # extra proposal batches before random unseen cells fill a round
+    propose_unseen: bool = True   # sample conditioned on the cells not yet issued (finite spaces)
     max_params: float | None = None  # params budget in M (None = unconstrained)
-    constraint: str = "mask"      # budget handling: 'mask' (NB201: exact decoder masking, plus rejection) or 'reject'
+    constraint: str = "mask"      # budget: 'mask' (NB201 decoder masking + rejection) or 'reject'
     num_classes: int = 10         # classifier size used by the params counter (10 = CIFAR-10)
-    fast_compile: bool = True     # compile the steps with XLA backend optimisation level 0 (3x faster on CPU)
+    fast_compile: bool = True     # XLA backend optimisation level 0 (3x faster CPU compiles)
 
     def __post_init__(self) -> None:
         check_choice(self, "pg", ("ppo", "reinforce"))
@@ -143,6 +143,11 @@ class GANASSearcher:
         self._round = 0
         self._initialised = False
         self.rounds: list[dict[str, float]] = []
+
+    @property
+    def generator_params(self) -> Any:
+        """The generator's current parameters (for sampling with ``self.steps``)."""
+        return self._g[0]
 
     # ---- helpers ------------------------------------------------------------------------
     def _key_of(self, arch: Any) -> str:

@@ -35,6 +35,9 @@ from jnas import cost
 from jnas.spaces import (NB101_MAX_EDGES, NB101_MAX_NODES, NB101_OPS, NB201_EDGES, NB201_OPS,
                          NB101Arch, NB201Arch)
 
+__all__ = ["NB101_NODES", "nb201_op_params", "CellCodec", "nb201_all_sequences", "make_codec",
+           "GraphEncoder", "Generator", "Discriminator", "batch_graph", "decode"]
+
 NB101_NODES = NB101_MAX_NODES
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from jnas.rng import as_key
+from jnas.spaces import get_space
 from jnas.xla import Compiled
 
 __all__ = ["GraphArrays", "graphs_to_arrays", "archs_to_arrays", "batch_graphs", "GCNPredictor",
@@ -449,7 +450,6 @@ class GraphPredictor:
 
     def __init__(self, space: Any = "nb201", key: Any = 0,
                  config: PredictorConfig = PredictorConfig()) -> None:
-        from jnas.spaces import get_space
         self.space = get_space(space) if isinstance(space, str) else space
         self.config = config
         self._key = as_key(key)

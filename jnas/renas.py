@@ -16,10 +16,10 @@ import jax
 import numpy as np
 
 from jnas.config import check_choice, check_positive, check_range
-from jnas.renas_predictor import (LOSSES, NB101_TYPE_IDS, NB201_TYPE_IDS, RankingPredictor,  # noqa: F401
-                                  ReNASPredictor, Standardizer, TrainedPredictor, features,
-                                  minmax, mse_loss, nb101_features, nb201_features,
-                                  pairwise_rank_loss, space_name, train_predictor)
+from jnas.renas_predictor import (  # noqa: F401  (re-exported)
+    LOSSES, NB101_TYPE_IDS, NB201_TYPE_IDS, RankingPredictor, ReNASPredictor, Standardizer,
+    TrainedPredictor, features, minmax, mse_loss, nb101_features, nb201_features,
+    pairwise_rank_loss, space_name, train_predictor)
 from jnas.rng import as_key
 from jnas.search_history import arch_key
 from jnas.spaces import NB201, get_space
@@ -41,12 +41,12 @@ class ReNASConfig:
     predictor trains on the whole training set as one batch (Adam). NB201 scores all 15,625
     cells.
     """
-    train_size: int = 424  # random cells queried to train the predictor (paper: 424 = 0.1% of NB101)
+    train_size: int = 424  # random cells queried to train the predictor (paper: 0.1% of NB101)
     top_k: int = 10        # best-predicted unseen cells queried after training (paper: 10)
     epochs: int = 200      # predictor training epochs
     lr: float = 1e-3       # predictor Adam learning rate
     loss: str = "rank"     # 'rank' (pairwise logistic, the paper) or 'mse'
-    pool: str = ""         # NB101 candidate pool: benchmark JSON ('' = $JNAS_DATA_DIR/nb101/zc_nasbench101.json)
+    pool: str = ""         # NB101 candidate pool JSON ('' = JNAS_DATA_DIR's zc_nasbench101.json)
 
     def __post_init__(self) -> None:
         check_choice(self, "loss", tuple(LOSSES))

@@ -23,11 +23,11 @@ broadcast along rows, so an edge carries the value of the node it enters, as in 
   avg_pool_3x3=6, output=7``; channels 1..6 = FLOPs/params matrices per stage (C = 16/32/64
   at 32/16/8 px; the 5 cells of a stage are identical), interleaved ``F1, P1, F2, P2, F3, P3``.
 
-FLOPs/params per node come from the conv-only counters of :mod:`jnas.cost`
-(multiply-adds of convolutions, conv + BN weights; pooling, skip and ``none`` cost 0), the
-NB101 vertex channel rule of the official ``nasbench`` code included. Features are standardised per element with
-statistics fitted on the training set only (:class:`Standardizer`); labels are min-max
-normalised on the training set.
+FLOPs/params per node come from the conv-only counters of :mod:`jnas.cost` (multiply-adds
+of convolutions, conv + BN weights; pooling, skip and ``none`` cost 0), the NB101 vertex
+channel rule of the official ``nasbench`` code included. Features are standardised per
+element with statistics fitted on the training set only (:class:`Standardizer`); labels are
+min-max normalised on the training set.
 """
 from __future__ import annotations
 

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 
+from jnas import registry, report, tables
 from jnas.config import apply_overrides, check_positive, check_range, split_overrides
 from jnas.report import Result, jsonable, write_json
 from jnas.rng import as_key, np_rng
@@ -375,7 +376,6 @@ def run_method(name_or_spec: Any, config: Any, *, space: Any, evaluator: Any, se
     ``budget`` queries (history in ``out_dir``, resumable), logging ten progress lines.
     ``dataset`` defaults to the evaluator's. Returns the :class:`jnas.report.Result`.
     """
-    from jnas import registry, tables
     spec = registry.get_method(name_or_spec)
     if spec.kind != "sample":
         raise ValueError(f"run_method runs sample-based methods; {spec.name!r} is "
@@ -405,7 +405,7 @@ def run_seeds(method: str, seeds: Iterable[int], budget: int, *, space: str = "n
     ``out_dir``, its own ``out_dir/seed_<S>/`` holding ``history.jsonl`` (resumable) and
     ``result.json``.
     """
-    from jnas import benchmarks, registry
+    from jnas import benchmarks  # the NB201 tables: only when no evaluator is given
     spec = registry.get_method(method)
     main_over, ws_over = split_overrides(overrides)
     cfg = apply_overrides(config if config is not None else spec.config_cls(), main_over)
@@ -436,5 +436,4 @@ def run_seeds(method: str, seeds: Iterable[int], budget: int, *, space: str = "n
 def summarise(results: Sequence[Any], budgets: Sequence[int] = (50, 100, 200, 500)
               ) -> dict[str, Any]:
     """Mean ± std of the reported score at ``budgets`` (see :func:`jnas.report.summarise`)."""
-    from jnas.report import summarise as _summarise
-    return _summarise([r.to_json() if hasattr(r, "to_json") else r for r in results], budgets)
+    return report.summarise([r.to_json() if hasattr(r, "to_json") else r for r in results], budgets)

@@ -30,9 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jnas import benchmarks
 from jnas.cells import NB201Supernet
-from jnas.config import check_choice, check_positive
-from jnas.data import augment, normalize
+from jnas.config import apply_overrides, check_choice, check_positive
+from jnas.data import augment, load_cifar10, normalize, search_split
 from jnas.rng import as_key
 from jnas.xla import Compiled
 
@@ -313,13 +314,10 @@ def make_evaluator(kind: str, *, dataset: str = "cifar10", benchmark: str = "nb2
       overrides: ``key=value`` strings applied to :class:`WSConfig`.
       max_per_class: use only the first k training images per class (quick CPU runs).
     """
-    from jnas import benchmarks
     if kind == "tabular":
         return benchmarks.make_evaluator(benchmark, dataset=dataset, protocol=protocol)
     if kind != "weight-sharing":
         raise ValueError(f"unknown evaluator {kind!r}; valid: 'tabular', 'weight-sharing'")
-    from jnas.config import apply_overrides
-    from jnas.data import load_cifar10, search_split
     if dataset != "cifar10":
         raise ValueError("the weight-sharing evaluator loads CIFAR-10 images only; use "
                          "--dataset cifar10")

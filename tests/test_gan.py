@@ -205,7 +205,8 @@ def test_params_constraint_respected(constraint):
     if constraint == "mask":  # masking alone never emits an over-budget cell
         codec = make_codec("nb201")
         steps = get_steps(codec, cfg)
-        toks, _, _ = steps.sample(s._g[0], jnp.zeros((128, 6), jnp.int32), jax.random.key(9),
+        toks, _, _ = steps.sample(s.generator_params, jnp.zeros((128, 6), jnp.int32),
+                                  jax.random.key(9),
                                   jnp.float32(0.5 - codec.base_cost))
         assert max(nb201_params_M(t) for t in np.asarray(toks)) <= 0.5 + 1e-6
 
