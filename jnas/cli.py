@@ -264,25 +264,14 @@ def _make_evaluator(plan: _Plan, space: str, seed: int) -> Any:
 def _run_seed(plan: _Plan, args: argparse.Namespace, seed: int, seed_dir: Path,
               evaluator: Any) -> Any:
     """One search; returns its :class:`jnas.report.Result`."""
-    from jnas import report
     log = None if args.quiet else (lambda m: print(m, flush=True))
     if plan.spec.kind == "sample":
         from jnas import search
         return search.run_method(plan.spec, plan.config, space=args.space, evaluator=evaluator,
                                  seed=seed, budget=plan.budget, out_dir=seed_dir, log=log,
                                  dataset=plan.dataset)
-    import inspect
-    run = plan.spec.load()
-    kw = {"quiet": args.quiet} if "quiet" in inspect.signature(run).parameters else {}
-    out = run(plan.config, space=args.space, dataset=plan.dataset, key=seed,
-              out_dir=seed_dir, **kw)
-    result = out[0] if isinstance(out, tuple) else out
-    if isinstance(result, dict):  # an entry point not yet returning a Result
-        result = dict(result)
-        result.pop("_state", None)
-        result = report.Result.from_json(result)
-    if result.seed is None:
-        result = result.replace(seed=seed)
+    result, _state = plan.spec.load()(plan.config, space=args.space, dataset=plan.dataset,
+                                      key=seed, out_dir=seed_dir, quiet=args.quiet)
     return result
 
 
@@ -369,10 +358,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         record = result.to_json()
         done.append(record)
         print(_summary_line(name, seed, record, path), flush=True)
-    if len(seeds) > 1 and plan.spec.kind == "sample":
-        budgets = sorted({b for b in (10, 50, 100, 200, 500) if b < plan.budget}
-                         | {plan.budget})
-        group = compare.Group(str(plan.out), tuple(done), "sample",
+    if len(seeds) > 1:
+        budgets = sorted({b for b in (10, 50, 100, 200, 500) if b < (plan.budget or 1)}
+                         | {plan.budget or 1})
+        group = compare.Group(str(plan.out), tuple(done), plan.spec.kind,
                               compare.setting_of(done[0]))
         print(compare.format_group(group, budgets), flush=True)
     return 0
