@@ -17,6 +17,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jnas import fastconv
+from jnas.fastconv import conv_impl, get_conv_impl, set_conv_impl
+
+__all__ = ["conv_init", "batch_norm_train", "BatchNorm", "conv", "avg_pool", "max_pool",
+           "weighted", "ReLUConvBN", "ResNetBasicBlock", "CPU_FAST_COMPILE",
+           "CPU_FASTEST_COMPILE", "compiler_options", "compute_dtype", "set_conv_impl",
+           "get_conv_impl", "conv_impl"]
+
 # PyTorch-style initialisers so that function (not only shape) matches the references.
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -113,11 +121,17 @@ class BatchNorm(nn.Module):
 
 
 def conv(features: int, kernel: int, stride: int = 1, dilation: int = 1, groups: int = 1,
-         bias: bool = False, name: str | None = None, dtype: Any = None) -> nn.Conv:
+         bias: bool = False, name: str | None = None, dtype: Any = None) -> nn.Module:
     """A PyTorch-padded (``(k-1)//2 * dilation`` each side) convolution, no bias by default.
 
-    ``dtype``: compute dtype (``None``: the input's); the kernel is stored in float32."""
+    ``dtype``: compute dtype (``None``: the input's); the kernel is stored in float32. The
+    module is ``flax.linen.Conv``, or :class:`jnas.fastconv.Conv` (same parameters,
+    matmul kernel gradients: faster on CPU) after ``set_conv_impl("matmul")`` /
+    ``JNAS_CONV_IMPL=matmul``."""
     p = (kernel - 1) // 2 * dilation
+    if get_conv_impl() == "matmul":
+        return fastconv.Conv(features, kernel, stride, p, dilation, groups, bias, conv_init,
+                          dtype=dtype, name=name)
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((p, p), (p, p)),
                    kernel_dilation=(dilation, dilation), feature_group_count=groups,
                    use_bias=bias, kernel_init=conv_init, name=name, dtype=dtype,

@@ -1,0 +1,229 @@
+"""2-D convolutions with matmul gradients (a CPU speed option), and the switch that selects them.
+
+XLA-CPU lowers the kernel-gradient convolution of the supernets' ``vmap``-ed edge convs to a
+slow form (BENCHMARKS.md: ~80 % of a C=16 NB201 step). :func:`conv2d` with ``impl="matmul"``
+is the same function as :func:`jax.lax.conv_general_dilated` (NHWC input, HWIO kernel,
+symmetric padding, stride, kernel dilation, feature groups) computed as im2col matmuls: the
+``k*k`` shifted, strided slices of the padded input stacked ("patches") and one ``einsum``
+with the kernel (a multiply-add per tap for depthwise kernels). A ``jax.custom_vjp`` gives
+the kernel gradient as the patches contracted with the output cotangent (float32
+accumulation) and the input gradient as the cotangent times the kernel, added back at
+the patch places (col2im). The backward rule is made of differentiable ops, so ``grad`` of
+``grad`` works (second-order DARTS); forward-mode (``jvp``) is not defined.
+
+The implementation is chosen when a model is traced: :func:`set_conv_impl` (or the
+environment variable ``JNAS_CONV_IMPL``, read at import) sets ``"xla"`` (the default: plain
+``flax.linen.Conv``, bit-identical to earlier releases) or ``"matmul"``. A function that was
+already jitted keeps the implementation it was traced with.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+__all__ = ["CONV_IMPLS", "set_conv_impl", "get_conv_impl", "conv_impl", "conv2d", "Conv"]
+
+CONV_IMPLS: tuple[str, ...] = ("xla", "matmul")
+_ENV = "JNAS_CONV_IMPL"
+
+
+def _check_impl(impl: str, where: str) -> str:
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"unknown convolution implementation {impl!r} ({where}); "
+                         f"use one of {', '.join(CONV_IMPLS)}")
+    return impl
+
+
+_impl = _check_impl(os.environ.get(_ENV, "xla").strip().lower() or "xla",
+                    f"environment variable {_ENV}")
+
+
+def set_conv_impl(impl: str) -> None:
+    """Select the convolution of :func:`jnas.layers.conv` for models traced from now on:
+    ``"xla"`` (``flax.linen.Conv``, the default) or ``"matmul"`` (:func:`conv2d` with matmul
+    gradients, faster on CPU). Raises ``ValueError`` for another name."""
+    global _impl
+    _impl = _check_impl(impl, "set_conv_impl")
+
+
+def get_conv_impl() -> str:
+    """The convolution implementation models traced now use (``"xla"`` or ``"matmul"``)."""
+    return _impl
+
+
+@contextlib.contextmanager
+def conv_impl(impl: str) -> Iterator[None]:
+    """Context manager: :func:`set_conv_impl` inside the block, the previous choice after."""
+    prev = _impl
+    set_conv_impl(impl)
+    try:
+        yield
+    finally:
+        set_conv_impl(prev)
+
+
+# ----------------------------------------------------------------------------- the function
+def _xla_conv(x, k, stride, padding, dilation, groups):
+    return jax.lax.conv_general_dilated(
+        x, k, (stride, stride), ((padding, padding), (padding, padding)),
+        rhs_dilation=(dilation, dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups)
+
+
+def _patches(x, kh, kw, stride, padding, dilation, ho, wo):
+    """[B, Ho, Wo, kh*kw, C]: the input pixel under each kernel tap of each output pixel."""
+    xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    taps = []
+    for i in range(kh):
+        for j in range(kw):
+            r, c = i * dilation, j * dilation
+            taps.append(jax.lax.slice(xp, (0, r, c, 0),
+                                      (xp.shape[0], r + (ho - 1) * stride + 1,
+                                       c + (wo - 1) * stride + 1, xp.shape[3]),
+                                      (1, stride, stride, 1)))
+    return jnp.stack(taps, axis=3)
+
+
+def _out_size(n: int, k: int, stride: int, padding: int, dilation: int) -> int:
+    return (n + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+
+
+def _forward(x, k, stride, padding, dilation, groups):
+    """The convolution as an im2col matmul."""
+    kh, kw, cg, cout = k.shape
+    b, h, w, _ = x.shape
+    ho, wo = (_out_size(h, kh, stride, padding, dilation),
+              _out_size(w, kw, stride, padding, dilation))
+    p = _patches(x, kh, kw, stride, padding, dilation, ho, wo)
+    n, t, og = b * ho * wo, kh * kw, cout // groups
+    if groups == 1:
+        y = jnp.einsum("ntc,tco->no", p.reshape(n, t, cg), k.reshape(t, cg, cout))
+    elif cg == 1 and og == 1:  # depthwise: a multiply-add per tap
+        y = (p.reshape(n, t, groups) * k.reshape(t, groups)[None]).sum(1)
+    else:
+        y = jnp.einsum("ntgc,tcgo->ngo", p.reshape(n, t, groups, cg),
+                       k.reshape(t, cg, groups, og))
+    return y.reshape(b, ho, wo, cout)
+
+
+def _input_grad(g, k, xshape, stride, padding, dilation, groups):
+    """d loss / d input: the cotangent of each patch (a matmul with the kernel), then the
+    patches added back at their places (col2im: one zero-padded, strided copy per tap)."""
+    kh, kw, cg, cout = k.shape
+    b, ho, wo, _ = g.shape
+    n, t, og = b * ho * wo, kh * kw, cout // groups
+    if groups == 1:
+        dp = jnp.einsum("no,tco->ntc", g.reshape(n, cout), k.reshape(t, cg, cout))
+    elif cg == 1 and og == 1:
+        dp = g.reshape(n, 1, groups) * k.reshape(t, groups)[None]
+    else:
+        dp = jnp.einsum("ngo,tcgo->ntgc", g.reshape(n, groups, og),
+                        k.reshape(t, cg, groups, og))
+    dp = dp.reshape(b, ho, wo, t, cg * groups)
+    _, h, w, _ = xshape
+    hp, wp = h + 2 * padding, w + 2 * padding
+    zero = jnp.zeros((), dp.dtype)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            r, c = i * dilation, j * dilation
+            cfg = ((0, 0, 0), (r, hp - r - (ho - 1) * stride - 1, stride - 1),
+                   (c, wp - c - (wo - 1) * stride - 1, stride - 1), (0, 0, 0))
+            z = jax.lax.pad(dp[:, :, :, i * kw + j, :], zero, cfg)
+            out = z if out is None else out + z
+    return out[:, padding:padding + h, padding:padding + w, :]
+
+
+def _kernel_grad(x, g, kshape, stride, padding, dilation, groups):
+    """d loss / d kernel (HWIO): the patches contracted with the output cotangent."""
+    kh, kw, cg, cout = kshape
+    b, ho, wo, _ = g.shape
+    p = _patches(x, kh, kw, stride, padding, dilation, ho, wo)  # [B, Ho, Wo, T, Cin]
+    n, t, og = b * ho * wo, kh * kw, cout // groups
+    if groups == 1:
+        dk = jnp.einsum("ntc,no->tco", p.reshape(n, t, cg), g.reshape(n, cout),
+                        preferred_element_type=jnp.float32)
+    elif cg == 1 and og == 1:  # depthwise: a multiply-reduce per tap
+        dk = (p.reshape(n, t, groups).astype(jnp.float32)
+              * g.reshape(n, 1, groups).astype(jnp.float32)).sum(0)[:, None, :]
+    else:
+        dk = jnp.einsum("ntgc,ngo->tcgo", p.reshape(n, t, groups, cg),
+                        g.reshape(n, groups, og), preferred_element_type=jnp.float32)
+    return dk.reshape(kh, kw, cg, cout).astype(x.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _matmul_conv(x, k, stride, padding, dilation, groups):
+    return _forward(x, k, stride, padding, dilation, groups)
+
+
+def _matmul_conv_fwd(x, k, stride, padding, dilation, groups):
+    return _forward(x, k, stride, padding, dilation, groups), (x, k)
+
+
+def _matmul_conv_bwd(stride, padding, dilation, groups, res, g):
+    x, k = res
+    return (_input_grad(g, k, x.shape, stride, padding, dilation, groups),
+            _kernel_grad(x, g, k.shape, stride, padding, dilation, groups))
+
+
+_matmul_conv.defvjp(_matmul_conv_fwd, _matmul_conv_bwd)
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, padding: int = 0,
+           dilation: int = 1, groups: int = 1, impl: str | None = None) -> jax.Array:
+    """2-D convolution of an NHWC batch with an HWIO kernel (``[kh, kw, Cin/groups, Cout]``),
+    ``padding`` zeros on each side, ``stride``, kernel ``dilation`` and ``groups`` feature
+    groups: ``lax.conv_general_dilated``'s function. ``impl``: ``"xla"`` (XLA's convolution
+    and its autodiff), ``"matmul"`` (im2col matmuls and a matmul backward; see the module
+    docstring) or ``None`` (:func:`get_conv_impl`)."""
+    impl = _check_impl(get_conv_impl() if impl is None else impl, "conv2d")
+    if x.ndim != 4 or kernel.ndim != 4:
+        raise ValueError(f"conv2d expects NHWC input and HWIO kernel, got shapes {x.shape}, "
+                         f"{kernel.shape}")
+    if x.shape[-1] != kernel.shape[2] * groups or kernel.shape[3] % groups:
+        raise ValueError(f"conv2d: input channels {x.shape[-1]} and kernel {kernel.shape} do "
+                         f"not fit groups={groups}")
+    args = (int(stride), int(padding), int(dilation), int(groups))
+    if impl == "xla":
+        return _xla_conv(x, kernel, *args)
+    return _matmul_conv(x, kernel, *args)
+
+
+class Conv(nn.Module):
+    """``flax.linen.Conv`` with square kernels and symmetric padding, computed by
+    :func:`conv2d` (``impl="matmul"``): the same parameter (``kernel``, HWIO, float32 by
+    ``param_dtype``; optional ``bias``), initialiser, dtype promotion and automatic name
+    (``Conv_<i>``: hence the class name), so parameter trees and initial values equal
+    ``nn.Conv``'s."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    groups: int = 1
+    use_bias: bool = False
+    kernel_init: Any = nn.initializers.lecun_normal()
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cin = x.shape[-1]
+        k = self.param("kernel", self.kernel_init,
+                       (self.kernel, self.kernel, cin // self.groups, self.features),
+                       self.param_dtype)
+        b = (self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+             if self.use_bias else None)
+        x, k, b = nn.dtypes.promote_dtype(x, k, b, dtype=self.dtype)
+        y = conv2d(x, k, stride=self.stride, padding=self.padding, dilation=self.dilation,
+                   groups=self.groups, impl="matmul")
+        return y if b is None else y + b

@@ -1,0 +1,134 @@
+"""The matmul convolution (jnas.fastconv) against lax.conv_general_dilated, and the switch."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jnas import cells, fastconv, layers
+
+# (kernel, stride, dilation, groups, cin, cout): every form the cells use (NB201 1x1/3x3,
+# the stride-2 ResNet conv, DARTS-space depthwise 3x3/5x5 with dilation 2 and stride 2) and
+# a general grouped one.
+CASES = [(1, 1, 1, 1, 3, 4), (3, 1, 1, 1, 3, 4), (3, 2, 1, 1, 3, 5), (3, 1, 1, 3, 3, 3),
+         (5, 2, 1, 3, 3, 3), (3, 1, 2, 3, 3, 3), (5, 2, 2, 3, 3, 3), (3, 1, 1, 2, 4, 6),
+         (2, 2, 1, 1, 3, 4)]
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def _data(k, groups, cin, cout, seed=0):
+    r = np.random.default_rng(seed)
+    x = jnp.asarray(r.normal(size=(2, 7, 6, cin)), jnp.float32)
+    w = jnp.asarray(r.normal(size=(k, k, cin // groups, cout)), jnp.float32)
+    return x, w
+
+
+def _pad(k, d):
+    return (k - 1) // 2 * d
+
+
+@pytest.mark.parametrize("k,s,d,g,cin,cout", CASES)
+def test_matmul_conv_matches_lax_outputs_and_gradients(k, s, d, g, cin, cout):
+    x, w = _data(k, g, cin, cout)
+    kw = dict(stride=s, padding=_pad(k, d), dilation=d, groups=g)
+    y_ref = fastconv.conv2d(x, w, impl="xla", **kw)
+    ref = jax.lax.conv_general_dilated(x, w, (s, s), [(_pad(k, d),) * 2] * 2,
+                                       rhs_dilation=(d, d), feature_group_count=g,
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_array_equal(y_ref, ref)
+    y = fastconv.conv2d(x, w, impl="matmul", **kw)
+    assert y.shape == ref.shape and y.dtype == ref.dtype
+    np.testing.assert_allclose(y, ref, **TOL)
+    ct = jnp.asarray(np.random.default_rng(1).normal(size=ref.shape), jnp.float32)
+
+    def loss(impl):
+        return lambda x_, w_: jnp.sum(fastconv.conv2d(x_, w_, impl=impl, **kw) * ct)
+    gx_ref, gw_ref = jax.grad(loss("xla"), argnums=(0, 1))(x, w)
+    gx, gw = jax.grad(loss("matmul"), argnums=(0, 1))(x, w)
+    np.testing.assert_allclose(gx, gx_ref, **TOL)
+    np.testing.assert_allclose(gw, gw_ref, **TOL)
+
+
+@pytest.mark.parametrize("k,s,d,g,cin,cout", [CASES[1], CASES[2], CASES[5], CASES[7]])
+def test_matmul_conv_second_order(k, s, d, g, cin, cout):
+    """grad of grad (as in second-order DARTS): a loss of the first gradients."""
+    x, w = _data(k, g, cin, cout, seed=2)
+    kw = dict(stride=s, padding=_pad(k, d), dilation=d, groups=g)
+
+    def outer(impl):
+        def inner(x_, w_):
+            return jnp.sum(jnp.tanh(fastconv.conv2d(x_, w_, impl=impl, **kw)) ** 2)
+
+        def f(x_, w_):
+            gx, gw = jax.grad(inner, argnums=(0, 1))(x_, w_)
+            return jnp.sum(gx ** 2) + jnp.sum(jnp.sin(gw))
+        return jax.grad(f, argnums=(0, 1))(x, w)
+    for a, b in zip(outer("matmul"), outer("xla")):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_conv_vmapped_kernel_and_input():
+    """The supernet edge form: one input, a batch of kernels (vmap), and both batched."""
+    x, w = _data(3, 1, 3, 4)
+    ws = jnp.stack([w, 2 * w, -w])
+    xs = jnp.stack([x, x + 1, x * 0.5])
+
+    def f(impl, in_axes):
+        def one(x_, w_):
+            return jnp.sum(jnp.cos(fastconv.conv2d(x_, w_, padding=1, impl=impl)))
+        return jax.grad(lambda a, b: jax.vmap(one, in_axes)(a, b).sum(), argnums=(0, 1))
+    for xin, ax in ((x, (None, 0)), (xs, (0, 0))):
+        for a, b in zip(f("matmul", ax)(xin, ws), f("xla", ax)(xin, ws)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)  # sums of ~50 terms ~10
+
+
+def test_matmul_conv_bf16_kernel_grad_accumulates_in_f32():
+    x, w = _data(3, 1, 3, 4)
+    xb, wb = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    gw = jax.grad(lambda w_: jnp.sum(fastconv.conv2d(xb, w_, padding=1, impl="matmul")
+                                     .astype(jnp.float32)))(wb)
+    ref = jax.grad(lambda w_: jnp.sum(fastconv.conv2d(x, w_, padding=1)))(w)
+    assert gw.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(gw, np.float32), ref, rtol=2e-2, atol=5e-2)
+
+
+def test_conv_impl_switch_and_validation(monkeypatch):
+    assert layers.get_conv_impl() == "xla"  # the default
+    with layers.conv_impl("matmul"):
+        assert layers.get_conv_impl() == "matmul"
+        assert isinstance(layers.conv(4, 3), fastconv.Conv)
+    assert layers.get_conv_impl() == "xla"
+    assert type(layers.conv(4, 3)).__name__ == "Conv" and not isinstance(layers.conv(4, 3),
+                                                                         fastconv.Conv)
+    with pytest.raises(ValueError, match="unknown convolution implementation 'cudnn'"):
+        layers.set_conv_impl("cudnn")
+    with pytest.raises(ValueError, match="groups"):
+        fastconv.conv2d(jnp.zeros((1, 4, 4, 3)), jnp.zeros((3, 3, 2, 4)), groups=1)
+    assert layers.get_conv_impl() == "xla"
+
+
+def test_matmul_supernet_same_params_and_function():
+    """NB201 supernet under both implementations: the same parameter tree and initial
+    values, the same logits and gradients (fp32 tolerance)."""
+    net = cells.NB201Supernet(C=4, N=1)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 16, 16, 3)), jnp.float32)
+    w = jax.nn.softmax(jnp.asarray(np.random.default_rng(1).normal(size=(6, 5)), jnp.float32))
+    out = {}
+    for impl in ("xla", "matmul"):
+        with layers.conv_impl(impl):
+            fastest = layers.compiler_options("fastest")
+            v = jax.jit(net.init).lower(jax.random.key(0), x, w).compile(
+                compiler_options=fastest)(jax.random.key(0), x, w)
+
+            def loss(p, w_):
+                y, _ = net.apply({**v, "params": p}, x, w_, mutable=["batch_stats"])
+                return jnp.sum(jax.nn.log_softmax(y)[:, 0])
+            grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(v["params"], w)
+            grad = grad.compile(compiler_options=fastest)
+            out[impl] = (v["params"], grad(v["params"], w))
+    pa, pb = out["xla"][0], out["matmul"][0]
+    assert jax.tree_util.tree_structure(pa) == jax.tree_util.tree_structure(pb)
+    for a, b in zip(jax.tree_util.tree_leaves(pa), jax.tree_util.tree_leaves(pb)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree_util.tree_leaves(out["xla"][1]),
+                    jax.tree_util.tree_leaves(out["matmul"][1])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
