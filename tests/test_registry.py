@@ -63,3 +63,18 @@ def test_choosing_a_sample_method_does_not_import_the_oneshot_stack():
     assert not set(ONESHOT_STACK) & mods, sorted(set(ONESHOT_STACK) & mods)
     mods = _modules_after("from jnas import registry; registry.get_method('darts').load()")
     assert "jnas.darts" in mods
+
+
+def test_jnas_search_rs_does_not_import_the_oneshot_stack(data_dir, tmp_path):
+    import os
+    code = ("import sys\nfrom jnas.cli import main\n"
+            f"assert main(['search', 'rs', '--budget', '3', '--out', {str(tmp_path)!r}, "
+            "'--quiet']) == 0\n"
+            "print(' '.join(m for m in sys.modules if m.startswith('jnas')))")
+    env = {**os.environ, "JNAS_DATA_DIR": str(data_dir), "JNAS_CACHE_DIR": str(tmp_path / "c")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True)
+    mods = set(out.stdout.strip().splitlines()[-1].split())
+    assert "jnas.search" in mods and "jnas.cli" in mods
+    assert not set(ONESHOT_STACK) & mods, sorted(set(ONESHOT_STACK) & mods)
+    assert (tmp_path / "seed_0" / "result.json").is_file()
