@@ -26,6 +26,7 @@ import jraph
 import numpy as np
 import optax
 
+from jnas.config import check_choice, check_positive
 from jnas.rng import as_key
 from jnas.spaces import get_space
 from jnas.xla import Compiled
@@ -244,13 +245,17 @@ def weighted_mse(pred: jax.Array, y: jax.Array, weight: jax.Array | None = None)
 class PredictorConfig:
     """Predictor training hyper-parameters (BONAS defaults: Adam 1e-3, batch 128, 100 epochs)."""
     model: str = "gcn"          # 'gcn' or 'mlp'
-    hidden: int = 64
-    layers: int = 4
-    bidirectional: bool = True
-    lr: float = 1e-3
-    batch_size: int = 128
-    epochs: int = 100
-    eval_chunk: int = 1024
+    hidden: int = 64            # width of every layer (the embedding size)
+    layers: int = 4             # graph-conv (GCN) or dense (MLP) layers
+    bidirectional: bool = True  # GCN: messages also flow against the edges (own weights)
+    lr: float = 1e-3            # Adam learning rate
+    batch_size: int = 128       # minibatch size (capped at the training-set bucket)
+    epochs: int = 100           # training epochs (from scratch)
+    eval_chunk: int = 1024      # graphs per inference call
+
+    def __post_init__(self) -> None:
+        check_choice(self, "model", ("gcn", "mlp"))
+        check_positive(self, "hidden", "layers", "lr", "batch_size", "epochs", "eval_chunk")
 
 
 def _bucket(n: int, b: int) -> int:

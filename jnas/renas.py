@@ -19,7 +19,7 @@ from jnas.config import check_choice, check_positive, check_range
 from jnas.renas_predictor import (  # noqa: F401  (re-exported)
     LOSSES, NB101_TYPE_IDS, NB201_TYPE_IDS, RankingPredictor, ReNASPredictor, Standardizer,
     TrainedPredictor, features, minmax, mse_loss, nb101_features, nb201_features,
-    pairwise_rank_loss, space_name, train_predictor)
+    compile_seconds, pairwise_rank_loss, space_name, train_predictor)
 from jnas.rng import as_key
 from jnas.search_history import arch_key
 from jnas.spaces import NB201, get_space
@@ -95,6 +95,7 @@ class ReNASSearcher:
         self._asked: set[str] = set()
         self.predictor: TrainedPredictor | None = None
         self.pool_scores: np.ndarray | None = None
+        self.compile_s = 0.0  # seconds spent compiling predictor programs
 
     def ask(self, n: int) -> list[Any]:
         """The next ``n`` proposals (training cells first, then by predicted score)."""
@@ -119,6 +120,11 @@ class ReNASSearcher:
             self._fit_and_rank()
 
     def _fit_and_rank(self) -> None:
+        c0 = compile_seconds()
+        self._rank()
+        self.compile_s += compile_seconds() - c0
+
+    def _rank(self) -> None:
         c = self.config
         archs, ys = zip(*self._told.values())
         x = features(self.space, archs)
@@ -168,12 +174,19 @@ class PredictorGuidedEvolution:
         self._seen: set[str] = set()
         self.predictor: TrainedPredictor | None = None
         self._fitted_at = 0
+        self.compile_s = 0.0  # seconds spent compiling predictor programs
 
     def _seed(self) -> int:
         return int(self._rng.integers(2 ** 31))
 
     def ask(self, n: int) -> list[Any]:
         """``n`` proposals: random during warm-up, then predictor-filtered mutants."""
+        c0 = compile_seconds()
+        out = self._ask(n)
+        self.compile_s += compile_seconds() - c0
+        return out
+
+    def _ask(self, n: int) -> list[Any]:
         c = self.config
         out = []
         for _ in range(int(n)):
@@ -205,11 +218,13 @@ class PredictorGuidedEvolution:
         due = self.predictor is None and len(self._told) >= c.warmup
         due |= self.predictor is not None and len(self._told) - self._fitted_at >= c.retrain_every
         if due:
+            c0 = compile_seconds()
             a, y = zip(*self._told.values())
             self.predictor = train_predictor(jax.random.fold_in(self._key, len(self._told)),
                                              features(self.space, a), y,
                                              epochs=c.epochs, lr=c.lr, loss=c.loss)
             self._fitted_at = len(self._told)
+            self.compile_s += compile_seconds() - c0
 
 
 def _space(space: Any) -> Any:

@@ -45,12 +45,13 @@ from jnas.cost import conv_edge_cost_nb201, conv_node_costs_nb101
 from jnas.metrics import kendall_tau_jax
 from jnas.rng import as_key
 from jnas.spaces import NB201_EDGES, NB201_OPS, get_space
+from jnas.xla import Compiled
 
 __all__ = [
     "NB101_TYPE_IDS", "NB201_TYPE_IDS", "nb101_features", "nb201_features", "features",
     "space_name", "Standardizer", "minmax", "ReNASPredictor", "pairwise_rank_loss",
     "mse_loss", "LOSSES", "kendall_tau_jax", "TrainedPredictor", "train_predictor",
-    "RankingPredictor",
+    "RankingPredictor", "compile_seconds",
 ]
 
 NB101_TYPE_IDS = {"input": 1, "conv1x1-bn-relu": 2, "conv3x3-bn-relu": 3, "maxpool3x3": 4,
@@ -293,13 +294,23 @@ def _predict(model: ReNASPredictor, variables: Any, x: np.ndarray, chunk: int) -
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
-@functools.lru_cache(maxsize=None)
-def _eval_fn(model: ReNASPredictor):
-    return jax.jit(lambda v, x: model.apply(v, x, train=False))
+_PROGRAMS: list[Compiled] = []  # every compiled program of this module (for compile_seconds)
 
 
-@functools.lru_cache(maxsize=None)
-def _epoch_fn(model: ReNASPredictor, lr: float, loss: str):
+def compile_seconds() -> float:
+    """Total seconds this process spent compiling ReNAS predictor programs so far (callers
+    take differences around a fit or a prediction)."""
+    return float(sum(p.compile_s for p in _PROGRAMS))
+
+
+@functools.cache
+def _eval_fn(model: ReNASPredictor) -> Compiled:
+    _PROGRAMS.append(Compiled(lambda v, x: model.apply(v, x, train=False), options=None))
+    return _PROGRAMS[-1]
+
+
+@functools.cache
+def _epoch_fn(model: ReNASPredictor, lr: float, loss: str) -> tuple[Any, Compiled]:
     """A jitted epoch ``(carry, x, y, i) -> (carry, tau, loss)`` on the whole training set.
 
     ``carry = (params, batch_stats, opt_state, best)`` with ``best = (params, batch_stats,
@@ -328,7 +339,8 @@ def _epoch_fn(model: ReNASPredictor, lr: float, loss: str):
                             (params, stats, tau, i), best)
         return (params, stats, opt, best), tau, loss_val
 
-    return tx, jax.jit(epoch, donate_argnums=0)
+    _PROGRAMS.append(Compiled(epoch, options=None, donate_argnums=0))
+    return tx, _PROGRAMS[-1]
 
 
 def train_predictor(key: int | jax.Array, x: np.ndarray, y: Sequence[float] | np.ndarray,
