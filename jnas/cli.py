@@ -232,7 +232,8 @@ def _check_evaluator(spec: Any, args: argparse.Namespace, ws_over: list[str]
         return {"benchmark": bench, "protocol": "table", "metric": args.metric,
                 "report": args.report}
     _refuse({"--metric": args.metric, "--report": args.report},
-            f"to the {bench} table (they pick columns of a --benchmark FILE.csv)")
+            f"to the {bench} table (--metric/--report name columns of a --benchmark "
+            "FILE.csv)")
     if bench not in ("nb201", "nb101"):
         raise ValueError(f"unknown benchmark {bench!r}; use --benchmark nb201, nb101 or a "
                          "FILE.csv")

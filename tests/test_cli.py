@@ -108,6 +108,13 @@ def test_oneshot_progress_and_quiet(data_dir, tmp_path, capsys):
     assert quiet.err == "" and quiet.out.count("\n") == 1 and "[darts seed 0]" in quiet.out
 
 
+def test_cli_names_match_the_library():
+    # The CLI keeps its own copies so that `jnas --help` / `jnas compare` do not import JAX.
+    from jnas import benchmarks, cli, spaces
+    assert cli.DATASETS == benchmarks.DATASETS
+    assert set(cli.SPACES) == set(spaces.SPACES)
+
+
 def test_public_api_names_resolve():
     for name in jnas.__all__:
         assert getattr(jnas, name) is not None
