@@ -127,7 +127,9 @@ def config_help(spec: Any) -> str:
     cls = spec.config_cls()
     docs = field_docs(cls)
     fields = dataclasses.fields(cls)
-    head = f"config keys of {spec.name} ({cls.__name__}; --set KEY=VALUE):"
+    head = (f"{spec.name} ({spec.kind}): {spec.doc}\n  spaces: {', '.join(spec.spaces)}"
+            + (f"; benchmarks: {', '.join(spec.benchmarks)}" if spec.kind == "sample" else "")
+            + f"\n\nconfig keys of {spec.name} ({cls.__name__}; --set KEY=VALUE):")
     if not fields:
         return head + "\n  (none: this method has no settings)"
     rows = []
@@ -315,27 +317,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     plan = _plan(args)
     args.out = str(plan.out)
     name, seeds = plan.spec.name, plan.seeds
-    evaluators: dict[int, Any] = {}
-    states: dict[int, str] = {}
-    for seed in seeds:  # every check before anything is written
-        settings: dict[str, Any] = {"method": name, "space": args.space,
-                                    "dataset": plan.dataset,
-                                    "config": compare.jsonish(dataclasses.asdict(plan.config))}
-        if plan.spec.kind == "sample":
-            if seed == seeds[0] or (plan.out / f"seed_{seed}").exists():
-                evaluators[seed] = _make_evaluator(plan, args.space, seed)
-                settings["evaluator"] = compare.jsonish(evaluators[seed].describe())
-            else:
-                settings = {}
-        states[seed] = "new" if args.force or not settings else \
-            compare.existing_run(plan.out / f"seed_{seed}", settings, plan.budget)
-    if plan.budget is not None:
-        table = getattr(evaluators[seeds[0]], "bench", None)
+    settings: dict[str, Any] = {"method": name, "space": args.space, "dataset": plan.dataset,
+                                "config": compare.jsonish(dataclasses.asdict(plan.config))}
+    first = None  # the first seed's evaluator: what the runs query, checked now
+    if plan.spec.kind == "sample":
+        first = _make_evaluator(plan, args.space, seeds[0])
+        settings["evaluator"] = compare.jsonish(first.describe())
+        table = getattr(first, "bench", None)
         if table is not None and plan.budget > len(table):
             print(f"jnas: note: --budget {plan.budget} is more than the {len(table)} cells of "
                   f"the {Path(plan.benchmark).name} table; each run stops after {len(table)} "
-                  "queries",
-                  file=sys.stderr, flush=True)
+                  "queries", file=sys.stderr, flush=True)
+    states = {seed: "new" if args.force else
+              compare.existing_run(plan.out / f"seed_{seed}", settings, plan.budget)
+              for seed in seeds}  # every folder checked before anything is written
     _enable_cache()
     done = []
     for i, seed in enumerate(seeds):
@@ -351,9 +346,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             shutil.rmtree(seed_dir)
         if len(seeds) > 1 and not args.quiet:
             print(f"== {name} seed {seed} ({i + 1}/{len(seeds)}) -> {seed_dir}", flush=True)
-        evaluator = evaluators.pop(seed, None)
-        if plan.spec.kind == "sample" and evaluator is None:
-            evaluator = _make_evaluator(plan, args.space, seed)
+        evaluator = None
+        if plan.spec.kind == "sample":  # a fresh one per seed (it counts queries and cost)
+            evaluator = first if seed == seeds[0] else _make_evaluator(plan, args.space, seed)
         result = _run_seed(plan, args, seed, seed_dir, evaluator)
         report.write_json(path, result)
         record = result.to_json()
