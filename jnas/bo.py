@@ -279,7 +279,7 @@ class BONASSearcher:
     """
 
     def __init__(self, space: Any, key: Any, config: BONASConfig = BONASConfig()):
-        self.space = get_space(space) if isinstance(space, str) else space
+        self.space = get_space(space)
         self.config = config
         self._key = as_key(key)
         self._round = 0

@@ -115,7 +115,7 @@ class GANASSearcher:
 
     def __init__(self, space: Any, key: Any, config: GANASConfig | None = None) -> None:
         self.config = config or GANASConfig()
-        self.space = get_space(space) if isinstance(space, str) else space
+        self.space = get_space(space)
         name = getattr(self.space, "name", str(space))
         if name not in ("nb201", "nb101"):
             raise ValueError(f"GA-NAS supports spaces 'nb201' and 'nb101', got {name!r}")

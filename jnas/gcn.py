@@ -455,7 +455,7 @@ class GraphPredictor:
 
     def __init__(self, space: Any = "nb201", key: Any = 0,
                  config: PredictorConfig = PredictorConfig()) -> None:
-        self.space = get_space(space) if isinstance(space, str) else space
+        self.space = get_space(space)
         self.config = config
         self._key = as_key(key)
         self._fits = 0

@@ -74,7 +74,7 @@ class ReNASSearcher:
 
     def __init__(self, space: Any, key: Any, config: ReNASConfig | None = None,
                  candidates: Sequence[Any] | None = None) -> None:
-        self.space, self.config = _space(space), config or ReNASConfig()
+        self.space, self.config = get_space(space), config or ReNASConfig()
         space = self.space
         c = self.config
         self.pool = list(candidates) if candidates is not None else _candidate_pool(space, c.pool)
@@ -165,7 +165,7 @@ class PredictorGuidedEvolution:
     name = "renas-rea"
 
     def __init__(self, space: Any, key: Any, config: PGEConfig | None = None) -> None:
-        self.space, self.config = _space(space), config or PGEConfig()
+        self.space, self.config = get_space(space), config or PGEConfig()
         space_name(self.space)
         self._key = as_key(key)
         self._rng = np.random.default_rng(np.asarray(jax.random.key_data(self._key)).ravel())
@@ -225,10 +225,6 @@ class PredictorGuidedEvolution:
                                              epochs=c.epochs, lr=c.lr, loss=c.loss)
             self._fitted_at = len(self._told)
             self.compile_s += compile_seconds() - c0
-
-
-def _space(space: Any) -> Any:
-    return get_space(space) if isinstance(space, str) else space
 
 
 def make_renas(space: Any, key: Any, config: ReNASConfig | None = None) -> ReNASSearcher:

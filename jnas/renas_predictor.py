@@ -412,7 +412,7 @@ class RankingPredictor:
 
     def __init__(self, space: Any = "nb201", key: Any = 0, *, epochs: int = 200,
                  lr: float = 1e-3, loss: str = "rank") -> None:
-        self.space = get_space(space) if isinstance(space, str) else space
+        self.space = get_space(space)
         space_name(self.space)
         self.key, self.epochs, self.lr, self.loss = key, epochs, lr, loss
         self.trained: TrainedPredictor | None = None

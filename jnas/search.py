@@ -296,7 +296,7 @@ class RandomSearch:
     name = "rs"
 
     def __init__(self, space: Any, key: Any, config: RandomSearchConfig | None = None) -> None:
-        self.space, self.config = _space(space), config or RandomSearchConfig()
+        self.space, self.config = get_space(space), config or RandomSearchConfig()
         self._rng = np_rng(key)
 
     def ask(self, n: int) -> list[Any]:
@@ -318,7 +318,7 @@ class RegularizedEvolution:
     name = "rea"
 
     def __init__(self, space: Any, key: Any, config: REAConfig | None = None) -> None:
-        self.space, self.config = _space(space), config or REAConfig()
+        self.space, self.config = get_space(space), config or REAConfig()
         self._rng = np_rng(key)
         self.population: collections.deque = collections.deque()
         self._asked = 0
@@ -356,10 +356,6 @@ def make_rs(space: Any, key: Any, config: RandomSearchConfig | None = None) -> R
 def make_rea(space: Any, key: Any, config: REAConfig | None = None) -> RegularizedEvolution:
     """Method factory (``jnas.registry``): ``RegularizedEvolution(space, key, config)``."""
     return RegularizedEvolution(space, key, config)
-
-
-def _space(space: Any) -> Any:
-    return get_space(space) if isinstance(space, str) else space
 
 
 # ----------------------------------------------------------------------------- entry points
