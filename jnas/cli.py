@@ -344,6 +344,12 @@ def cmd_search(args: argparse.Namespace) -> int:
             continue
         if args.force and seed_dir.exists():
             shutil.rmtree(seed_dir)
+        args.saved_hint = (
+            f"{len(done)} finished seed(s) and seed {seed}'s "
+            + ("queries so far (history.jsonl)" if plan.spec.kind == "sample" else
+               "finished epochs (checkpoint)" if getattr(plan.config, "checkpoint", True) else
+               "nothing (checkpoint=false)")
+            + f" are saved under {plan.out}; re-running the same command resumes")
         if len(seeds) > 1 and not args.quiet:
             print(f"== {name} seed {seed} ({i + 1}/{len(seeds)}) -> {seed_dir}", flush=True)
         evaluator = None
@@ -453,11 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help of the top-level parser
         return int(e.code or 0) if not isinstance(e.code, str) else 2
     except KeyboardInterrupt:
-        out = getattr(args, "out", None) if args is not None else None
-        saved = (f"finished seeds and the running seed's progress are saved under {out}; "
-                 "re-running the same command resumes" if out and args.command == "search"
-                 else "nothing to resume")
-        print(f"jnas: interrupted: {saved}", file=sys.stderr)
+        print(f"jnas: interrupted: {getattr(args, 'saved_hint', 'nothing was saved')}",
+              file=sys.stderr)
         return 130
     except (ValueError, OSError, FloatingPointError, KeyError, RuntimeError,
             zipfile.BadZipFile) as e:
