@@ -383,7 +383,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         from jnas import benchmarks
         try:
             bench = benchmarks.load_nb201()
-        except FileNotFoundError as e:
+        except (OSError, RuntimeError) as e:  # missing and not downloadable: cost only
             print(f"(no NB201 table: {_one_line(e)})", file=sys.stderr)
     if text.strip().lstrip("-").isdigit():
         if args.space != "nb201":
