@@ -358,6 +358,7 @@ class GANASSearcher:
             self._told.append((k, arch, s))
 
     def config_dict(self) -> dict[str, Any]:
+        """The config as a dict."""
         return config_to_dict(self.config)
 
 

@@ -267,6 +267,7 @@ class Generator(nn.Module):
     gru: int = 64
 
     def setup(self) -> None:
+        """Submodules: encoder, GRU decoder, embeddings and output head."""
         self.encoder = GraphEncoder(self.hidden, self.gnn_layers)
         self.to_h0 = nn.Dense(self.gru)
         self.tok_embed = nn.Embed(self.K + 1, self.hidden)  # index K = start token
@@ -276,15 +277,18 @@ class Generator(nn.Module):
         self.head2 = nn.Dense(self.K)
 
     def init_all(self, adj: jax.Array, feats: jax.Array) -> jax.Array:
+        """Touches every submodule once (used by ``init``); returns the first logits."""
         h = self.encode(adj, feats)
         prev = jnp.full((adj.shape[0],), self.K, jnp.int32)
         h, logits = self.step(h, prev, jnp.int32(0))
         return logits
 
     def encode(self, adj: jax.Array, feats: jax.Array) -> jax.Array:
+        """The decoder's initial GRU state from the context cell graphs ``[B, gru]``."""
         return jnp.tanh(self.to_h0(self.encoder(adj, feats)))
 
     def step(self, h: jax.Array, prev: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """One decoding step: new GRU state and logits ``[B, K]`` of decision ``t``."""
         x = self.tok_embed(prev) + self.pos_embed(jnp.broadcast_to(t, prev.shape))
         h, _ = self.cell(h, x)
         return h, self.head2(nn.relu(self.head1(h)))
@@ -301,19 +305,24 @@ class Discriminator(nn.Module):
     gnn_layers: int = 2
 
     def setup(self) -> None:
+        """Submodules: the shared encoder and the pair MLP."""
         self.encoder = GraphEncoder(self.hidden, self.gnn_layers)
         self.d1 = nn.Dense(self.hidden)
         self.d2 = nn.Dense(1)
 
     def embed(self, adj: jax.Array, feats: jax.Array) -> jax.Array:
+        """Cell embeddings ``[B, 2 * hidden]`` (the shared GNN encoder)."""
         return self.encoder(adj, feats)
 
     def pair(self, ea: jax.Array, eb: jax.Array) -> jax.Array:
+        """Antisymmetric logit that embedding ``ea`` is the better cell of the pair."""
         def g(x, y):
             return self.d2(nn.relu(self.d1(jnp.concatenate([x, y, x * y], -1))))[..., 0]
         return g(ea, eb) - g(eb, ea)
 
-    def __call__(self, adj_a, feats_a, adj_b, feats_b) -> jax.Array:
+    def __call__(self, adj_a: jax.Array, feats_a: jax.Array, adj_b: jax.Array,
+                 feats_b: jax.Array) -> jax.Array:
+        """Logit that cell ``a`` beats cell ``b`` (graph forms of both)."""
         return self.pair(self.embed(adj_a, feats_a), self.embed(adj_b, feats_b))
 
 

@@ -285,6 +285,7 @@ class WeightSharingEvaluator:
         return self._reported.get(arch.to_string(), float("nan"))
 
     def report(self, arch: Any) -> dict[str, Any]:
+        """The read-out accuracy of ``arch`` and, with a bench, its NB201 numbers."""
         out: dict[str, Any] = {"readout_accuracy": self._reported.get(arch.to_string())}
         if self.bench is not None:
             i = self.bench.index_of(arch)
@@ -293,6 +294,7 @@ class WeightSharingEvaluator:
         return out
 
     def describe(self) -> dict[str, Any]:
+        """What the evaluator measures (goes into result files)."""
         return {"evaluator": "weight-sharing", "dataset": self.dataset,
                 "signal": "supernet read-out validation accuracy after BN recalibration",
                 "reported": ("NB201 200-epoch test accuracy" if self.bench is not None

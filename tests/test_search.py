@@ -240,6 +240,8 @@ def test_a_plain_function_drives_run_search(method):
     assert all(h["reported"] == h["signal"] for h in new)  # reported defaults to the signal
     assert res.extra["simulated_cost_s"] == 0.0
     assert res.trajectory[-1][1] == max(h["signal"] for h in new)
+    if method in ("bonas", "ganas"):  # compile time of the jitted programs is measured
+        assert res.compile_s > 0
 
 
 def test_evaluate_only_objects_and_query_answers():
