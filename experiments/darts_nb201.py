@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jnas.cli import main as cli
+
 #: Reduced budget for a 2-core CPU: tiny supernet, 1,024/1,024 images, 4 epochs of 64 steps.
 REDUCED = ["C=4", "N=1", "batch_size=16", "train_size=1024", "val_size=1024", "eval_batches=4"]
 EXTRA = {"snas": [], "gdas": [], "darts": [], "darts2": [], "less-local": ["population=4"]}
@@ -59,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/darts_nb201")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     a = p.parse_args(argv)
-    from jnas.cli import main as cli
     out = Path(a.out) / a.method
     args = ["search", a.method, "--space", "nb201", "--dataset", "cifar10", "--epochs",
             str(a.epochs), "--seeds", a.seeds, "--out", str(out)]

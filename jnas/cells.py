@@ -23,6 +23,8 @@ dtype (params, BN statistics and op weights float32).
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -30,26 +32,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jnas import xla
+from jnas.cells_darts import DARTS_OPS, DARTSSupernet, check_nhwc
 from jnas.layers import (CPU_FAST_COMPILE, CPU_FASTEST_COMPILE, BatchNorm, ReLUConvBN,
                          ResNetBasicBlock, avg_pool, batch_norm_train, compiler_options,
                          compute_dtype, conv, weighted)
+from jnas.spaces import NB201, NB201_EDGES, NB201_OPS
 
 __all__ = [
     "BatchNorm", "ReLUConvBN", "ResNetBasicBlock", "avg_pool", "NB201MixedOp", "NB201Supernet",
     "NB201Network", "nb201_subnet_params", "nb201_arch", "batch_norm_train", "compute_dtype",
-    "compiler_options", "CPU_FAST_COMPILE", "CPU_FASTEST_COMPILE", "weighted",
+    "compiler_options", "CPU_FAST_COMPILE", "CPU_FASTEST_COMPILE", "weighted", "NB201_OPS",
+    "NB201_EDGES", "check_nhwc", "init_fast", "Supernet", "make_supernet", "as_alpha_dict",
     # re-exported below
     "DARTSSupernet", "DARTSNetwork", "DARTSMixedOp", "NB101Network",
     "count_params", "count_flops", "arch_cost", "op_costs", "cell_costs",
 ]
 
-NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3",
-                              "avg_pool_3x3")
-NB201_EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
-
-def _stem_and_head_check(x: jax.Array) -> None:
-    if x.ndim != 4:
-        raise ValueError(f"expected an NHWC image batch [B, H, W, C], got shape {x.shape}")
 
 
 # ----------------------------------------------------------------------------- NB201 supernet
@@ -150,6 +149,7 @@ class NB201Supernet(nn.Module):
     """NAS-Bench-201 search supernet (xautodl ``TinyNetworkDarts``) with external edge weights.
 
     ``__call__(x, edge_weights, train)``: ``x`` f32[B, H, W, 3]; ``edge_weights`` f32[6, 5]
+    (or ``{"cell": f32[6, 5]}``)
     (shared by all cells; rows in ``NB201_EDGES`` order, columns in ``NB201_OPS`` order) or
     f32[3N, 6, 5] (one row block per cell). Each edge computes ``sum_k w[e, k] * op_k(x)``; a
     zero weight removes the op's contribution exactly, so softmax (DARTS), Gumbel (SNAS),
@@ -172,9 +172,9 @@ class NB201Supernet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, edge_weights: jax.Array, train: bool = True) -> jax.Array:
-        _stem_and_head_check(x)
+        check_nhwc(x)
         dt = compute_dtype(self.dtype)
-        w = _stage_weights(edge_weights, 3 * self.N, 5, 6)
+        w = _stage_weights(as_alpha_dict(edge_weights)["cell"], 3 * self.N, 5, 6)
         x = conv(self.C, 3, name="stem_conv", dtype=dt)(x)
         x = BatchNorm(self.C, name="stem_bn")(x, train)
         for stage in range(3):
@@ -200,8 +200,7 @@ def nb201_arch(arch: Any) -> tuple[str, ...]:
     """The 6 op names (``NB201_EDGES`` order) of an ``NB201Arch``, a standard string or a
     sequence of names; raises ``ValueError`` naming the problem."""
     if isinstance(arch, str):
-        from jnas import spaces
-        arch = spaces.NB201.parse(arch)
+        arch = NB201.parse(arch)
     ops = tuple(getattr(arch, "ops", arch))
     if len(ops) != 6 or any(o not in NB201_OPS for o in ops):
         raise ValueError(f"an NB201 cell needs 6 ops from {NB201_OPS}, got {ops!r}")
@@ -240,9 +239,11 @@ class _NB201Cell(nn.Module):
 class NB201Network(nn.Module):
     """The discrete NAS-Bench-201 network of one cell (xautodl ``TinyNetwork``/``InferCell``).
 
-    ``arch``: an ``NB201Arch``, a standard string or 6 op names. BN layers have affine
-    parameters and running statistics (``train=False`` uses the running averages).
-    ``dtype``: compute dtype as in :class:`NB201Supernet` (params stay float32).
+    ``arch``: an ``NB201Arch``, a standard string or 6 op names. ``__call__(x, *, train)``:
+    ``x`` an NHWC batch ``(batch, H, W, 3)``; ``train`` (required) selects batch statistics
+    (and updates the running averages: ``mutable=["batch_stats"]``) or the running averages.
+    ``dtype``: compute dtype as in :class:`NB201Supernet` (params stay float32). Initialise
+    fast with :func:`init_fast`.
     """
 
     arch: Any
@@ -252,8 +253,8 @@ class NB201Network(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        _stem_and_head_check(x)
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        check_nhwc(x)
         ops = nb201_arch(self.arch)
         dt = compute_dtype(self.dtype)
         x = conv(self.C, 3, name="stem_conv", dtype=dt)(x)
@@ -297,9 +298,87 @@ def nb201_subnet_params(supernet_params: Any, arch: Any) -> Any:
     return out
 
 
+# ----------------------------------------------------------------------------- init + adapter
+def init_fast(module: nn.Module, key: jax.Array, x: jax.Array, *args: Any,
+              **kwargs: Any) -> Any:
+    """``module.init(key, x, *args, **kwargs)`` compiled once with the fastest CPU options
+    (:func:`jnas.xla.run_once`): the variables of a network in seconds instead of the eager
+    ``init``'s tens of seconds. E.g. ``init_fast(NB201Network(arch), key, x, train=False)``.
+    ``key`` may be a dict of rngs (``{"params": k, "dropout": k}``)."""
+    check_nhwc(x)
+    return xla.run_once(lambda k, xx, *a: module.init(k, xx, *a, **kwargs), key, x, *args)
+
+
+def as_alpha_dict(alpha: Any, names: tuple[str, ...] = ("cell",)) -> dict[str, Any]:
+    """α in the named form: a dict as given, a bare array as ``{names[0]: α}`` (one cell type)."""
+    if isinstance(alpha, Mapping):
+        return dict(alpha)
+    if len(names) != 1:
+        raise ValueError(f"this space has {len(names)} cell types {names}: pass α as a dict "
+                         f"with those keys, not a bare array")
+    return {names[0]: alpha}
+
+
+@dataclasses.dataclass(frozen=True)
+class Supernet:
+    """A flax supernet with per-edge op weights from outside, behind one calling convention.
+
+    ``alpha_shapes`` names the weight tensors in the order the module takes them
+    (NB201: ``{"cell": (6, 5)}``; DARTS space: ``{"normal": (14, 8), "reduce": (14, 8)}``);
+    ``weights`` may be that dict or, with one cell type, a bare array.
+    """
+    space: str
+    module: nn.Module
+    alpha_shapes: dict[str, tuple[int, int]]
+    ops: tuple[str, ...]
+
+    def weight_args(self, weights: Any) -> list[jax.Array]:
+        """The module's positional weight arguments from ``weights`` (dict or bare array)."""
+        w = as_alpha_dict(weights, tuple(self.alpha_shapes))
+        return [w[k] for k in self.alpha_shapes]
+
+    def init_variables(self, key: jax.Array, x: jax.Array) -> tuple[Any, Any]:
+        """Initial ``(params, batch_stats)`` for an input batch like ``x`` (pure, traceable)."""
+        w = {k: jnp.full(s, 1.0 / s[-1]) for k, s in self.alpha_shapes.items()}
+        variables = self.module.init(key, x, *self.weight_args(w), train=True)
+        return variables["params"], variables.get("batch_stats", {})
+
+    def init(self, key: jax.Array, x: jax.Array) -> tuple[Any, Any]:
+        """:meth:`init_variables`, compiled once (:func:`jnas.xla.run_once`)."""
+        return xla.run_once(self.init_variables, key, x)
+
+    def apply(self, params: Any, batch_stats: Any, x: jax.Array, weights: Any,
+              train: bool) -> tuple[jax.Array, Any]:
+        """Logits and the updated BN statistics (unchanged when ``train`` is False)."""
+        variables = {"params": params}
+        if batch_stats:
+            variables["batch_stats"] = batch_stats
+        args = self.weight_args(weights)
+        if train:
+            logits, upd = self.module.apply(variables, x, *args, train=True,
+                                            mutable=["batch_stats"])
+            return logits, upd.get("batch_stats", batch_stats)
+        return self.module.apply(variables, x, *args, train=False), batch_stats
+
+
+def make_supernet(space: str, config: Any, num_classes: int = 10) -> Supernet:
+    """The search supernet of ``space`` ('nb201' or 'darts') for a one-shot ``config``
+    (its ``C``, ``N``, ``layers``, ``compute_dtype``)."""
+    compute_dtype(config.compute_dtype)  # ValueError naming the bad dtype
+    if space == "nb201":
+        mod = NB201Supernet(C=config.C, N=config.N, num_classes=num_classes,
+                            dtype=config.compute_dtype)
+        return Supernet("nb201", mod, {"cell": (6, 5)}, tuple(NB201_OPS))
+    if space == "darts":
+        mod = DARTSSupernet(C=config.C, layers=config.layers, num_classes=num_classes,
+                            dtype=config.compute_dtype)
+        return Supernet("darts", mod, {"normal": (14, 8), "reduce": (14, 8)}, DARTS_OPS)
+    raise ValueError(f"one-shot search supports spaces 'nb201' and 'darts', not {space!r}")
+
+
 # ----------------------------------------------------------------------------- re-exports
 _LAZY = {"DARTSMixedOp": "cells_darts", "DARTSNetwork": "cells_darts",
-         "DARTSSupernet": "cells_darts", "NB101Network": "cells_nb101",
+         "NB101Network": "cells_nb101",
          "arch_cost": "cost", "cell_costs": "cost", "count_flops": "cost",
          "count_params": "cost", "op_costs": "cost"}
 

@@ -26,13 +26,25 @@ import numpy as np
 
 from jnas.layers import (BatchNorm, ReLUConvBN, avg_pool, compute_dtype, conv, max_pool,
                          weighted)
+from jnas.spaces import DARTS, DARTS_OPS
 
-__all__ = ["DARTS_OPS", "FactorizedReduce", "SepConv", "DilConv", "DARTSMixedOp",
+__all__ = ["DARTS_OPS", "check_nhwc", "FactorizedReduce", "SepConv", "DilConv", "DARTSMixedOp",
            "DARTSSupernet", "DARTSNetwork", "darts_cell_plan", "darts_edges_from"]
 
-DARTS_OPS: tuple[str, ...] = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-                              "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
 _OFFSETS = (0, 2, 5, 9)  # first edge index of node i
+
+
+def check_nhwc(x: Any) -> None:
+    """``ValueError`` unless ``x`` is an NHWC image batch ``(batch, H, W, channels)``; an
+    NCHW-looking batch (``(batch, 3, H, W)``) gets the transpose to apply."""
+    shape = tuple(np.shape(x))
+    if len(shape) != 4:
+        raise ValueError(f"expected an NHWC image batch (batch, H, W, channels), got shape "
+                         f"{shape}; add a batch axis with x[None] for one image")
+    if shape[1] in (1, 3) and shape[3] not in (1, 3):
+        raise ValueError(f"expected an NHWC image batch (batch, H, W, channels), got shape "
+                         f"{shape}, which looks like NCHW; transpose it with "
+                         f"x.transpose(0, 2, 3, 1)")
 
 
 BROADCAST_EDGE_INPUTS: bool | None = None
@@ -284,7 +296,8 @@ class _ScanSearchCell(nn.Module):
 class DARTSSupernet(nn.Module):
     """DARTS search network (``Network`` of the DARTS code) with external op weights.
 
-    ``__call__(x, w_normal f32[14, 8], w_reduce f32[14, 8], train)``; every edge computes
+    ``__call__(x, w_normal f32[14, 8], w_reduce f32[14, 8], train)`` (or
+    ``__call__(x, {"normal": w_normal, "reduce": w_reduce}, train=...)``); every edge computes
     ``sum_k w[e, k] * op_k(x)`` (zero weight -> no contribution). Cell BN: ``affine=False``;
     search-time BN uses batch statistics (``track_running_stats=False`` by default, as in
     NB201's search setting; the DARTS code tracks them but only uses them in eval mode).
@@ -305,10 +318,13 @@ class DARTSSupernet(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, x: jax.Array, w_normal: jax.Array, w_reduce: jax.Array,
+    def __call__(self, x: jax.Array, w_normal: Any, w_reduce: jax.Array | None = None,
                  train: bool = True) -> jax.Array:
-        if x.ndim != 4:
-            raise ValueError(f"expected an NHWC image batch, got shape {x.shape}")
+        check_nhwc(x)
+        if isinstance(w_normal, dict):  # the dict α form {"normal": ..., "reduce": ...}
+            w_normal, w_reduce = w_normal["normal"], w_normal["reduce"]
+        if w_reduce is None:
+            raise ValueError("DARTSSupernet needs w_reduce (or one dict {'normal', 'reduce'})")
         ne = sum(i + 2 for i in range(self.steps))
         for nm, w in (("w_normal", w_normal), ("w_reduce", w_reduce)):
             if tuple(w.shape) != (ne, len(DARTS_OPS)):
@@ -419,7 +435,8 @@ class _AuxHead(nn.Module):
 class DARTSNetwork(nn.Module):
     """DARTS evaluation network (``NetworkCIFAR``) of one genotype.
 
-    ``__call__(x, train, drop_path_prob=None)`` (``drop_path_prob`` defaults to
+    ``__call__(x, *, train, drop_path_prob=None)``: ``x`` an NHWC batch, ``train`` required
+    (batch statistics + drop path, or the running averages); ``drop_path_prob`` defaults to
     ``self.drop_path``; needs a ``'dropout'`` rng when > 0 and training). Returns the logits,
     or ``(logits, aux_logits)`` when ``auxiliary`` and training (aux head after the second
     reduction cell, loss weight 0.4 in DARTS). ``dtype``: compute dtype of the cells
@@ -436,11 +453,11 @@ class DARTSNetwork(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True, drop_path_prob: Any = None):
+    def __call__(self, x: jax.Array, *, train: bool, drop_path_prob: Any = None):
+        check_nhwc(x)
         g = self.genotype
         if isinstance(g, str):
-            from jnas import spaces
-            g = spaces.DARTS.parse(g)
+            g = DARTS.parse(g)
         normal, reduce_ = tuple(map(tuple, g.normal)), tuple(map(tuple, g.reduce))
         nc = tuple(getattr(g, "normal_concat", (2, 3, 4, 5)))
         rc = tuple(getattr(g, "reduce_concat", (2, 3, 4, 5)))

@@ -17,7 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jnas.cells_darts import check_nhwc
 from jnas.layers import BatchNorm, conv, max_pool
+from jnas.spaces import NB101
 
 __all__ = ["NB101Network", "nb101_vertex_channels", "nb101_spec"]
 
@@ -25,8 +27,7 @@ __all__ = ["NB101Network", "nb101_vertex_channels", "nb101_spec"]
 def nb101_spec(arch: Any) -> tuple[np.ndarray, tuple[str, ...]]:
     """(pruned adjacency int[n, n], ops) of an ``NB101Arch`` or its string."""
     if isinstance(arch, str):
-        from jnas import spaces
-        arch = spaces.NB101.parse(arch)
+        arch = NB101.parse(arch)
     if hasattr(arch, "pruned"):
         arch = arch.pruned()
     m = np.asarray(arch.matrix, int)
@@ -104,7 +105,10 @@ class _NB101Cell(nn.Module):
 
 
 class NB101Network(nn.Module):
-    """The NAS-Bench-101 network of one cell (``arch``: ``NB101Arch`` or its string)."""
+    """The NAS-Bench-101 network of one cell (``arch``: ``NB101Arch`` or its string).
+
+    ``__call__(x, *, train)``: ``x`` an NHWC batch, ``train`` required (batch statistics or
+    the running averages)."""
 
     arch: Any
     C: int = 128
@@ -113,9 +117,8 @@ class NB101Network(nn.Module):
     num_classes: int = 10
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        if x.ndim != 4:
-            raise ValueError(f"expected an NHWC image batch, got shape {x.shape}")
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        check_nhwc(x)
         m, ops = nb101_spec(self.arch)
         mt = tuple(map(tuple, m.tolist()))
         x = _ConvBNReLU(self.C, 3, name="stem")(x, train)

@@ -1,5 +1,5 @@
-"""DARTS (first order and exact second order) and GDAS-style hard-Gumbel search, the shared
-one-shot search driver, and the CLI registration of every one-shot method.
+"""DARTS (first order and exact second order) and GDAS-style hard-Gumbel search on the
+one-shot engine of :mod:`jnas.oneshot`.
 
 * DARTS: Liu, Simonyan, Yang, "DARTS: Differentiable Architecture Search", ICLR 2019
   (arXiv 1806.09055). Bilevel: α minimises the validation loss of w*(α). First order
@@ -10,52 +10,45 @@ one-shot search driver, and the CLI registration of every one-shot method.
 * GDAS-style: Dong & Yang, "Searching for a Robust Neural Architecture in Four GPU Hours",
   CVPR 2019: the same bilevel loop with one op per edge sampled by straight-through hard
   Gumbel (temperature 10 → 0.1), a cheap extra.
-
-SNAS lives in :mod:`jnas.snas`, the population search in :mod:`jnas.less_local`; the epoch
-loop, data, discretisation and the α plot in :mod:`jnas.oneshot`.
 """
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from jnas.config import config_to_dict
-from jnas.oneshot import (OneShotConfig, SearchState, Supernet, alpha_optimizer, alpha_probs,
-                          cross_entropy, discretise, init_alpha, init_state, load_search_data,
-                          make_supernet, plot_alpha, preprocess, run_epochs, score_arch,
-                          weight_lr, weight_optimizer)
-from jnas.registry import register
+from jnas import report
+from jnas.config import check_choice, check_positive
+from jnas.oneshot import (OneShotConfig, SearchState, Supernet, check_finite_fields,
+                          cross_entropy, preprocess, run_oneshot, weight_lr)
 from jnas.relax import linear_temperature, relax
-from jnas.rng import as_key
 
 __all__ = ["DARTSConfig", "DARTS2Config", "GDASConfig", "make_bilevel_step",
-           "second_order_value_and_grad", "make_loss_fn", "run_darts",
-           "run_gdas", "run_oneshot", "data_mesh", "SearchState", "discretise"]
+           "second_order_value_and_grad", "make_loss_fn", "bilevel_maker", "run_darts",
+           "run_darts2", "run_gdas"]
 
 
 @dataclasses.dataclass(frozen=True)
 class DARTSConfig(OneShotConfig):
-    """DARTS search (reference: 50 epochs, batch 64, 25k/25k split, see OneShotConfig).
+    """DARTS search (reference: 50 epochs, batch 64, 25k/25k split, see OneShotConfig)."""
+    order: int = 1  # 1: first order (DARTS-V1), 2: exact second order (DARTS-V2)
+    xi: float | None = None  # virtual step size of second order (None: the current w lr)
 
-    ``order``: 1 (first order, DARTS-V1) or 2 (exact second order, DARTS-V2). ``xi``: the
-    virtual step size of second order; ``None`` = the current weight learning rate (as in the
-    DARTS code).
-    """
-    order: int = 1
-    xi: float | None = None
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self, "order", (1, 2))
+        check_positive(self, "xi")
+        check_finite_fields(self, "xi")
 
 
 @dataclasses.dataclass(frozen=True)
 class DARTS2Config(DARTSConfig):
     """Second-order DARTS (DARTS-V2): exact hypergradient through one virtual SGD step."""
-    order: int = 2
+    order: int = 2  # exact second order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +58,14 @@ class GDASConfig(OneShotConfig):
     Temperature linearly 10 → 0.1 over the search (GDAS paper); 240 epochs in the GDAS NB201
     run, α Adam lr 3e-4 with betas (0.5, 0.999), wd 1e-3 (NB201 reference code).
     """
-    epochs: int = 240
-    tau_start: float = 10.0
-    tau_end: float = 0.1
+    epochs: int = 240  # search epochs (GDAS NB201 run)
+    tau_start: float = 10.0  # Gumbel temperature at the first step
+    tau_end: float = 0.1  # Gumbel temperature at the last step
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "tau_start", "tau_end")
+        check_finite_fields(self, "tau_start", "tau_end")
 
 
 # ----------------------------------------------------------------------------- steps
@@ -153,113 +151,11 @@ def make_bilevel_step(net: Supernet, config: OneShotConfig, w_opt: optax.Gradien
     return step
 
 
-# ----------------------------------------------------------------------------- driver
-def data_mesh(batch_size: int) -> Any:
-    """A data-parallel mesh over the largest number of local devices dividing the batch."""
-    from jnas.oneshot import train_module
-    train = train_module()
-    devs = jax.devices()
-    n = max(d for d in range(1, len(devs) + 1) if batch_size % d == 0)
-    return train.make_mesh(devs[:n])
-
-
-def _jit_step(step: Callable, batch_size: int, xla: str | None = "fast") -> Callable:
-    """``step`` jitted (state donated, XLA-CPU options ``xla``) on a data-parallel mesh."""
-    from jnas.oneshot import train_module
-    train = train_module()
-    mesh = data_mesh(batch_size)
-    from jnas.cells import compiler_options
-    jstep = jax.jit(step, donate_argnums=0, compiler_options=compiler_options(xla))
-
-    def run(state, batch):
-        return jstep(state, train.shard_batch(batch, mesh))
-    run.mesh = mesh  # type: ignore[attr-defined]
-    return run
-
-
-def run_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Callable], *,
-                space: str, dataset: str, key: int | jax.Array, out_dir: str | Path | None,
-                net: Supernet | None = None, data: tuple[np.ndarray, ...] | None = None,
-                stop_after: int | None = None) -> dict[str, Any]:
-    """Runs one single-(w, α) one-shot search and returns the result record.
-
-    ``make_step(net, config, w_opt, a_opt, total_steps) -> step`` builds the method's step.
-    The record has the CLI contract fields (``best_arch``, ``trajectory`` = [[epoch, NB201
-    test accuracy of the current discretised cell]], ``bench``, ``wall_s``, ``compile_s``,
-    ``config``) plus ``genotype``, ``alpha_history`` (softmax(α) per epoch), ``history``.
-    """
-    from jnas.oneshot import train_module
-    train = train_module()
-    t_start = time.time()
-    key = as_key(key)
-    k_data, k_init, k_alpha, k_loop = jax.random.split(key, 4)
-    data = data if data is not None else load_search_data(dataset, config, k_data)
-    net = net if net is not None else make_supernet(space, config)
-    steps_per_epoch = min(len(data[0]), len(data[2])) // config.batch_size
-    if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    if steps_per_epoch < 1:
-        raise ValueError(f"batch_size={config.batch_size} exceeds the search split "
-                         f"({len(data[0])}/{len(data[2])} images); lower it")
-    total = steps_per_epoch * config.epochs
-    w_opt, a_opt = weight_optimizer(config, total), alpha_optimizer(config)
-    alpha = init_alpha(net, k_alpha, config.alpha_init_std)
-    x0 = preprocess(k_init, jnp.asarray(data[0][:config.batch_size]), False)
-    state = init_state(net, k_init, alpha, w_opt, a_opt, x0)
-    step = _jit_step(make_step(net, config, w_opt, a_opt, total), config.batch_size,
-                     config.xla)
-    state = train.replicate(state, step.mesh)
-    bench_dataset = dataset if dataset in ("cifar10", "cifar100", "ImageNet16-120") else "cifar10"
-
-    def on_epoch(st: SearchState, epoch: int) -> dict[str, Any]:
-        arch = discretise(space, jax.device_get(st.alpha))
-        probs = alpha_probs(jax.device_get(st.alpha))
-        rec = {"arch": arch.to_string(), "alpha": {k: v.tolist() for k, v in probs.items()}}
-        sc = score_arch(space, arch)
-        if sc is not None:
-            rec["test_accuracy"] = sc[f"test_accuracy_{bench_dataset}"]
-        return rec
-
-    out = Path(out_dir) if out_dir is not None else None
-    cfg_dict = {"method": method, "space": space, "dataset": dataset,
-                "key": np.asarray(jax.random.key_data(key)).tolist(), **config_to_dict(config)}
-    state, history, compile_s = run_epochs(
-        state=state, step_fn=step, data=data, epochs=config.epochs,
-        steps_per_epoch=steps_per_epoch, batch_size=config.batch_size, key=k_loop, out_dir=out,
-        config_dict=cfg_dict, on_epoch=on_epoch, checkpoint=config.checkpoint,
-        stop_after=stop_after,
-        config_defaults=config_to_dict(type(config)()))
-    return finish_result(method, space, dataset, config, jax.device_get(state.alpha), history,
-                         t_start, compile_s, out, net.ops, state=state)
-
-
-def finish_result(method: str, space: str, dataset: str, config: OneShotConfig,
-                  alpha: dict[str, Any], history: list[dict[str, Any]], t_start: float,
-                  compile_s: float, out: Path | None, ops: tuple[str, ...],
-                  extra: dict[str, Any] | None = None, state: Any = None) -> dict[str, Any]:
-    """The result record of a finished search (and the α plot next to ``result.json``)."""
-    arch = discretise(space, alpha)
-    result: dict[str, Any] = {
-        "method": method, "space": space, "dataset": dataset,
-        "best_arch": arch.to_string(), "genotype": arch.to_string(),
-        "trajectory": [[h["epoch"], h.get("test_accuracy")] for h in history],
-        "bench": score_arch(space, arch),
-        "alpha_history": [h["alpha"] for h in history],
-        "alpha_final": {k: np.asarray(v).tolist() for k, v in alpha.items()},
-        "history": [{k: v for k, v in h.items() if k != "alpha"} for h in history],
-        "wall_s": time.time() - t_start, "compile_s": compile_s,
-        "config": config_to_dict(config)}
-    if extra:
-        result.update(extra)
-    if out is not None and config.plot and history:
-        p = plot_alpha(history, ops, out / "alpha.png")
-        result["alpha_plot"] = str(p) if p else None
-    if state is not None:
-        result["_state"] = state  # popped by the registered factories; kept for tests
-    return result
-
-
-def _bilevel_maker(order: int, relaxation: str = "softmax") -> Callable[..., Callable]:
+# ----------------------------------------------------------------------------- entry points
+def bilevel_maker(order: int, relaxation: str = "softmax") -> Callable[..., Callable]:
+    """``make_step(net, config, w_opt, a_opt, total)`` of :func:`jnas.oneshot.run_oneshot` for
+    the bilevel step of ``order`` with ``relaxation`` (non-softmax: temperature
+    ``config.tau_start`` → ``config.tau_end`` linearly)."""
     def make(net, config, w_opt, a_opt, total):
         tau_fn = None
         if relaxation != "softmax":
@@ -271,44 +167,31 @@ def _bilevel_maker(order: int, relaxation: str = "softmax") -> Callable[..., Cal
 
 
 def run_darts(config: DARTSConfig, *, space: str = "nb201", dataset: str = "cifar10",
-              key: int | jax.Array = 0, out_dir: str | Path | None = None,
-              **kw: Any) -> dict[str, Any]:
-    """DARTS search (order from ``config.order``); returns the result record."""
+              key: int | jax.Array = 0, out_dir: str | Path | None = None, quiet: bool = False,
+              **kw: Any) -> tuple[report.Result, SearchState]:
+    """DARTS search (order from ``config.order``; method ``'darts2'`` for order 2): the
+    result and the final state. ``kw``: ``net``, ``data``, ``stop_after`` of
+    :func:`jnas.oneshot.run_oneshot`."""
     method = "darts2" if config.order == 2 else "darts"
-    return run_oneshot(method, config, _bilevel_maker(config.order), space=space,
-                       dataset=dataset, key=key, out_dir=out_dir, **kw)
+    return run_oneshot(method, config, bilevel_maker(config.order), space=space,
+                       dataset=dataset, key=key, out_dir=out_dir, quiet=quiet, **kw)
+
+
+def run_darts2(config: DARTS2Config, *, space: str = "nb201", dataset: str = "cifar10",
+               key: int | jax.Array = 0, out_dir: str | Path | None = None,
+               quiet: bool = False, **kw: Any) -> tuple[report.Result, SearchState]:
+    """Second-order DARTS: :func:`run_darts` with a config of ``order=2``."""
+    if config.order != 2:
+        raise ValueError(f"run_darts2 needs a config with order=2 (DARTS2Config), got "
+                         f"order={config.order}")
+    return run_darts(config, space=space, dataset=dataset, key=key, out_dir=out_dir,
+                     quiet=quiet, **kw)
 
 
 def run_gdas(config: GDASConfig, *, space: str = "nb201", dataset: str = "cifar10",
-             key: int | jax.Array = 0, out_dir: str | Path | None = None,
-             **kw: Any) -> dict[str, Any]:
-    """GDAS-style search (bilevel, straight-through hard Gumbel); returns the result record."""
-    return run_oneshot("gdas", config, _bilevel_maker(1, "hard_gumbel"), space=space,
-                       dataset=dataset, key=key, out_dir=out_dir, **kw)
-
-
-def _public(result: dict[str, Any]) -> dict[str, Any]:
-    result.pop("_state", None)
-    return result
-
-
-@register("darts", kind="oneshot", config_cls=DARTSConfig, spaces=("nb201", "darts"),
-          doc="DARTS first order (Liu et al. 2019)")
-def _darts_factory(config, *, space, dataset, key, out_dir):
-    return _public(run_darts(config, space=space, dataset=dataset, key=key, out_dir=out_dir))
-
-
-@register("darts2", kind="oneshot", config_cls=DARTS2Config, spaces=("nb201", "darts"),
-          doc="DARTS exact second order (Liu et al. 2019)")
-def _darts2_factory(config, *, space, dataset, key, out_dir):
-    return _public(run_darts(config, space=space, dataset=dataset, key=key, out_dir=out_dir))
-
-
-@register("gdas", kind="oneshot", config_cls=GDASConfig, spaces=("nb201", "darts"),
-          doc="GDAS-style hard Gumbel bilevel search (Dong & Yang 2019)")
-def _gdas_factory(config, *, space, dataset, key, out_dir):
-    return _public(run_gdas(config, space=space, dataset=dataset, key=key, out_dir=out_dir))
-
-
-from jnas import less_local as _less_local  # noqa: E402,F401  (registers 'less-local')
-from jnas import snas as _snas  # noqa: E402,F401  (registers 'snas')
+             key: int | jax.Array = 0, out_dir: str | Path | None = None, quiet: bool = False,
+             **kw: Any) -> tuple[report.Result, SearchState]:
+    """GDAS-style search (bilevel, straight-through hard Gumbel): the result and the final
+    state."""
+    return run_oneshot("gdas", config, bilevel_maker(1, "hard_gumbel"), space=space,
+                       dataset=dataset, key=key, out_dir=out_dir, quiet=quiet, **kw)

@@ -22,7 +22,6 @@ Compute: P times one DARTS search of the same epochs (the CLI reports the wall t
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,37 +29,39 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnas.config import config_to_dict
-from jnas.darts import DARTSConfig, _jit_step, _public, finish_result, make_bilevel_step
-from jnas.layers import compiler_options
-from jnas.oneshot import (SearchState, Supernet, alpha_optimizer, alpha_probs, arch_weights,
-                          build_state, discretise, load_search_data, make_supernet, preprocess,
-                          cross_entropy, run_epochs, score_arch, weight_optimizer)
-from jnas.registry import register
-from jnas.rng import as_key
-from jnas.train import run_once
+from jnas import report, train, xla
+from jnas.config import check_positive, check_range, config_to_dict
+from jnas.darts import DARTSConfig, make_bilevel_step
+from jnas.oneshot import (SearchState, Supernet, alpha_probs, build_result, build_state,
+                          cross_entropy, discretise, jit_step, prepare, preprocess, run_epochs,
+                          score_arch, search_config_dict)
+from jnas.spaces import DARTS_OPS, NB201_OPS
 
 __all__ = ["LessLocalConfig", "init_population", "make_population_step", "exploit_explore",
-           "run_less_local"]
+           "arch_weights", "run_less_local"]
 
 
 @dataclasses.dataclass(frozen=True)
 class LessLocalConfig(DARTSConfig):
     """Population search config: DARTS defaults plus the population scheme [U values]."""
-    population: int = 8
-    init_scale: float = 1.0
-    exploit_every: int = 1
-    exploit_frac: float = 0.25
-    perturb_std: float = 0.5
-    perturb_anneal: bool = True
+    population: int = 8  # number of (w, α) members P
+    init_scale: float = 1.0  # members 1..P-1 start at init_scale * one_hot(random cell)
+    exploit_every: int = 1  # epochs between exploit/explore rounds
+    exploit_frac: float = 0.25  # fraction of members replaced (worst) and copied (best)
+    perturb_std: float = 0.5  # std of the Gaussian noise added to a copied α
+    perturb_anneal: bool = True  # anneal perturb_std linearly to 0 over the search
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "population", "exploit_every")
+        check_positive(self, "init_scale", "perturb_std", allow_zero=True)
+        check_range(self, "exploit_frac", 0.0, 1.0)
 
 
 def init_population(net: Supernet, config: LessLocalConfig, key: jax.Array,
                     w_opt: Any, a_opt: Any, sample_x: jax.Array) -> SearchState:
     """P members (leading axis P on every state leaf) with diverse α and weight seeds."""
     P = config.population
-    if P < 1:
-        raise ValueError(f"population must be >= 1, got {P}")
     k_w, k_ops, k_noise = jax.random.split(key, 3)
 
     def member_alpha(i, k1, k2):
@@ -76,7 +77,7 @@ def init_population(net: Supernet, config: LessLocalConfig, key: jax.Array,
     alphas = jax.vmap(member_alpha)(idx, jax.random.split(k_ops, P), jax.random.split(k_noise, P))
     keys = jax.random.split(k_w, P)
     build = jax.vmap(lambda k, a, x: build_state(net, k, a, w_opt, a_opt, x), (0, 0, None))
-    return run_once(build, keys, alphas, sample_x)
+    return xla.run_once(build, keys, alphas, sample_x)
 
 
 def make_population_step(single_step: Callable[[SearchState, dict], tuple[SearchState, dict]]
@@ -111,38 +112,45 @@ def exploit_explore(state: SearchState, val_loss: jax.Array, key: jax.Array, fra
     return new.replace(alpha=alpha), src
 
 
+def arch_weights(space: str, arch: Any) -> dict[str, jax.Array]:
+    """One-hot edge weights of a discrete architecture (to evaluate it inside the supernet)."""
+    if space == "nb201":
+        return {"cell": jax.nn.one_hot(jnp.asarray(arch.op_ids), len(NB201_OPS))}
+    ops = tuple(DARTS_OPS)
+    out = {}
+    for name in ("normal", "reduce"):
+        w = np.zeros((14, len(ops)), np.float32)
+        pairs = getattr(arch, name)
+        start = 0
+        for node in range(4):
+            for op, j in pairs[2 * node:2 * node + 2]:
+                w[start + j, ops.index(op)] = 1.0
+            start += node + 2
+        out[name] = jnp.asarray(w)
+    return out
+
+
 def run_less_local(config: LessLocalConfig, *, space: str = "nb201", dataset: str = "cifar10",
                    key: int | jax.Array = 0, out_dir: str | Path | None = None,
-                   net: Supernet | None = None, data: tuple[np.ndarray, ...] | None = None,
-                   stop_after: int | None = None) -> dict[str, Any]:
-    """Population search; returns the result record (best member's genotype + per-member
-    genotypes, validation accuracies and, on NB201, table scores)."""
-    from jnas.oneshot import train_module
-    train = train_module()
-    t_start = time.time()
-    key = as_key(key)
-    k_data, k_init, k_loop, k_exp = jax.random.split(key, 4)
-    data = data if data is not None else load_search_data(dataset, config, k_data)
-    net = net if net is not None else make_supernet(space, config)
+                   quiet: bool = False, net: Supernet | None = None,
+                   data: tuple[np.ndarray, ...] | None = None,
+                   stop_after: int | None = None) -> tuple[report.Result, SearchState]:
+    """Population search: the result (best member's genotype + per-member genotypes,
+    validation accuracies and, on NB201, table scores) and the final population state."""
+    setup = prepare(config, space=space, dataset=dataset, key=key, net=net, data=data)
+    net, data = setup.net, setup.data
+    k_init, k_loop, k_exp = setup.keys[1], setup.keys[2], setup.keys[3]
     xt, yt, xv, yv = data
-    spe = min(len(xt), len(xv)) // config.batch_size
-    if config.max_steps_per_epoch:
-        spe = min(spe, config.max_steps_per_epoch)
-    if spe < 1:
-        raise ValueError(f"batch_size={config.batch_size} exceeds the search split; lower it")
-    total = spe * config.epochs
-    w_opt, a_opt = weight_optimizer(config, total), alpha_optimizer(config)
-    x0 = preprocess(k_init, jnp.asarray(xt[:config.batch_size]), False)
-    state = init_population(net, config, k_init, w_opt, a_opt, x0)
-    single = make_bilevel_step(net, config, w_opt, a_opt, total, order=config.order)
-    step = _jit_step(make_population_step(single), config.batch_size, config.xla)
+    state = init_population(net, config, k_init, setup.w_opt, setup.a_opt, setup.sample_x)
+    single = make_bilevel_step(net, config, setup.w_opt, setup.a_opt, setup.total_steps,
+                               order=config.order)
+    step = jit_step(make_population_step(single), config.batch_size, config.xla)
     state = train.replicate(state, step.mesh)
 
     def ev(params, bs, weights, x, y):
         logits, _ = net.apply(params, bs, preprocess(k_init, x, False), weights, True)
         return cross_entropy(logits, y), jnp.mean(jnp.argmax(logits, -1) == y)
-    pop_eval = jax.jit(jax.vmap(ev, in_axes=(0, 0, 0, None, None)),
-                       compiler_options=compiler_options(config.xla))
+    pop_eval = xla.Compiled(jax.vmap(ev, in_axes=(0, 0, 0, None, None)), options=config.xla)
     nb = min(config.eval_batches, len(xv) // config.batch_size) or 1
 
     def val_metrics(st: SearchState, weights: dict[str, jax.Array]) -> tuple[np.ndarray, ...]:
@@ -186,35 +194,25 @@ def run_less_local(config: LessLocalConfig, *, space: str = "nb201", dataset: st
         return rec
 
     out = Path(out_dir) if out_dir is not None else None
-    cfg_dict = {"method": "less-local", "space": space, "dataset": dataset,
-                "key": np.asarray(jax.random.key_data(key)).tolist(), **config_to_dict(config)}
     state, history, compile_s = run_epochs(
-        state=state, step_fn=step, data=data, epochs=config.epochs, steps_per_epoch=spe,
-        batch_size=config.batch_size, key=k_loop, out_dir=out, config_dict=cfg_dict,
+        state=state, step_fn=step, data=data, epochs=config.epochs,
+        steps_per_epoch=setup.steps_per_epoch, batch_size=config.batch_size, key=k_loop,
+        out_dir=out, config_dict=search_config_dict("less-local", space, dataset, key, config),
         on_epoch=on_epoch, checkpoint=config.checkpoint, stop_after=stop_after, epoch_hook=hook,
-        config_defaults=config_to_dict(type(config)()))
+        config_defaults=config_to_dict(type(config)()), quiet=quiet, method="less-local")
 
     # Final choice: validation accuracy of each member's discretised cell.
     alpha = jax.device_get(state.alpha)
-    members = []
-    for m in range(config.population):
-        arch = discretise(space, {k: v[m] for k, v in alpha.items()})
-        members.append(arch)
+    members = [discretise(space, {k: v[m] for k, v in alpha.items()})
+               for m in range(config.population)]
     w = {k: jnp.stack([arch_weights(space, a)[k] for a in members]) for k in alpha}
     _, accs = val_metrics(state, w)
     best = int(np.argmax(accs))
     extra = {"members": [{"arch": a.to_string(), "val_acc_discrete": float(accs[i]),
                           "bench": score_arch(space, a)} for i, a in enumerate(members)],
              "chosen_member": best}
-    res = finish_result("less-local", space, dataset, config,
-                        {k: v[best] for k, v in alpha.items()}, history, t_start, compile_s,
-                        out, net.ops, extra=extra, state=state)
-    return res
-
-
-@register("less-local", kind="oneshot", config_cls=LessLocalConfig, spaces=("nb201", "darts"),
-          doc="population-based global optimisation of the DARTS objective (after Bodin et "
-              "al. 2021)")
-def _less_local_factory(config, *, space, dataset, key, out_dir):
-    return _public(run_less_local(config, space=space, dataset=dataset, key=key,
-                                  out_dir=out_dir))
+    seed = int(key) if isinstance(key, (int, np.integer)) else None
+    res = build_result("less-local", space, dataset, seed, config,
+                       {k: v[best] for k, v in alpha.items()}, history, setup.t_start,
+                       compile_s, out, extra=extra)
+    return res, state

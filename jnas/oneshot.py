@@ -1,79 +1,101 @@
-"""Shared machinery of the one-shot (supernet) searches: supernet adapter, search state, data,
-discretisation, the epoch loop with checkpoint/resume, the result record and the α plot.
+"""The one-shot (supernet) search engine: config, search state, data, discretisation, the
+jitted step, the epoch loop (checkpoint/resume, progress) and the result record.
 
-Used by DARTS (Liu et al., ICLR 2019, arXiv 1806.09055), SNAS (Xie et al., ICLR 2019,
-arXiv 1812.09926), GDAS-style hard Gumbel search (Dong & Yang, CVPR 2019) and the population
-search of :mod:`jnas.less_local` (after Bodin et al., 2021, arXiv 2104.10450).
-
-Everything a search step touches is one pytree, :class:`SearchState`; steps are pure
-``(state, batch) -> (state, metrics)`` functions, jit-compiled with the state donated. The host
-loop only gathers uint8 image batches, dispatches steps and, once per epoch, fetches metrics,
-records α, checks for NaN and writes a checkpoint.
+Methods on top: DARTS / GDAS (:mod:`jnas.darts`; Liu et al., ICLR 2019, arXiv 1806.09055;
+Dong & Yang, CVPR 2019), SNAS (:mod:`jnas.snas`; Xie et al., ICLR 2019, arXiv 1812.09926) and
+the population search of :mod:`jnas.less_local` (after Bodin et al., 2021, arXiv 2104.10450).
+A method supplies a pure step ``(state, batch) -> (state, metrics)`` on one pytree,
+:class:`SearchState`; :func:`run_oneshot` compiles it (state donated), runs the epochs and
+builds the :class:`jnas.report.Result`. α: a bare ``f32[6, 5]`` array or ``{"cell": α}`` for
+NB201 (one cell type), ``{"normal": ..., "reduce": ...}`` for the DARTS space; the state and
+the result keep the named form.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
+import math
+import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
-from jnas.search import _jsonable as _json_default
+from jnas import benchmarks, cells, report, spaces, train, xla
+from jnas.cells import Supernet, as_alpha_dict, make_supernet
+from jnas.config import check_choice, check_positive, check_range, config_to_dict
+from jnas.data import augment as augment_batch, load_cifar10, mock_cifar, normalize, search_split
 from jnas.rng import as_key, np_rng
 
-__all__ = ["OneShotConfig", "SearchState", "Supernet", "make_supernet", "load_search_data",
-           "init_alpha", "weight_optimizer", "alpha_optimizer", "preprocess", "cross_entropy",
-           "discretise", "make_eval_fn", "init_state", "build_state", "run_epochs", "score_arch",
-           "plot_alpha", "alpha_probs"]
+__all__ = ["OneShotConfig", "SearchState", "Supernet", "Setup", "make_supernet",
+           "load_search_data", "preprocess", "cross_entropy", "init_alpha", "weight_optimizer",
+           "weight_lr", "alpha_optimizer", "build_state", "init_state", "alpha_probs",
+           "as_alpha_dict", "discretise", "score_arch", "data_mesh", "JitStep", "jit_step",
+           "prepare", "search_config_dict", "run_epochs", "build_result", "run_oneshot",
+           "check_finite_fields"]
+
+
+def check_finite_fields(cfg: Any, *names: str) -> None:
+    """``ValueError`` unless each ``cfg.<name>`` is a finite number (``None`` passes)."""
+    for name in names:
+        v = getattr(cfg, name)
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
+            raise ValueError(f"{type(cfg).__name__}.{name} = {v!r} must be a finite number "
+                             f"(--set {name}=...)")
+
 
 @dataclasses.dataclass(frozen=True)
 class OneShotConfig:
     """Hyper-parameters shared by every one-shot search (DARTS reference values).
 
-    Supernet: NB201 ``C``/``N`` (cells per stage), DARTS space ``C``/``layers``. Data: CIFAR-10
-    training set split in halves (``train_size``/``val_size`` images of each half are used,
-    25k/25k = the reference). Weights: SGD ``w_lr`` cosine → ``w_lr_min``, momentum, weight
-    decay, gradient clip. α: Adam ``a_lr``, betas (``a_beta1``, 0.999), L2 ``a_wd``, init
-    ``alpha_init_std``·N(0,1). ``compute_dtype``: None/'float32' or 'bfloat16' (convolutions
-    in bf16; params, BN statistics, α and logits stay fp32; :mod:`jnas.cells`). ``xla``: the
-    XLA-CPU compile options of the search step (:func:`jnas.layers.compiler_options`):
-    ``'fast'`` (default: about half XLA's compile time, same step time), ``'fastest'`` (about
-    3x faster to compile again, about 10x slower steps: tests and runs of a few steps) or
-    ``None`` (XLA's defaults); ignored on GPU/TPU.
+    The search split: the CIFAR-10 training set in halves (25k/25k = the reference). Weights:
+    SGD with cosine lr, α: Adam with L2 (DARTS code). ``xla`` compile options are those of
+    :func:`jnas.xla.compiler_options` (ignored on GPU/TPU).
     """
-    C: int = 16
-    N: int = 5
-    layers: int = 8
-    batch_size: int = 64
-    epochs: int = 50
-    train_size: int = 25000
-    val_size: int = 25000
-    w_lr: float = 0.025
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_wd: float = 3e-4
-    w_clip: float = 5.0
-    a_lr: float = 3e-4
-    a_beta1: float = 0.5
-    a_beta2: float = 0.999
-    a_wd: float = 1e-3
-    alpha_init_std: float = 1e-3
-    compute_dtype: str | None = None
-    xla: str | None = "fast"
-    augment: bool = True
-    data_source: str = "auto"
-    eval_batches: int = 8
-    max_steps_per_epoch: int = 0
-    checkpoint: bool = True
-    plot: bool = True
+    C: int = 16  # channels of the first stage of the supernet
+    N: int = 5  # NB201 supernet: cells per stage
+    layers: int = 8  # DARTS-space supernet: number of cells
+    batch_size: int = 64  # images per step (of each half)
+    epochs: int = 50  # search epochs
+    train_size: int = 25000  # images of the training half used (weights)
+    val_size: int = 25000  # images of the validation half used (α)
+    w_lr: float = 0.025  # SGD learning rate of the weights (cosine schedule start)
+    w_lr_min: float = 0.001  # cosine schedule end of the weight learning rate
+    w_momentum: float = 0.9  # SGD momentum of the weights
+    w_wd: float = 3e-4  # weight decay of the weights (coupled, as torch SGD)
+    w_clip: float = 5.0  # gradient global-norm clip of the weights
+    a_lr: float = 3e-4  # Adam learning rate of α
+    a_beta1: float = 0.5  # Adam beta1 of α
+    a_beta2: float = 0.999  # Adam beta2 of α
+    a_wd: float = 1e-3  # L2 weight decay of α (added to the gradient)
+    alpha_init_std: float = 1e-3  # α initialisation: std * N(0, 1)
+    compute_dtype: str | None = None  # None/'float32', 'bfloat16' (convolutions) or 'float16'
+    xla: str | None = "fast"  # XLA-CPU compile options of the step: 'fast', 'fastest' or None
+    augment: bool = True  # pad-4 random crop + flip of the search batches
+    data_source: str = "auto"  # CIFAR-10 source: 'auto', 'tfds' or an image folder/zip path
+    eval_batches: int = 8  # validation batches per evaluation (less-local member choice)
+    max_steps_per_epoch: int = 0  # cap on the steps of one epoch (0: one pass over the split)
+    checkpoint: bool = True  # write a checkpoint per epoch (and resume from it)
+    plot: bool = True  # write alpha.png next to result.json
+
+    def __post_init__(self) -> None:
+        # integers > 0 are >= 1: epochs, batch_size, C, N, layers, ...
+        check_positive(self, "C", "N", "layers", "batch_size", "epochs", "train_size",
+                       "val_size", "eval_batches", "w_lr", "a_lr", "w_clip")
+        check_positive(self, "w_lr_min", "w_wd", "a_wd", "alpha_init_std",
+                       "max_steps_per_epoch", allow_zero=True)
+        check_finite_fields(self, "w_lr", "w_lr_min", "w_momentum", "w_wd", "w_clip", "a_lr",
+                            "a_beta1", "a_beta2", "a_wd", "alpha_init_std")
+        for name in ("w_momentum", "a_beta1", "a_beta2"):
+            check_range(self, name, 0.0, 1.0)
+        check_choice(self, "xla", (None, "none", "fast", "fastest"))
+        cells.compute_dtype(self.compute_dtype)  # ValueError naming the bad dtype
 
 
 @flax.struct.dataclass
@@ -92,60 +114,6 @@ class SearchState:
     key: jax.Array
 
 
-@dataclasses.dataclass(frozen=True)
-class Supernet:
-    """A flax supernet with per-edge op weights from outside, behind one calling convention.
-
-    ``alpha_shapes`` names the weight tensors in the order the module takes them
-    (NB201: ``{"cell": (6, 5)}``; DARTS space: ``{"normal": (14, 8), "reduce": (14, 8)}``).
-    """
-    space: str
-    module: nn.Module
-    alpha_shapes: dict[str, tuple[int, int]]
-    ops: tuple[str, ...]
-
-    def _args(self, weights: dict[str, jax.Array]) -> list[jax.Array]:
-        return [weights[k] for k in self.alpha_shapes]
-
-    def init_variables(self, key: jax.Array, x: jax.Array) -> tuple[Any, Any]:
-        """Initial ``(params, batch_stats)`` for an input batch like ``x`` (pure, traceable)."""
-        w = {k: jnp.full(s, 1.0 / s[-1]) for k, s in self.alpha_shapes.items()}
-        variables = self.module.init(key, x, *self._args(w), train=True)
-        return variables["params"], variables.get("batch_stats", {})
-
-    def init(self, key: jax.Array, x: jax.Array) -> tuple[Any, Any]:
-        """:meth:`init_variables`, compiled once (:func:`jnas.train.run_once`)."""
-        return train_module().run_once(self.init_variables, key, x)
-
-    def apply(self, params: Any, batch_stats: Any, x: jax.Array, weights: dict[str, jax.Array],
-              train: bool) -> tuple[jax.Array, Any]:
-        """Logits and the updated BN statistics (unchanged when ``train`` is False)."""
-        variables = {"params": params}
-        if batch_stats:
-            variables["batch_stats"] = batch_stats
-        if train:
-            logits, upd = self.module.apply(variables, x, *self._args(weights), train=True,
-                                            mutable=["batch_stats"])
-            return logits, upd.get("batch_stats", batch_stats)
-        return self.module.apply(variables, x, *self._args(weights), train=False), batch_stats
-
-
-def make_supernet(space: str, config: OneShotConfig, num_classes: int = 10) -> Supernet:
-    """The search supernet of ``space`` ('nb201' or 'darts') from :mod:`jnas.cells`."""
-    from jnas import cells, spaces
-    cells.compute_dtype(config.compute_dtype)  # ValueError naming the bad dtype
-    if space == "nb201":
-        mod = cells.NB201Supernet(C=config.C, N=config.N, num_classes=num_classes,
-                                  dtype=config.compute_dtype)
-        return Supernet("nb201", mod, {"cell": (6, 5)}, tuple(spaces.NB201_OPS))
-    if space == "darts":
-        mod = cells.DARTSSupernet(C=config.C, layers=config.layers, num_classes=num_classes,
-                                  dtype=config.compute_dtype)
-        return Supernet("darts", mod, {"normal": (14, 8), "reduce": (14, 8)},
-                        tuple(spaces.DARTS_OPS))
-    raise ValueError(f"one-shot search supports spaces 'nb201' and 'darts', not {space!r}")
-
-
 # ----------------------------------------------------------------------------- data
 def load_search_data(dataset: str, config: OneShotConfig, key: jax.Array
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -154,16 +122,15 @@ def load_search_data(dataset: str, config: OneShotConfig, key: jax.Array
     ``dataset='mock'`` gives random images (tests); ``'cifar10'`` reads CIFAR-10 through
     :func:`jnas.data.load_cifar10` (tfds or the shared JPEG zip).
     """
-    from jnas import data
     k_data, k_split = jax.random.split(as_key(key))
     if dataset == "mock":
-        x, y = data.mock_cifar(config.train_size + config.val_size, k_data)
+        x, y = mock_cifar(config.train_size + config.val_size, k_data)
     elif dataset == "cifar10":
-        x, y = data.load_cifar10(source=config.data_source, split="train")
+        x, y = load_cifar10(source=config.data_source, split="train")
     else:
         raise ValueError(f"one-shot search supports datasets 'cifar10' (and 'mock' for tests), "
                          f"not {dataset!r}")
-    (xt, yt), (xv, yv) = data.search_split(np.asarray(x), np.asarray(y), k_split)
+    (xt, yt), (xv, yv) = search_split(np.asarray(x), np.asarray(y), k_split)
     if config.train_size > len(xt) or config.val_size > len(xv):
         raise ValueError(f"train_size={config.train_size}/val_size={config.val_size} exceed the "
                          f"{len(xt)}/{len(xv)} images of the search split; lower them")
@@ -178,15 +145,12 @@ def load_search_data(dataset: str, config: OneShotConfig, key: jax.Array
 def preprocess(key: jax.Array, x: jax.Array, augment: bool) -> jax.Array:
     """uint8 NHWC → normalised float32 (:func:`jnas.data.normalize`), after the pad-4 random
     crop + flip of :func:`jnas.data.augment` when ``augment``."""
-    from jnas import data
     if augment:
-        x = data.augment(key, x)
-    return data.normalize(x)
+        x = augment_batch(key, x)
+    return normalize(x)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy with integer labels."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+cross_entropy = train.cross_entropy
 
 
 # ----------------------------------------------------------------------------- state
@@ -198,12 +162,9 @@ def init_alpha(net: Supernet, key: jax.Array, std: float) -> dict[str, jax.Array
 
 
 def weight_optimizer(config: OneShotConfig, total_steps: int) -> optax.GradientTransformation:
-    """The DARTS weight optimiser: SGD + momentum, cosine lr, weight decay, grad-norm clip."""
-    sched = optax.cosine_decay_schedule(config.w_lr, max(total_steps, 1),
-                                        alpha=config.w_lr_min / config.w_lr)
-    return optax.chain(optax.clip_by_global_norm(config.w_clip),
-                       optax.add_decayed_weights(config.w_wd),
-                       optax.sgd(sched, momentum=config.w_momentum))
+    """The DARTS weight optimiser (:func:`jnas.train.sgd_cosine` with the config's values)."""
+    return train.sgd_cosine(config.w_lr, config.w_lr_min, config.w_momentum, config.w_wd,
+                            config.w_clip, max(total_steps, 1))
 
 
 def weight_lr(config: OneShotConfig, total_steps: int) -> Callable[[jax.Array], jax.Array]:
@@ -233,15 +194,16 @@ def build_state(net: Supernet, key: jax.Array, alpha: dict[str, jax.Array],
 def init_state(net: Supernet, key: jax.Array, alpha: dict[str, jax.Array],
                w_opt: optax.GradientTransformation, a_opt: optax.GradientTransformation,
                sample_x: jax.Array) -> SearchState:
-    """:func:`build_state`, compiled once (:func:`jnas.train.run_once`)."""
-    return train_module().run_once(
-        lambda k, a, x: build_state(net, k, a, w_opt, a_opt, x), key, alpha, sample_x)
+    """:func:`build_state`, compiled once (:func:`jnas.xla.run_once`)."""
+    return xla.run_once(lambda k, a, x: build_state(net, k, a, w_opt, a_opt, x),
+                        key, alpha, sample_x)
 
 
 # ----------------------------------------------------------------------------- discretise
-def alpha_probs(alpha: dict[str, Any]) -> dict[str, np.ndarray]:
-    """softmax(α) per edge, as host arrays."""
-    return {k: np.asarray(jax.nn.softmax(jnp.asarray(v), axis=-1)) for k, v in alpha.items()}
+def alpha_probs(alpha: Any) -> dict[str, np.ndarray]:
+    """softmax(α) per edge as host arrays (α a dict, or a bare NB201 array: ``{"cell": p}``)."""
+    return {k: np.asarray(jax.nn.softmax(jnp.asarray(v), axis=-1))
+            for k, v in as_alpha_dict(alpha).items()}
 
 
 def _darts_cell(probs: np.ndarray, ops: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
@@ -261,52 +223,28 @@ def _darts_cell(probs: np.ndarray, ops: tuple[str, ...]) -> tuple[tuple[str, int
     return tuple(pairs)
 
 
-def discretise(space: str, alpha: dict[str, Any]) -> Any:
-    """The discrete architecture of α.
+def discretise(space: str, alpha: Any) -> Any:
+    """The discrete architecture of α (NB201: a bare ``[6, 5]`` array or ``{"cell": α}``;
+    DARTS space: ``{"normal": α_n, "reduce": α_r}``).
 
     NB201: argmax op on every edge (``none`` allowed, as in the NB201 DARTS baselines).
     DARTS space: per intermediate node the 2 incoming edges with the strongest non-``none``
     op, each with that op (Liu et al., 2019, Sec. 2.4).
     """
-    from jnas import spaces
     if space == "nb201":
-        ids = np.asarray(alpha["cell"]).argmax(axis=-1)
-        return spaces.NB201Arch.from_op_ids(tuple(int(i) for i in ids))
+        a = np.asarray(as_alpha_dict(alpha)["cell"])
+        if a.shape != (len(spaces.NB201_EDGES), len(spaces.NB201_OPS)):
+            raise ValueError(f"NB201 α must have shape (6, 5) (edges x ops), got {a.shape}")
+        return spaces.NB201Arch.from_op_ids(tuple(int(i) for i in a.argmax(axis=-1)))
     if space == "darts":
         ops = tuple(spaces.DARTS_OPS)
-        p = alpha_probs(alpha)
+        p = alpha_probs(as_alpha_dict(alpha, ("normal", "reduce")))
         return spaces.DARTSGenotype(normal=_darts_cell(p["normal"], ops),
                                     reduce=_darts_cell(p["reduce"], ops))
     raise ValueError(f"unknown space {space!r}; valid: nb201, darts")
 
 
-def arch_weights(space: str, arch: Any) -> dict[str, jax.Array]:
-    """One-hot edge weights of a discrete architecture (to evaluate it inside the supernet)."""
-    from jnas import spaces
-    if space == "nb201":
-        return {"cell": jax.nn.one_hot(jnp.asarray(arch.op_ids), len(spaces.NB201_OPS))}
-    ops = tuple(spaces.DARTS_OPS)
-    out = {}
-    for name in ("normal", "reduce"):
-        w = np.zeros((14, len(ops)), np.float32)
-        pairs = getattr(arch, name)
-        start = 0
-        for node in range(4):
-            for op, j in pairs[2 * node:2 * node + 2]:
-                w[start + j, ops.index(op)] = 1.0
-            start += node + 2
-        out[name] = jnp.asarray(w)
-    return out
-
-
-def make_eval_fn(net: Supernet, augment: bool = False) -> Callable[..., tuple[jax.Array, ...]]:
-    """``eval(params, batch_stats, weights, x_uint8, y) -> (loss, accuracy)`` in train-mode BN
-    (the search supernets keep no running statistics)."""
-    def ev(params, batch_stats, weights, x, y):
-        xf = preprocess(jax.random.key(0), x, False)
-        logits, _ = net.apply(params, batch_stats, xf, weights, True)
-        return cross_entropy(logits, y), jnp.mean(jnp.argmax(logits, -1) == y)
-    return jax.jit(ev)
+_bench_cache: dict[str, Any] = {}
 
 
 def score_arch(space: str, arch: Any) -> dict[str, float] | None:
@@ -316,10 +254,8 @@ def score_arch(space: str, arch: Any) -> dict[str, float] | None:
         return None
     if "nb201" not in _bench_cache:
         try:
-            from jnas import benchmarks
             _bench_cache["nb201"] = benchmarks.load_nb201()
         except Exception as e:  # noqa: BLE001  (offline, no table: search still runs)
-            import warnings
             warnings.warn(f"NB201 table unavailable, found cells are not scored: {e}")
             _bench_cache["nb201"] = None
     bench = _bench_cache["nb201"]
@@ -333,44 +269,92 @@ def score_arch(space: str, arch: Any) -> dict[str, float] | None:
     return out
 
 
-_bench_cache: dict[str, Any] = {}
+# ----------------------------------------------------------------------------- step + setup
+def data_mesh(batch_size: int) -> Any:
+    """A data-parallel mesh over the largest number of local devices dividing the batch."""
+    devs = jax.devices()
+    n = max(d for d in range(1, len(devs) + 1) if batch_size % d == 0)
+    return train.make_mesh(devs[:n])
 
 
-# ----------------------------------------------------------------------------- train glue
-def train_module() -> Any:
-    """:mod:`jnas.train` (mesh, sharding, checkpoints)."""
-    from jnas import train
-    return train
+class JitStep:
+    """A compiled search step run data parallel (see :func:`jit_step`)."""
+
+    def __init__(self, step: Callable, batch_size: int, xla_mode: str | None = "fast"):
+        self.mesh = data_mesh(batch_size)  # replicate the state on it
+        self.compiled = xla.Compiled(step, options=xla_mode, donate_argnums=0)
+
+    @property
+    def compile_s(self) -> float:
+        """Seconds spent compiling so far."""
+        return self.compiled.compile_s
+
+    def __call__(self, state: Any, batch: dict) -> tuple[Any, dict]:
+        return self.compiled(state, train.shard_batch(batch, self.mesh))
+
+
+def jit_step(step: Callable, batch_size: int, xla_mode: str | None = "fast") -> JitStep:
+    """``step`` compiled with the state donated and XLA-CPU options ``xla_mode``
+    (:class:`jnas.xla.Compiled`), each batch split over :func:`data_mesh`."""
+    return JitStep(step, batch_size, xla_mode)
+
+
+class Setup(NamedTuple):
+    """What every one-shot run builds first (:func:`prepare`)."""
+    net: Supernet
+    data: tuple[np.ndarray, ...]
+    steps_per_epoch: int
+    total_steps: int
+    w_opt: optax.GradientTransformation
+    a_opt: optax.GradientTransformation
+    sample_x: jax.Array  # one preprocessed batch (shapes for init)
+    keys: tuple[jax.Array, ...]  # (k_data, k_init, k_a, k_b): the run key split in 4
+    t_start: float
+
+
+def prepare(config: OneShotConfig, *, space: str, dataset: str, key: int | jax.Array,
+            net: Supernet | None = None, data: tuple[np.ndarray, ...] | None = None) -> Setup:
+    """Data, supernet, steps per epoch, optimisers and keys of a run (``key`` split in 4: data,
+    init, and two for the method)."""
+    t_start = time.time()
+    keys = tuple(jax.random.split(as_key(key), 4))
+    data = data if data is not None else load_search_data(dataset, config, keys[0])
+    net = net if net is not None else make_supernet(space, config)
+    spe = min(len(data[0]), len(data[2])) // config.batch_size
+    if config.max_steps_per_epoch:
+        spe = min(spe, config.max_steps_per_epoch)
+    if spe < 1:
+        raise ValueError(f"batch_size={config.batch_size} exceeds the search split "
+                         f"({len(data[0])}/{len(data[2])} images); lower it")
+    total = spe * config.epochs
+    x0 = preprocess(keys[1], jnp.asarray(data[0][:config.batch_size]), False)
+    return Setup(net, data, spe, total, weight_optimizer(config, total),
+                 alpha_optimizer(config), x0, keys, t_start)
+
+
+def search_config_dict(method: str, space: str, dataset: str, key: int | jax.Array,
+                       config: OneShotConfig) -> dict[str, Any]:
+    """What a run's checkpoint folder is tied to (``search_progress.json``'s ``config``)."""
+    return {"method": method, "space": space, "dataset": dataset,
+            "key": np.asarray(jax.random.key_data(as_key(key))).tolist(),
+            **config_to_dict(config)}
 
 
 # ----------------------------------------------------------------------------- loop
-def _save_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, default=_json_default))
-    os.replace(tmp, path)
+def _epoch_line(method: str, rec: dict[str, Any], epochs: int) -> str:
+    nums = " ".join(f"{k} {v:.4g}" for k, v in rec.items()
+                    if isinstance(v, float) and k != "epoch")
+    cell = f" cell {rec['arch']}" if "arch" in rec else ""
+    return f"[{method}] epoch {rec['epoch']}/{epochs} {nums}{cell}"
 
 
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(d, default=_json_default))
-
-
-def config_mismatch(saved: dict[str, Any], current: dict[str, Any],
-                    defaults: dict[str, Any]) -> str:
-    """Why a saved run config cannot be resumed under ``current`` ('' when it can).
-
-    Every saved field must equal the current one. A current field the saved config lacks (a
-    field added to the config class after that run started, e.g. ``xla``) is accepted when it
-    is at its default, since the old run ran with that behaviour; all inputs JSON-normalised.
-    """
-    for k, v in saved.items():
-        if k not in current:
-            return f"{k!r} is no longer a config field"
-        if current[k] != v:
-            return f"{k}: saved {v!r}, now {current[k]!r}"
-    for k, v in current.items():
-        if k not in saved and (k not in defaults or defaults[k] != v):
-            return f"{k}: not in the saved config and {v!r} is not its default"
-    return ""
+def _first_non_finite(ms: list[dict[str, Any]]) -> tuple[int, str, float] | None:
+    for s, m in enumerate(ms):
+        for k, v in m.items():
+            bad = np.asarray(v)[~np.isfinite(np.asarray(v))]
+            if bad.size:
+                return s, k, float(bad.ravel()[0])
+    return None
 
 
 def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], epochs: int,
@@ -378,44 +362,30 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
                config_dict: dict[str, Any], on_epoch: Callable[[Any, int], dict[str, Any]],
                checkpoint: bool = True, stop_after: int | None = None,
                epoch_hook: Callable[[Any, int], Any] | None = None,
-               config_defaults: dict[str, Any] | None = None
-               ) -> tuple[Any, list[dict[str, Any]], float]:
-    """The shared epoch loop: dispatch ``steps_per_epoch`` jit steps per epoch, then fetch the
-    metrics, check for NaN, call ``on_epoch(state, epoch)`` (records α / genotype) and write a
-    checkpoint. Resumes from the latest checkpoint in ``out_dir/ckpt`` when the saved config
-    equals ``config_dict`` (a different config raises instead of overwriting); fields the saved
-    config lacks (added to the config class after the run started) must be at their value in
-    ``config_defaults`` (:func:`config_mismatch`).
+               config_defaults: dict[str, Any] | None = None, quiet: bool = False,
+               method: str = "search") -> tuple[Any, list[dict[str, Any]], float]:
+    """The shared epoch loop: dispatch ``steps_per_epoch`` jit steps per epoch (a tqdm bar
+    over them), then fetch the metrics, check for NaN, call ``on_epoch(state, epoch)``
+    (records α / genotype), print one line (metrics and the current cell) and write a
+    checkpoint. ``quiet`` prints nothing.
 
+    Resumes from ``out_dir`` (:func:`jnas.train.resume_search`: a different config raises
+    instead of overwriting; fields the saved config lacks must be at ``config_defaults``).
     Batch order of epoch ``e`` is a function of ``(key, e)`` only, so a resumed run reproduces
     the uninterrupted one exactly. ``stop_after`` (tests) stops after that many epochs as if
     killed. ``epoch_hook(state, epoch) -> state`` runs before the checkpoint (less-local
-    exploit/explore).
+    exploit/explore). A non-finite metric raises :class:`jnas.train.NonFiniteLossError`
+    naming the step; the checkpoints of the epochs before stay.
 
     Returns ``(state, history, compile_s)``.
     """
-    train = train_module()
     xt, yt, xv, yv = data
+    ckpt_dir = Path(out_dir) / "ckpt" if out_dir is not None and checkpoint else None
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    ckpt_dir = None
-    if out_dir is not None and checkpoint:
-        ckpt_dir = Path(out_dir) / "ckpt"
-        meta_path = Path(out_dir) / "search_progress.json"
-        if meta_path.exists():
-            meta = json.loads(meta_path.read_text())
-            diff = config_mismatch(meta.get("config") or {}, _jsonable(config_dict),
-                                   _jsonable(config_defaults or {}))
-            if diff:
-                raise ValueError(f"{out_dir} holds a search with a different config ({diff}); "
-                                 "use another --out folder (refusing to overwrite it)")
-            restored = train.restore_checkpoint(ckpt_dir, state)
-            if restored is not None:
-                tree, start_epoch = restored
-                state = jax.tree_util.tree_map(
-                    lambda t, x: jax.device_put(x, t.sharding) if hasattr(t, "sharding") else x,
-                    state, tree)
-                history = [h for h in meta["history"] if h["epoch"] <= start_epoch]
+    if ckpt_dir is not None:
+        state, history, start_epoch = train.resume_search(out_dir, state, config_dict,
+                                                          config_defaults or {})
     compile_s = 0.0
     n_t, n_v = len(xt), len(xv)
     for epoch in range(start_epoch, epochs):
@@ -425,6 +395,8 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
         rng = np_rng(ek)
         pt, pv = rng.permutation(n_t), rng.permutation(n_v)
         metrics = []
+        bar = tqdm(total=steps_per_epoch, desc=f"[{method}] epoch {epoch + 1}/{epochs}",
+                   disable=quiet, leave=False, file=sys.stderr, dynamic_ncols=True)
         for s in range(steps_per_epoch):
             it = pt[(s * batch_size) % n_t:][:batch_size]
             iv = pv[(s * batch_size) % n_v:][:batch_size]
@@ -434,56 +406,103 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
             if epoch == start_epoch and s == 0:
                 jax.block_until_ready(m)
                 compile_s = time.time() - t0
+            if not quiet and metrics:  # the bar follows finished steps, one step in flight
+                bar.set_postfix(train_loss=f"{float(np.mean(metrics[-1]['train_loss'])):.3f}",
+                                refresh=False)
             metrics.append(m)
+            bar.update(1)
+        bar.close()
         ms = jax.device_get(metrics)
+        bad = _first_non_finite(ms)
+        if bad is not None:
+            s, name, v = bad
+            kept = (f"; the checkpoints up to epoch {epoch} are kept in {ckpt_dir}"
+                    if ckpt_dir is not None and epoch > 0 else "")
+            raise train.NonFiniteLossError(
+                f"{name} is {v} at step {epoch * steps_per_epoch + s + 1} (epoch {epoch + 1}): "
+                f"the search diverged; lower the learning rates (--set w_lr=... / a_lr=...) "
+                f"or w_clip, or check the input data{kept}")
         mean = {k: float(np.mean([np.mean(m[k]) for m in ms])) for k in ms[0]}
-        if not all(np.isfinite(v) for v in mean.values()):
-            raise FloatingPointError(
-                f"non-finite search metrics at epoch {epoch + 1}: {mean}; lower the learning "
-                "rates (w_lr / a_lr via --set) or check the input data")
         if epoch_hook is not None:
             state = epoch_hook(state, epoch)
         rec = {"epoch": epoch + 1, **mean, **on_epoch(state, epoch + 1)}
         history.append(rec)
+        if not quiet:
+            tqdm.write(_epoch_line(method, rec, epochs), file=sys.stdout)
         if ckpt_dir is not None:
             train.save_checkpoint(ckpt_dir, state, epoch + 1)
-            _save_json(Path(out_dir) / "search_progress.json",
-                       {"config": config_dict, "history": history})
-    return state, history, compile_s
+            report.write_json(Path(out_dir) / "search_progress.json",
+                              {"config": config_dict, "history": history}, indent=None)
+    return state, history, getattr(step_fn, "compile_s", 0.0) or compile_s
 
 
-def plot_alpha(history: list[dict[str, Any]], ops: tuple[str, ...], path: Path) -> Path | None:
-    """Plots softmax(α) per edge (one panel per edge and weight tensor), one line per op, over
-    epochs; writes a PNG. Returns the path (None when matplotlib is missing)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    if not history:
-        return None
-    epochs = [h["epoch"] for h in history]
-    names = list(history[0]["alpha"].keys())
-    panels = [(n, e) for n in names for e in range(len(history[0]["alpha"][n]))]
-    cols = 6 if len(panels) <= 6 else 7
-    rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False)
-    for ax, (n, e) in zip(axes.ravel(), panels):
-        arr = np.array([h["alpha"][n][e] for h in history])
-        for k, op in enumerate(ops):
-            ax.plot(epochs, arr[:, k], label=op)
-        ax.set_title(f"{n} edge {e}", fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.tick_params(labelsize=6)
-    for ax in axes.ravel()[len(panels):]:
-        ax.axis("off")
-    axes.ravel()[0].legend(fontsize=5)
-    fig.supxlabel("epoch")
-    fig.supylabel("softmax(α)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+# ----------------------------------------------------------------------------- result
+def build_result(method: str, space: str, dataset: str, seed: int | None,
+                 config: OneShotConfig, alpha: dict[str, Any], history: list[dict[str, Any]],
+                 t_start: float, compile_s: float, out: Path | None,
+                 extra: dict[str, Any] | None = None) -> report.Result:
+    """The :class:`jnas.report.Result` of a finished search (and ``alpha.png`` in ``out``).
+
+    ``best_arch`` = ``genotype`` = the discretised α; ``trajectory`` = [[epoch, NB201 test
+    accuracy of that epoch's cell]]; ``extra`` also holds ``alpha_history`` (softmax(α) per
+    epoch) and ``alpha_final``.
+    """
+    arch = discretise(space, alpha)
+    ext: dict[str, Any] = {
+        "genotype": arch.to_string(),
+        "alpha_history": [h["alpha"] for h in history],
+        "alpha_final": {k: np.asarray(v).tolist() for k, v in alpha.items()}, **(extra or {})}
+    if out is not None and config.plot and history:
+        ops = spaces.NB201_OPS if space == "nb201" else spaces.DARTS_OPS
+        p = report.plot_alpha(history, tuple(ops), out / "alpha.png")
+        ext["alpha_plot"] = str(p) if p else None
+    return report.Result(
+        method=method, space=space, dataset=dataset, seed=seed, best_arch=arch.to_string(),
+        bench=score_arch(space, arch),
+        trajectory=[[h["epoch"], h.get("test_accuracy")] for h in history],
+        history=[{k: v for k, v in h.items() if k != "alpha"} for h in history],
+        wall_s=time.time() - t_start, compile_s=compile_s, config=config_to_dict(config),
+        extra=ext)
+
+
+def run_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Callable], *,
+                space: str, dataset: str, key: int | jax.Array, out_dir: str | Path | None,
+                quiet: bool = False, net: Supernet | None = None,
+                data: tuple[np.ndarray, ...] | None = None, stop_after: int | None = None
+                ) -> tuple[report.Result, SearchState]:
+    """Runs one single-(w, α) one-shot search: returns its result and final state.
+
+    ``make_step(net, config, w_opt, a_opt, total_steps) -> step`` builds the method's un-jitted
+    step. ``key``: an int seed (recorded as the result's ``seed``) or a JAX key. ``net`` /
+    ``data`` replace the supernet / the search split (tests); ``quiet`` prints nothing.
+    """
+    setup = prepare(config, space=space, dataset=dataset, key=key, net=net, data=data)
+    net, k_init, k_alpha, k_loop = setup.net, setup.keys[1], setup.keys[2], setup.keys[3]
+    alpha = init_alpha(net, k_alpha, config.alpha_init_std)
+    state = init_state(net, k_init, alpha, setup.w_opt, setup.a_opt, setup.sample_x)
+    step = jit_step(make_step(net, config, setup.w_opt, setup.a_opt, setup.total_steps),
+                    config.batch_size, config.xla)
+    state = train.replicate(state, step.mesh)
+    bench_dataset = dataset if dataset in ("cifar10", "cifar100", "ImageNet16-120") else "cifar10"
+
+    def on_epoch(st: SearchState, epoch: int) -> dict[str, Any]:
+        alpha = jax.device_get(st.alpha)
+        arch = discretise(space, alpha)
+        rec = {"arch": arch.to_string(),
+               "alpha": {k: v.tolist() for k, v in alpha_probs(alpha).items()}}
+        sc = score_arch(space, arch)
+        if sc is not None:
+            rec["test_accuracy"] = sc[f"test_accuracy_{bench_dataset}"]
+        return rec
+
+    out = Path(out_dir) if out_dir is not None else None
+    state, history, compile_s = run_epochs(
+        state=state, step_fn=step, data=setup.data, epochs=config.epochs,
+        steps_per_epoch=setup.steps_per_epoch, batch_size=config.batch_size, key=k_loop,
+        out_dir=out, config_dict=search_config_dict(method, space, dataset, key, config),
+        on_epoch=on_epoch, checkpoint=config.checkpoint, stop_after=stop_after,
+        config_defaults=config_to_dict(type(config)()), quiet=quiet, method=method)
+    seed = int(key) if isinstance(key, (int, np.integer)) else None
+    res = build_result(method, space, dataset, seed, config, jax.device_get(state.alpha),
+                       history, setup.t_start, compile_s, out)
+    return res, state

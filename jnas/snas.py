@@ -25,13 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jnas.darts import _public, run_oneshot
-from jnas.oneshot import OneShotConfig, SearchState, Supernet, cross_entropy, preprocess
-from jnas.registry import register
+from jnas import cost, report
+from jnas.config import check_choice, check_positive
+from jnas.oneshot import (OneShotConfig, SearchState, Supernet, check_finite_fields,
+                          cross_entropy, preprocess, run_oneshot)
 from jnas.relax import gumbel_softmax, linear_temperature
+from jnas.spaces import DARTS_OPS, NB201_OPS
 
-__all__ = ["SNASConfig", "RESOURCE_PRESETS", "op_cost_table", "expected_cost",
-           "make_snas_step", "run_snas"]
+__all__ = ["SNASConfig", "RESOURCE_PRESETS", "COST_KINDS", "op_cost_table", "expected_cost",
+           "resource_eta", "make_snas_step", "run_snas"]
 
 RESOURCE_PRESETS = {"none": 0.0, "mild": 1.5e-3, "moderate": 1e-2, "aggressive": 5e-2}
 COST_KINDS = ("params", "flops", "mac")
@@ -39,58 +41,53 @@ COST_KINDS = ("params", "flops", "mac")
 
 @dataclasses.dataclass(frozen=True)
 class SNASConfig(OneShotConfig):
-    """SNAS search: 150 epochs, 8 cells, C=16, batch 64, w as DARTS, α Adam lr 3e-4 [paper].
+    """SNAS search: 150 epochs, 8 cells, C=16, batch 64, w as DARTS, α Adam lr 3e-4 [paper]."""
+    epochs: int = 150  # search epochs
+    tau_start: float = 1.0  # Gumbel-softmax temperature at the first step
+    tau_end: float = 0.03  # Gumbel-softmax temperature at the last step
+    resource: str = "mild"  # resource preset: none, mild, moderate, aggressive (η values)
+    eta: float | None = None  # resource penalty weight η (None: the preset's value)
+    cost: str = "flops"  # resource of the penalty: 'params', 'flops' or 'mac' (memory access)
+    penalty: str = "log"  # 'log' (released code) or 'linear' penalty of the expected cost
 
-    ``resource``: a preset name in :data:`RESOURCE_PRESETS` (``eta`` overrides its value);
-    ``cost``: 'params', 'flops' or 'mac' (memory access); ``penalty``: 'log' (released code)
-    or 'linear'.
-    """
-    epochs: int = 150
-    tau_start: float = 1.0
-    tau_end: float = 0.03
-    resource: str = "mild"
-    eta: float | None = None
-    cost: str = "flops"
-    penalty: str = "log"
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "tau_start", "tau_end")
+        check_positive(self, "eta", allow_zero=True)
+        check_finite_fields(self, "tau_start", "tau_end", "eta")
+        check_choice(self, "resource", tuple(RESOURCE_PRESETS))
+        check_choice(self, "cost", COST_KINDS)
+        check_choice(self, "penalty", ("log", "linear"))
 
 
 # ----------------------------------------------------------------------------- costs
-def _nb201_op_cost(op: str, c: int, hw: int, kind: str) -> float:
-    """Cost of one NB201 op at ``c`` channels and ``hw``×``hw`` resolution (BN params ignored;
-    conv = ReLU-Conv-BN)."""
+def _nb201_op_mac(op: str, c: int, hw: int) -> float:
+    """Memory access of one NB201 op at ``c`` channels and ``hw``×``hw``: feature maps read and
+    written plus the weights of a ReLU-Conv-BN conv."""
     k = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}.get(op)
     fmap = c * hw * hw
     if k is not None:
-        params = k * k * c * c
-        return {"params": params, "flops": params * hw * hw, "mac": 2 * fmap + params}[kind]
-    if op == "avg_pool_3x3":
-        return {"params": 0.0, "flops": 9.0 * fmap, "mac": 2.0 * fmap}[kind]
-    if op == "skip_connect":
-        return {"params": 0.0, "flops": 0.0, "mac": 2.0 * fmap}[kind]
+        return 2 * fmap + k * k * c * c
+    if op in ("avg_pool_3x3", "skip_connect"):
+        return 2.0 * fmap
     return 0.0  # none
 
 
-def _darts_op_cost(op: str, c: int, hw: int, kind: str, stride: int) -> float:
-    """Cost of one DARTS-space op (input c channels, output hw×hw)."""
-    fmap = c * hw * hw
-    if op.startswith("sep_conv"):
-        k = int(op[-1])
-        params = 2 * (k * k * c + c * c)
-    elif op.startswith("dil_conv"):
-        k = int(op[-1])
-        params = k * k * c + c * c
-    elif op == "skip_connect" and stride == 2:
-        params = c * c  # factorized reduce: two 1x1 convs to c/2
-    else:
-        params = 0
-    if kind == "params":
-        return float(params)
-    if kind == "flops":
-        pool = 9.0 * fmap if "pool" in op else 0.0
-        return float(params * hw * hw + pool)
+def _darts_op_mac(op: str, c: int, hw: int, stride: int) -> float:
+    """Memory access of one DARTS-space op (input c channels, output hw×hw)."""
     if op == "none":
         return 0.0
-    return float(2 * fmap + params)
+    if op.startswith("sep_conv"):
+        k = int(op[-1])
+        weights = 2 * (k * k * c + c * c)
+    elif op.startswith("dil_conv"):
+        k = int(op[-1])
+        weights = k * k * c + c * c
+    elif op == "skip_connect" and stride == 2:
+        weights = c * c  # factorized reduce: two 1x1 convs to c/2
+    else:
+        weights = 0
+    return float(2 * c * hw * hw + weights)
 
 
 def op_cost_table(space: str, C: int, *, N: int = 5, layers: int = 8, kind: str = "flops",
@@ -100,41 +97,38 @@ def op_cost_table(space: str, C: int, *, N: int = 5, layers: int = 8, kind: str 
     NB201: ``{"cell": f32[6, 5]}`` over 3 stages of N cells (C, 2C, 4C channels at 32, 16, 8
     pixels). DARTS space: ``{"normal": f32[14, 8], "reduce": f32[14, 8]}`` over ``layers``
     cells (reductions at 1/3 and 2/3; stride-2 edges from the cell inputs of reduction cells).
-    Params/FLOPs come from :func:`jnas.cells.op_costs`; memory access ('mac': feature maps read
-    and written + weights) is an analytic count made here.
+    Params/FLOPs are :func:`jnas.cost.op_costs`; memory access ('mac': feature maps read and
+    written + weights) is an analytic count made here.
     """
-    from jnas import spaces
     if kind not in COST_KINDS:
         raise ValueError(f"unknown cost kind {kind!r}; valid: {', '.join(COST_KINDS)}")
-    if kind in ("params", "flops") and space in ("nb201", "darts"):
-        from jnas.cells import op_costs  # exact counts of the search network
-        t = op_costs(space, C, N=N, layers=layers, input_shape=(image_hw, image_hw, 3))
+    if space not in ("nb201", "darts"):
+        raise ValueError(f"unknown space {space!r}; valid: nb201, darts")
+    if kind in ("params", "flops"):  # exact counts of the search network
+        t = cost.op_costs(space, C, N=N, layers=layers, input_shape=(image_hw, image_hw, 3))
         if space == "nb201":
             return {"cell": t[kind]}
         return {"normal": t[f"{kind}_normal"], "reduce": t[f"{kind}_reduce"]}
     if space == "nb201":
-        row = np.zeros(len(spaces.NB201_OPS))
+        row = np.zeros(len(NB201_OPS))
         for s in range(3):
             c, hw = C * 2 ** s, image_hw // 2 ** s
-            row += N * np.array([_nb201_op_cost(op, c, hw, kind) for op in spaces.NB201_OPS])
+            row += N * np.array([_nb201_op_mac(op, c, hw) for op in NB201_OPS])
         return {"cell": np.tile(row, (6, 1)).astype(np.float32) / 1e6}
-    if space == "darts":
-        ops = spaces.DARTS_OPS
-        out = {"normal": np.zeros((14, len(ops))), "reduce": np.zeros((14, len(ops)))}
-        c, hw = C, image_hw
-        for i in range(layers):
-            red = i in (layers // 3, 2 * layers // 3)
-            if red:
-                c, hw = 2 * c, hw // 2
-            name = "reduce" if red else "normal"
-            e = 0
-            for node in range(4):
-                for j in range(node + 2):
-                    stride = 2 if red and j < 2 else 1
-                    out[name][e] += [_darts_op_cost(op, c, hw, kind, stride) for op in ops]
-                    e += 1
-        return {k: v.astype(np.float32) / 1e6 for k, v in out.items()}
-    raise ValueError(f"unknown space {space!r}; valid: nb201, darts")
+    out = {"normal": np.zeros((14, len(DARTS_OPS))), "reduce": np.zeros((14, len(DARTS_OPS)))}
+    c, hw = C, image_hw
+    for i in range(layers):
+        red = i in (layers // 3, 2 * layers // 3)
+        if red:
+            c, hw = 2 * c, hw // 2
+        name = "reduce" if red else "normal"
+        e = 0
+        for node in range(4):
+            for j in range(node + 2):
+                stride = 2 if red and j < 2 else 1
+                out[name][e] += [_darts_op_mac(op, c, hw, stride) for op in DARTS_OPS]
+                e += 1
+    return {k: v.astype(np.float32) / 1e6 for k, v in out.items()}
 
 
 def expected_cost(weights: dict[str, jax.Array], costs: dict[str, jax.Array]) -> jax.Array:
@@ -143,12 +137,11 @@ def expected_cost(weights: dict[str, jax.Array], costs: dict[str, jax.Array]) ->
     return sum(jnp.sum(weights[k] * costs[k]) for k in weights)
 
 
-def _eta(config: SNASConfig) -> float:
+def resource_eta(config: SNASConfig) -> float:
+    """The resource penalty weight η of ``config``: ``eta`` when set, else the value of the
+    ``resource`` preset (:data:`RESOURCE_PRESETS`)."""
     if config.eta is not None:
         return float(config.eta)
-    if config.resource not in RESOURCE_PRESETS:
-        raise ValueError(f"unknown SNAS resource preset {config.resource!r}; valid: "
-                         f"{', '.join(RESOURCE_PRESETS)} (or set eta=...)")
     return RESOURCE_PRESETS[config.resource]
 
 
@@ -159,9 +152,7 @@ def make_snas_step(net: Supernet, config: SNASConfig, w_opt: optax.GradientTrans
                    ) -> Callable[[SearchState, dict], tuple[SearchState, dict]]:
     """The SNAS step: one Gumbel-softmax sample per edge, one backward pass of
     ``CE + η·penalty`` on the training batch giving both ∇w and ∇α."""
-    eta = _eta(config)
-    if config.penalty not in ("log", "linear"):
-        raise ValueError(f"SNAS penalty must be 'log' or 'linear', got {config.penalty!r}")
+    eta = resource_eta(config)
     if costs is None:
         costs = op_cost_table(net.space, config.C, N=config.N, layers=config.layers,
                               kind=config.cost)
@@ -198,18 +189,14 @@ def make_snas_step(net: Supernet, config: SNASConfig, w_opt: optax.GradientTrans
 
 
 def run_snas(config: SNASConfig, *, space: str = "nb201", dataset: str = "cifar10",
-             key: int | jax.Array = 0, out_dir: str | Path | None = None,
-             costs: dict[str, np.ndarray] | None = None, **kw: Any) -> dict[str, Any]:
-    """SNAS search; returns the result record (child = argmax on every edge)."""
+             key: int | jax.Array = 0, out_dir: str | Path | None = None, quiet: bool = False,
+             costs: dict[str, np.ndarray] | None = None,
+             **kw: Any) -> tuple[report.Result, SearchState]:
+    """SNAS search (child = argmax on every edge): the result (with ``eta``) and the final
+    state. ``costs`` replaces the op cost table (tests); ``kw``: ``net``, ``data``,
+    ``stop_after`` of :func:`jnas.oneshot.run_oneshot`."""
     def make(net, cfg, w_opt, a_opt, total):
         return make_snas_step(net, cfg, w_opt, a_opt, total, costs=costs)
-    res = run_oneshot("snas", config, make, space=space, dataset=dataset, key=key,
-                      out_dir=out_dir, **kw)
-    res["eta"] = _eta(config)
-    return res
-
-
-@register("snas", kind="oneshot", config_cls=SNASConfig, spaces=("nb201", "darts"),
-          doc="SNAS single-level Gumbel-softmax search + resource penalty (Xie et al. 2019)")
-def _snas_factory(config, *, space, dataset, key, out_dir):
-    return _public(run_snas(config, space=space, dataset=dataset, key=key, out_dir=out_dir))
+    res, state = run_oneshot("snas", config, make, space=space, dataset=dataset, key=key,
+                             out_dir=out_dir, quiet=quiet, **kw)
+    return res.replace(eta=resource_eta(config)), state

@@ -27,14 +27,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from jnas.report import jsonable
+from jnas.rng import as_key
+from jnas.xla import enable_compilation_cache, run_once
 
 __all__ = ["TrainState", "sgd_cosine", "make_mesh", "shard_batch", "replicate",
            "make_classifier_steps", "create_train_state", "recalibrate_bn", "save_checkpoint",
            "restore_checkpoint", "latest_checkpoint", "MetricsLogger", "progress",
            "check_finite", "NonFiniteLossError", "resolve_run_dir", "cross_entropy",
-           "run_once", "enable_compilation_cache"]
-
-from jnas.xla import enable_compilation_cache, run_once  # noqa: E402,F401
+           "run_once", "enable_compilation_cache", "config_mismatch", "resume_search"]
 
 
 @flax.struct.dataclass
@@ -55,7 +58,6 @@ class TrainState:
 def create_train_state(model: Any, optimizer: optax.GradientTransformation, key: Any,
                        sample_x: jax.Array, *model_args: Any) -> TrainState:
     """Initialise ``model`` on ``sample_x`` (jit-compiled init) and wrap it in a TrainState."""
-    from jnas.rng import as_key
     k_init, k_run = jax.random.split(as_key(key))
 
     def _init(k, x, *a):
@@ -284,6 +286,57 @@ def restore_checkpoint(directory: str | Path, target: Any) -> tuple[Any, int] | 
     return tree, step
 
 
+def config_mismatch(saved: dict[str, Any], current: dict[str, Any],
+                    defaults: dict[str, Any]) -> str:
+    """Why a saved run config cannot be resumed under ``current`` ('' when it can).
+
+    Every saved field must equal the current one. A current field the saved config lacks (a
+    field added to the config class after that run started, e.g. ``xla``) is accepted when it
+    is at its default, since the old run ran with that behaviour; all inputs JSON-normalised.
+    """
+    for k, v in saved.items():
+        if k not in current:
+            return f"{k!r} is no longer a config field"
+        if current[k] != v:
+            return f"{k}: saved {v!r}, now {current[k]!r}"
+    for k, v in current.items():
+        if k not in saved and (k not in defaults or defaults[k] != v):
+            return f"{k}: not in the saved config and {v!r} is not its default"
+    return ""
+
+
+def _json_normal(d: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(d, default=jsonable))
+
+
+def resume_search(out_dir: str | Path, state: Any, config: dict[str, Any],
+                  defaults: dict[str, Any]) -> tuple[Any, list[dict[str, Any]], int]:
+    """``(state, history, epoch)`` to continue the search in ``out_dir``.
+
+    ``out_dir/search_progress.json`` holds the run's config and per-epoch history,
+    ``out_dir/ckpt`` its checkpoints. Nothing there: ``(state, [], 0)``. A saved config that
+    differs from ``config`` (:func:`config_mismatch`) raises ``ValueError`` instead of
+    overwriting the run; otherwise the newest checkpoint is restored onto ``state``'s
+    shardings and the history is cut to its epoch.
+    """
+    meta_path = Path(out_dir) / "search_progress.json"
+    if not meta_path.exists():
+        return state, [], 0
+    meta = json.loads(meta_path.read_text())
+    diff = config_mismatch(meta.get("config") or {}, _json_normal(config),
+                           _json_normal(defaults))
+    if diff:
+        raise ValueError(f"{out_dir} holds a search with a different config ({diff}); "
+                         "use another --out folder (refusing to overwrite it)")
+    restored = restore_checkpoint(Path(out_dir) / "ckpt", state)
+    if restored is None:
+        return state, [], 0
+    tree, epoch = restored
+    state = jax.tree_util.tree_map(
+        lambda t, x: jax.device_put(x, t.sharding) if hasattr(t, "sharding") else x, state, tree)
+    return state, [h for h in meta["history"] if h["epoch"] <= epoch], epoch
+
+
 def resolve_run_dir(out_dir: str | Path, resume: bool = False) -> Path:
     """The run folder ``out_dir``, created if needed. Refuses (``FileExistsError``) to reuse a
     non-empty folder unless ``resume`` is true, so a finished run is never overwritten."""
@@ -327,6 +380,5 @@ class MetricsLogger:
 def progress(iterable: Iterable[Any], total: int | None = None,
              desc: str | None = None) -> Iterator[Any]:
     """A tqdm progress bar over ``iterable``; quiet when stderr is not a terminal."""
-    from tqdm.auto import tqdm
     return iter(tqdm(iterable, total=total, desc=desc, disable=not sys.stderr.isatty(),
                      dynamic_ncols=True))

@@ -1,4 +1,6 @@
-"""Test set-up: 4 fake CPU devices (for the data-parallel tests), offline data, fresh keys."""
+"""Test set-up: 4 fake CPU devices (for the data-parallel tests), offline data, fresh keys,
+and the one-shot helpers shared by the one-shot tests: a toy supernet, tiny sizes, the real
+CIFAR-10 search split and one tiny real-image DARTS search run once per session."""
 from __future__ import annotations
 
 import os
@@ -14,17 +16,23 @@ if "JNAS_DATA_DIR" not in os.environ and _default.is_dir():
     os.environ["JNAS_DATA_DIR"] = str(_default)
 
 import atexit  # noqa: E402
+import contextlib  # noqa: E402
+import io  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+import types  # noqa: E402
 
+import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jnas.train import enable_compilation_cache  # noqa: E402
 
 # Tests are bound by XLA compile time and many build the same programs (the same toy search
 # run fresh, resumed and killed): a per-session persistent cache compiles each program once.
-_XLA_CACHE = tempfile.mkdtemp(prefix="jnas-test-xla-")
+XLA_CACHE = _XLA_CACHE = tempfile.mkdtemp(prefix="jnas-test-xla-")
 enable_compilation_cache(_XLA_CACHE)
 atexit.register(shutil.rmtree, _XLA_CACHE, True)
 
@@ -49,3 +57,78 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     """An isolated jnas cache folder for one test."""
     monkeypatch.setenv("JNAS_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+# ----------------------------------------------------------------------------- one-shot helpers
+TINY = dict(C=4, N=1, batch_size=8, epochs=2, train_size=16, val_size=16, plot=False,
+            xla="fastest")  # a few steps: compile time dominates
+
+
+class ToyCell(nn.Module):
+    """One NB201-style cell (6 edges x 5 ops) on a strided stem; edge weights from outside."""
+    C: int = 4
+
+    @nn.compact
+    def __call__(self, x, w, train=True):
+        x = nn.Conv(self.C, (3, 3), strides=2)(x)
+        nodes, e = [x], 0
+        for i in range(1, 4):
+            acc = 0.0
+            for j in range(i):
+                h = nodes[j]
+                outs = [jnp.zeros_like(h), h, nn.Conv(self.C, (1, 1))(nn.relu(h)),
+                        nn.Conv(self.C, (3, 3))(nn.relu(h)),
+                        nn.avg_pool(h, (3, 3), (1, 1), "SAME")]
+                acc = acc + sum(w[e, k] * o for k, o in enumerate(outs))
+                e += 1
+            nodes.append(acc)
+        return nn.Dense(10)(nodes[-1].mean((1, 2)))
+
+
+def toy_net():
+    """The toy supernet behind the one-shot adapter (compiles in seconds)."""
+    from jnas import cells, spaces
+    return cells.Supernet("nb201", ToyCell(), {"cell": (6, 5)}, tuple(spaces.NB201_OPS))
+
+
+def toy_data(n: int = 32, seed: int = 1):
+    """Random 16x16 uint8 images: ``(xt, yt, xv, yv)`` of ``n`` each."""
+    from jnas.data import mock_cifar
+    x, y = mock_cifar(2 * n, jax.random.key(seed), image_size=16)
+    return x[:n], y[:n], x[n:], y[n:]
+
+
+def real_split(n: int = 16):
+    """``n`` + ``n`` real CIFAR-10 training images (``$JNAS_DATA_DIR``) as a search split."""
+    from jnas.data import load_cifar10
+    x, y = load_cifar10(split="train", max_per_class=(2 * n) // 10 + 1)
+    perm = np.random.default_rng(0).permutation(len(x))[:2 * n]
+    x, y = x[perm], y[perm].astype(np.int32)
+    return x[:n], y[:n], x[n:], y[n:]
+
+
+@pytest.fixture(scope="session")
+def real_data(data_dir):
+    """The real-image search split of the one-shot tests (16 + 16 CIFAR-10 images)."""
+    return real_split()
+
+
+TINY_DARTS = dict(TINY, plot=True, a_lr=3e-2)  # the shared search: α moves in 2 epochs
+
+
+@pytest.fixture(scope="session")
+def tiny_darts(real_data, tmp_path_factory):
+    """One tiny 2-epoch DARTS search (real NB201Supernet C=4, N=1, batch 8, real images) run
+    once per session, with its printed output: ``result`` (report.Result), ``state``, ``out``
+    (its folder), ``stdout``, ``stderr``, ``config``, ``data``. Tests read it and build on it
+    (resume from its folder, compare with other device counts) instead of compiling their own
+    search."""
+    from jnas import darts
+    out = tmp_path_factory.mktemp("tiny_darts")
+    cfg = darts.DARTSConfig(**TINY_DARTS)
+    o, e = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+        res, state = darts.run_darts(cfg, space="nb201", dataset="cifar10", key=0, out_dir=out,
+                                     data=real_data)
+    return types.SimpleNamespace(result=res, state=state, out=out, stdout=o.getvalue(),
+                                 stderr=e.getvalue(), config=cfg, data=real_data)

@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from conftest import TINY, toy_data, toy_net
 from jnas import less_local, oneshot, spaces
 from jnas.darts import make_bilevel_step
-from test_darts import TINY, real_data, toy_data, toy_net
 
 
 def test_vmapped_population_step_equals_separate_member_steps():
@@ -53,12 +53,14 @@ def test_exploit_explore_copies_best_into_worst():
     np.testing.assert_array_equal(np.asarray(new.key), np.asarray(pop.key))  # own randomness
 
 
-def test_less_local_real_supernet_real_images_end_to_end(data_dir, tmp_path):
+def test_less_local_real_supernet_real_images_end_to_end(real_data, tmp_path):
     cfg = less_local.LessLocalConfig(**{**TINY, "population": 2, "a_lr": 3e-2,
                                         "eval_batches": 1, "epochs": 2})
-    res = less_local.run_less_local(cfg, space="nb201", dataset="cifar10", key=0,
-                                    out_dir=tmp_path, data=real_data(data_dir))
-    res.pop("_state")
+    res, state = less_local.run_less_local(cfg, space="nb201", dataset="cifar10", key=0,
+                                           out_dir=tmp_path, data=real_data, quiet=True)
+    res = res.to_json()
+    assert res["method"] == "less-local" and res["seed"] == 0
+    assert state.alpha["cell"].shape == (2, 6, 5)  # the whole population
     assert len(res["members"]) == 2
     accs = [m["val_acc_discrete"] for m in res["members"]]
     assert res["chosen_member"] == int(np.argmax(accs))

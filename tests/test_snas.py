@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jnas import relax, snas, spaces
-from test_darts import TINY, real_data, toy_data, toy_net
+from conftest import TINY, toy_data, toy_net
+from jnas import cost, relax, snas, spaces
 
 
 @pytest.mark.parametrize("sampler", ["soft", "hard"])
@@ -41,13 +41,27 @@ def test_op_cost_table_orders_ops():
         snas.op_cost_table("nb201", 16, kind="watts")
 
 
+def test_params_and_flops_costs_are_jnas_cost_op_costs():
+    """The penalty's params/FLOPs tables are cost.op_costs exactly (one counter)."""
+    for C, N, layers in ((16, 5, 8), (4, 1, 5)):
+        for kind in ("params", "flops"):
+            t = cost.op_costs("nb201", C, N=N, layers=layers)
+            np.testing.assert_array_equal(snas.op_cost_table("nb201", C, N=N, kind=kind)["cell"],
+                                          t[kind])
+            d = cost.op_costs("darts", C, N=N, layers=layers)
+            got = snas.op_cost_table("darts", C, layers=layers, kind=kind)
+            np.testing.assert_array_equal(got["normal"], d[f"{kind}_normal"])
+            np.testing.assert_array_equal(got["reduce"], d[f"{kind}_reduce"])
+
+
 def _snas(eta, penalty="linear", **kw):
     costs = snas.op_cost_table("nb201", 4, N=1, kind="flops")
     costs = {k: v / v.max() for k, v in costs.items()}
     cfg = snas.SNASConfig(**{**TINY, "epochs": 3, "a_lr": 0.05, "eta": eta, "penalty": penalty,
                              **kw})
-    res = snas.run_snas(cfg, space="nb201", dataset="mock", key=0, out_dir=None, net=toy_net(),
-                        data=toy_data(), costs=costs)
+    res, _ = snas.run_snas(cfg, space="nb201", dataset="mock", key=0, out_dir=None,
+                           net=toy_net(), data=toy_data(), costs=costs, quiet=True)
+    res = res.to_json()
     a = np.asarray(res["alpha_final"]["cell"])
     expected = float((jax.nn.softmax(a, -1) * costs["cell"]).sum())
     discrete = float(costs["cell"][np.arange(6), a.argmax(-1)].sum())
@@ -66,17 +80,25 @@ def test_larger_eta_gives_cheaper_cell():
 
 
 def test_resource_presets_and_bad_values():
-    assert snas._eta(snas.SNASConfig()) == snas.RESOURCE_PRESETS["mild"] == 1.5e-3
-    assert snas._eta(snas.SNASConfig(resource="aggressive")) > \
-        snas._eta(snas.SNASConfig(resource="moderate")) > snas._eta(snas.SNASConfig())
-    with pytest.raises(ValueError, match="preset"):
-        snas._eta(snas.SNASConfig(resource="huge"))
+    eta = snas.resource_eta
+    assert eta(snas.SNASConfig()) == snas.RESOURCE_PRESETS["mild"] == 1.5e-3
+    assert eta(snas.SNASConfig(resource="aggressive")) > \
+        eta(snas.SNASConfig(resource="moderate")) > eta(snas.SNASConfig())
+    assert eta(snas.SNASConfig(eta=0.2)) == 0.2
+    with pytest.raises(ValueError, match="resource.*'huge'"):
+        snas.SNASConfig(resource="huge")
+    with pytest.raises(ValueError, match="penalty"):
+        snas.SNASConfig(penalty="square")
+    with pytest.raises(ValueError, match="eta"):
+        snas.SNASConfig(eta=-1.0)
 
 
-def test_snas_real_supernet_real_images_end_to_end(data_dir):
+def test_snas_real_supernet_real_images_end_to_end(real_data):
     cfg = snas.SNASConfig(**{**TINY, "a_lr": 3e-2})
-    res = snas.run_snas(cfg, space="nb201", dataset="cifar10", key=1, out_dir=None,
-                        data=real_data(data_dir))
+    res, _ = snas.run_snas(cfg, space="nb201", dataset="cifar10", key=1, out_dir=None,
+                           data=real_data, quiet=True)
+    res = res.to_json()
+    assert res["method"] == "snas" and res["eta"] == snas.resource_eta(cfg)
     arch = spaces.NB201.parse(res["best_arch"])
     a = np.asarray(res["alpha_final"]["cell"])
     assert np.abs(a).max() > 1e-2

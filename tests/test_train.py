@@ -171,3 +171,18 @@ def test_run_once_equals_jit():
     k, x = jax.random.key(3), jnp.arange(4.0)
     np.testing.assert_allclose(np.asarray(train.run_once(f, k, x)),
                                np.asarray(jax.jit(f)(k, x)), rtol=1e-6)
+
+
+def test_config_mismatch_names_the_field():
+    saved = {"w_lr": 0.025, "epochs": 2}
+    assert train.config_mismatch(saved, {"w_lr": 0.025, "epochs": 2, "xla": "fast"},
+                                 {"xla": "fast"}) == ""
+    assert "xla" in train.config_mismatch(saved, {"w_lr": 0.025, "epochs": 2, "xla": None},
+                                          {"xla": "fast"})
+    assert "w_lr" in train.config_mismatch(saved, {"w_lr": 0.1, "epochs": 2}, {})
+    assert "epochs" in train.config_mismatch(saved, {"w_lr": 0.025}, {})
+
+
+def test_resume_search_of_an_empty_folder_starts_fresh(tmp_path):
+    state = {"w": jnp.ones(3)}
+    assert train.resume_search(tmp_path, state, {"a": 1}, {}) == (state, [], 0)
