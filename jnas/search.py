@@ -47,7 +47,7 @@ from jnas.spaces import get_space
 
 __all__ = ["Query", "Evaluator", "Searcher", "as_evaluator", "run_search", "run_method",
            "run_seeds", "RandomSearch", "RandomSearchConfig", "RegularizedEvolution",
-           "REAConfig", "make_rs", "make_rea", "summarise"]
+           "REAConfig", "make_rs", "make_rea", "summarise", "REPORTED_NOTE"]
 
 REPORTED_NOTE = ("'reported' is the benchmark number of the best-by-signal cell so far, so it "
                  "can fall while the signal rises")
@@ -238,9 +238,7 @@ def run_search(searcher: Any, evaluator: Any, budget: int, batch_size: int = 1, 
         searcher.tell(archs, scores)
         append_rows(hist_path, rows)
         if log is not None and log_every and fresh and hist.num_queries % log_every < len(fresh):
-            log(f"[{method}] {hist.num_queries}/{budget} queries, best signal "
-                f"{hist.best_signal:.2f}, reported {hist.best_reported:.2f}"
-                + ("" if logged else f" ({REPORTED_NOTE})"))
+            log(_progress_line(method, hist, budget, first=not logged))
             logged = True
         if dup_run >= max_dup:
             note = (f"stopped after {max_dup} duplicate proposals in a row "
@@ -249,6 +247,13 @@ def run_search(searcher: Any, evaluator: Any, budget: int, batch_size: int = 1, 
     return _result(searcher, ev, hist, method=method, seed=seed, config=cfg, describe=describe,
                    wall=time.perf_counter() - t_start, eval_s=eval_s,
                    resumed=sum(1 for r in saved if r.get("new")), note=note)
+
+
+def _progress_line(method: str, hist: History, budget: int, first: bool) -> str:
+    """One progress line; the first one says what 'reported' is."""
+    return (f"[{method}] {hist.num_queries}/{budget} queries, best signal "
+            f"{hist.best_signal:.2f}, reported {hist.best_reported:.2f}"
+            + (f" ({REPORTED_NOTE})" if first else ""))
 
 
 def _result(searcher: Any, ev: _QueryEvaluator, hist: History, *, method: str, seed: Any,
