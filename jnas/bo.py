@@ -27,7 +27,7 @@ from scipy import special, stats
 from jnas.config import check_choice, check_positive, check_range
 from jnas.gcn import PredictorConfig, graphs_to_arrays, train_predictor
 from jnas.rng import as_key, np_rng
-from jnas.spaces import get_space
+from jnas.spaces import NB201Arch, get_space
 
 __all__ = ["BLRPosterior", "fit_blr", "blr_numpyro_model", "logit", "to_accuracy_space", "ucb",
            "expected_improvement", "random_candidates", "evolutionary_candidates",
@@ -187,7 +187,6 @@ def _nb201_fast(space: Any) -> bool:
 def random_candidates(space: Any, key: Any, n: int) -> list[Any]:
     """``n`` uniformly sampled cells (BONAS random sampler; duplicates removed later)."""
     if _nb201_fast(space):
-        from jnas.spaces import NB201Arch
         ids = np_rng(key).integers(0, len(space.ops), size=(n, 6))
         return [NB201Arch.from_op_ids(tuple(int(v) for v in row)) for row in ids]
     return list(space.sample(as_key(key), n))
@@ -207,7 +206,6 @@ def evolutionary_candidates(space: Any, key: Any, archs: Sequence[Any],
     t = min(tournament, len(pop))
     out = []
     if _nb201_fast(space):
-        from jnas.spaces import NB201Arch
         ids = np.array([a.op_ids for a in pop])
         k = len(space.ops)
         for _ in range(n):

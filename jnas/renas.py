@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from jnas.benchmarks import load_nb101_json
 from jnas.config import check_choice, check_positive, check_range
 from jnas.renas_predictor import (  # noqa: F401  (re-exported)
     LOSSES, NB101_TYPE_IDS, NB201_TYPE_IDS, RankingPredictor, ReNASPredictor, Standardizer,
@@ -59,7 +60,6 @@ def _candidate_pool(space: Any, pool: str) -> list[Any]:
     name = space_name(space)
     if name == "nb201":
         return NB201.enumerate()
-    from jnas.benchmarks import load_nb101_json
     return list(load_nb101_json(pool or None).archs)
 
 

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 
-from jnas import registry, report, tables
+from jnas import benchmarks, registry, report, tables
 from jnas.config import apply_overrides, check_positive, check_range, split_overrides
 from jnas.report import Result, jsonable, write_json
 from jnas.rng import as_key, np_rng
@@ -406,7 +406,6 @@ def run_seeds(method: str, seeds: Iterable[int], budget: int, *, space: str = "n
     ``out_dir``, its own ``out_dir/seed_<S>/`` holding ``history.jsonl`` (resumable) and
     ``result.json``.
     """
-    from jnas import benchmarks  # the NB201 tables: only when no evaluator is given
     spec = registry.get_method(method)
     main_over, ws_over = split_overrides(overrides)
     cfg = apply_overrides(config if config is not None else spec.config_cls(), main_over)
@@ -415,7 +414,7 @@ def run_seeds(method: str, seeds: Iterable[int], budget: int, *, space: str = "n
         if evaluator_factory is not None:
             return evaluator_factory(seed)
         if benchmark == "weight-sharing":
-            from jnas import weight_sharing
+            from jnas import weight_sharing  # flax + CIFAR: only for this evaluator
             return weight_sharing.make_evaluator("weight-sharing", dataset=dataset, seed=seed,
                                                  overrides=ws_over)
         if ws_over:
