@@ -17,8 +17,8 @@ reported score at 50/100/200 queries (mean ± std over seeds), queries until a t
 (by 200-epoch test accuracy) is first *queried*, and BONAS per-round timings.
 Runtime and results: RESULTS.md. NB201 CIFAR-10, 12-epoch protocol, 20 seeds, bidirectional GCN
 (2-core CPU, load 2-7): about 37 CPU-s (20-95 s wall) per 200-query seed; BONAS 93.97 ± 0.34
-at 100 queries and 94.15 ± 0.24 at 200 (REA from the same loop 94.03 and 94.13). Fourth
-session, ``--protocol 200epoch``, 20 seeds per dataset (42-50 CPU-s per 200-query seed at load
+at 100 queries and 94.15 ± 0.24 at 200 (REA from the same loop 94.03 and 94.13).
+``--protocol 200epoch``, 20 seeds per dataset (42-50 CPU-s per 200-query seed at load
 5-7, ≈ 200 CPU-s per 500-query seed): CIFAR-10 94.00 / 94.06 / 94.30 at 50 / 100 / 200
 (REA 94.02 / 94.26 / 94.34), CIFAR-100 71.97 / 72.37 / 72.92 (REA 72.14 / 72.97 / 73.30),
 ImageNet16-120 45.81 / 46.30 / 46.75 (REA 45.91 / 46.35 / 46.79). ``--summarise`` takes a
@@ -31,8 +31,8 @@ Weight-sharing mode (real CIFAR-10 images, jnas.weight_sharing):
         recal_batches=2 eval_batches=2 eval_batch_size=250 --out /tmp/bonas/ws.jsonl
 trains k random NB201 cells together in one supernet (BONAS) and, separately, each alone for
 steps/k steps (same total steps), and prints Kendall tau of both read-outs against the
-NB201 200-epoch CIFAR-10 test accuracy, per round and pooled. Third session, this command on
-the shared 2-core CPU: 32.5 min wall, 1,237 CPU-s (≈ 50 s compile per mode); per-round tau
+NB201 200-epoch CIFAR-10 test accuracy, per round and pooled. This command on the shared
+2-core CPU: 32.5 min wall, 1,237 CPU-s (≈ 50 s compile per mode); per-round tau
 shared 0.055 ± 0.192, independent -0.083 ± 0.139 (pooled 0.086 / -0.086): at this budget
 neither read-out ranks cells; a meaningful budget needs a GPU (RESULTS.md, BONAS 4).
 """
@@ -44,7 +44,6 @@ import time
 
 import numpy as np
 
-from jnas import bo  # noqa: F401  (registers 'bonas')
 from jnas.benchmarks import TabularEvaluator, load_nb201
 from jnas.config import apply_overrides, parse_seeds
 from jnas.registry import get_method

@@ -25,33 +25,24 @@ writes ``OUT/summary_<dataset>_<protocol>.json``, a best-so-far plot
 ``OUT/ganas_<dataset>_<protocol>.png`` and ``OUT/runs.jsonl`` (one line per finished seed with
 its whole trajectory; a re-run of the same command loads those seeds instead of re-running them).
 
-Third session (same machine, load ~5, default config): CIFAR-100 / ImageNet16-120, 20 seeds,
-GA-NAS 72.33 ± 0.46 / 46.28 ± 0.49 at 500 queries (REA 72.52 / 46.31), ahead of REA at 100-200
-queries, behind at 50; 1,135 CPU-s for both datasets incl. RS/REA. Constrained (``--max-params
-0.8``, 10 seeds, 200 queries): 7/10 seeds on the constrained optimum 94.31.
+Results (2-core shared CPU, load 5-7; 200-epoch test accuracy of the best-by-signal cell at
+50 / 100 / 200 / 500 queries, mean over 20 seeds):
 
-Fourth session (load 5-7, 2-core CPU): ``--protocol 200epoch`` on all three datasets, 20
-seeds, default config: 1,911 CPU-s (49:46 wall) for 60 GA-NAS seeds plus RS/REA; CIFAR-10
-94.01 / 94.33 / 94.37 / 94.37 (REA 94.02 / 94.26 / 94.34 / 94.37), CIFAR-100 72.23 / 72.83 /
-73.48 / 73.50 (REA 72.14 / 72.97 / 73.30 / 73.49), ImageNet16-120 45.92 / 46.73 / 46.96 /
-47.08 (REA 45.91 / 46.35 / 46.79 / 47.13). ``--set g_reset=True`` (a fresh G every round;
-12-epoch protocol, 20 seeds, ~31 CPU-s per seed): CIFAR-10 93.85 / 94.31 / 94.37 / 94.37,
-CIFAR-100 71.63 / 72.59 / 72.32 / 72.28, ImageNet16-120 45.16 / 46.30 / 46.48 / 46.48; every
-seed queries the best-by-signal cell (RESULTS.md, GA-NAS, for the reading).
+* default config (``g_reset=True``), ``--protocol 200epoch``: CIFAR-10 94.12 / 94.35 / 94.37 /
+  94.37, CIFAR-100 72.47 / 73.34 / 73.51 / 73.51, ImageNet16-120 46.22 / 47.04 / 47.29 / 47.31,
+  ahead of REA at every budget on all three (paired; REA 94.02 / 94.26 / 94.34 / 94.37,
+  72.14 / 72.97 / 73.30 / 73.49, 45.91 / 46.35 / 46.79 / 47.13); ~17 CPU-s per 500-query seed.
+* default config, 12-epoch protocol (~31 CPU-s per seed): CIFAR-10 93.85 / 94.31 / 94.37 /
+  94.37, CIFAR-100 71.63 / 72.59 / 72.32 / 72.28, ImageNet16-120 45.16 / 46.30 / 46.48 / 46.48;
+  every seed queries the best-by-signal cell.
+* ``--set g_reset=False``, 12-epoch protocol: CIFAR-10 93.82 / 94.07 / 94.12 / 94.18 (also with
+  ``propose_unseen=False``: 93.78 / 94.02 / 94.20 / 94.26; RS 93.40 / 93.68 / 93.84 / 94.03,
+  REA 93.81 / 94.03 / 94.13 / 94.26), 669 CPU-s for ``--methods ganas`` (40 s compile once);
+  CIFAR-100 / ImageNet16-120 72.33 ± 0.46 / 46.28 ± 0.49 at 500 queries (REA 72.52 / 46.31).
+  Under ``--protocol 200epoch``: CIFAR-10 94.01 / 94.33 / 94.37 / 94.37, CIFAR-100 72.23 /
+  72.83 / 73.48 / 73.50, ImageNet16-120 45.92 / 46.73 / 46.96 / 47.08. Constrained
+  (``--max-params 0.8``, 10 seeds, 200 queries): 7/10 seeds on the constrained optimum 94.31.
 
-Fifth session: ``g_reset=True`` is the default (a rule fixed before its held-out check under
-``--protocol 200epoch``; RESULTS.md). 200epoch, 20 seeds: CIFAR-10 94.12 / 94.35 / 94.37 /
-94.37, CIFAR-100 72.47 / 73.34 / 73.51 / 73.51, ImageNet16-120 46.22 / 47.04 / 47.29 / 47.31,
-ahead of REA at every budget on all three (paired); ~17 CPU-s per 500-query seed on this
-machine. ``--methods bonas`` adds BONAS to 500 queries next to them.
-
-Runtime and result of the first sessions (earlier default ``g_reset=False``; 2-core CPU
-shared by 4 workers, load 5-7): the command above with
-``--methods ganas`` took 669 CPU-s (21 min wall; ~33 CPU-s per 500-query seed, 40 s compile
-once; RS/REA < 1 s per seed). CIFAR-10, 12-epoch signal, 20 seeds, 200-epoch test of the
-best-by-signal cell at 50/100/200/500 queries: GA-NAS (default ``propose_unseen=True``)
-93.82 / 94.07 / 94.12 / 94.18; with ``--set propose_unseen=False`` (first session) 93.78 /
-94.02 / 94.20 / 94.26; RS 93.40 / 93.68 / 93.84 / 94.03, REA 93.81 / 94.03 / 94.13 / 94.26.
 Details, the generator diagnostics and the constrained run: RESULTS.md (GA-NAS).
 """
 from __future__ import annotations
