@@ -180,6 +180,13 @@ def plot_groups(groups: Sequence[Group], path: str | Path, from_query: int = 10)
                 line, = ax.plot(x, mu, label=name, marker="o" if len(x) == 1 else None)
             ax.fill_between(x, mu - se, mu + se, color=line.get_color(), alpha=0.2)
         if oneshot:
+            from matplotlib.ticker import MaxNLocator
+            epochs = sorted({int(e) for g in members for e in epoch_curve(g.results)[0]})
+            if epochs and len(epochs) <= 12:
+                ax.set_xticks(epochs)
+                ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel("test accuracy of the current cell (%)\nmean ± s.e.")
         else:
