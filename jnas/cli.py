@@ -295,6 +295,11 @@ def _enable_cache() -> None:
               file=sys.stderr)
 
 
+def _remove_if_empty(folder: Path) -> None:
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
 def _summary_line(name: str, seed: int, result: dict[str, Any], path: Path) -> str:
     from jnas.report import jsonable
     return (f"[{name} seed {seed}] best_arch={result.get('best_arch')} "
@@ -342,8 +347,11 @@ def cmd_search(args: argparse.Namespace) -> int:
                   "it again)", flush=True)
             done.append(saved)
             continue
+        old = plan.out / ".replaced" / seed_dir.name  # --force: the old run, until success
         if args.force and seed_dir.exists():
-            shutil.rmtree(seed_dir)
+            shutil.rmtree(old, ignore_errors=True)
+            old.parent.mkdir(parents=True, exist_ok=True)
+            seed_dir.rename(old)
         args.saved_hint = (
             f"{len(done)} finished seed(s) and seed {seed}'s "
             + ("queries so far (history.jsonl)" if plan.spec.kind == "sample" else
@@ -355,8 +363,18 @@ def cmd_search(args: argparse.Namespace) -> int:
         evaluator = None
         if plan.spec.kind == "sample":  # a fresh one per seed (it counts queries and cost)
             evaluator = first if seed == seeds[0] else _make_evaluator(plan, args.space, seed)
-        result = _run_seed(plan, args, seed, seed_dir, evaluator)
+        try:
+            result = _run_seed(plan, args, seed, seed_dir, evaluator)
+        except Exception:  # a failed forced run gives the old folder back (Ctrl-C keeps both)
+            if old.exists():
+                shutil.rmtree(seed_dir, ignore_errors=True)
+                old.rename(seed_dir)
+                _remove_if_empty(old.parent)
+            raise
         report.write_json(path, result)
+        if old.exists():
+            shutil.rmtree(old)
+            _remove_if_empty(old.parent)
         record = result.to_json()
         done.append(record)
         print(_summary_line(name, seed, record, path), flush=True)

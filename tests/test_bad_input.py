@@ -214,6 +214,25 @@ def test_finished_run_is_reported_not_replayed(data_dir, cwd, capsys):
     assert main([*argv, "--force"]) == 0
     assert path.stat().st_mtime_ns != mtime
     assert json.loads(path.read_text())["resumed_queries"] == 0  # run again, not resumed
+    assert _files(cwd / "runs" / "rea") == ["seed_0", "seed_0/history.jsonl",
+                                            "seed_0/result.json"]
+
+
+def test_failed_forced_run_keeps_the_old_one(data_dir, cwd, capsys, monkeypatch):
+    argv = ["search", "rs", "--budget", "12", "--quiet", "--out", "x"]
+    assert main(argv) == 0
+    before = _files(cwd)
+    saved = (cwd / "x" / "seed_0" / "result.json").read_bytes()
+
+    def broken(self, archs):
+        raise ValueError("table broke")
+
+    monkeypatch.setattr(benchmarks.TabularEvaluator, "evaluate", broken)
+    capsys.readouterr()
+    assert main([*argv, "--force"]) == 2
+    assert "table broke" in _one_error(capsys)
+    assert _files(cwd) == before
+    assert (cwd / "x" / "seed_0" / "result.json").read_bytes() == saved
 
 
 def test_default_out_is_per_method(data_dir, cwd):
