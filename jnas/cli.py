@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE", help="override a config field (repeatable; ws.KEY "
                                              "for the weight-sharing evaluator)")
     s.add_argument("--force", action="store_true",
-                   help="delete OUT/seed_<S> and run again, even when it holds a finished run")
+                   help="replace OUT/seed_<S> by a fresh run, even a finished one (the old "
+                        "one comes back if the new one fails)")
     s.add_argument("--quiet", action="store_true", help="print no progress (errors still "
                                                          "print)")
     s.set_defaults(help_text=s.format_help)
