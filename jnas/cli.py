@@ -118,7 +118,10 @@ def _dataset(name: str | None) -> str:
 
 
 def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+    text = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, KeyError):  # str() is only the key: say what it is and how to see more
+        text = f"missing key {text} (JNAS_TRACEBACK=1 shows where)"
+    return text
 
 
 # ----------------------------------------------------------------------------- help
