@@ -18,7 +18,8 @@ import jnas
 def main(argv=None) -> dict[str, jnas.Result]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=int, default=100)
-    p.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100", "ImageNet16-120"))
+    p.add_argument("--dataset", default="cifar10",
+                   choices=("cifar10", "cifar100", "ImageNet16-120"))
     args = p.parse_args(argv)
     key = jax.random.key(0)
 

@@ -58,7 +58,8 @@ def search_split(images: np.ndarray, labels: np.ndarray, key: Any, frac: float =
     """
     validate_batch(images, labels, what="search_split")
     if not 0.0 < frac < 1.0:
-        raise ValueError(f"frac must be in (0, 1) (share of examples in the train half), got {frac}")
+        raise ValueError(f"frac must be in (0, 1) (share of examples in the train half), "
+                         f"got {frac}")
     rng = np_rng(key)
     labels = np.asarray(labels)
     tr, va = [], []
@@ -80,7 +81,8 @@ def normalize(x: Any, mean: Sequence[float] = CIFAR10_MEAN,
     """uint8 ``[..., 3]`` pixels (or floats in [0, 1]) -> float32 ``(x/255 - mean) / std``."""
     x = jnp.asarray(x)
     if x.shape[-1] != len(mean):
-        raise ValueError(f"normalize: last axis must be the {len(mean)} channels, got shape {x.shape}")
+        raise ValueError(f"normalize: last axis must be the {len(mean)} channels, got shape "
+                         f"{x.shape}")
     if x.dtype == jnp.uint8:
         x = x.astype(jnp.float32) / 255.0
     else:
@@ -93,9 +95,10 @@ def augment(key: jax.Array, x: jax.Array, pad: int = 4, flip: bool = True) -> ja
     """Standard CIFAR augmentation: zero-pad by ``pad``, random crop back, random h-flip.
 
     The pad-4 random crop + horizontal flip of He et al. (CVPR 2016), used by DARTS and
-    NAS-Bench-201. Pure and jitted (callable inside other jitted code); each example gets its own key (``split(key, N)``), so
-    the result is a function of ``key``. Apply to uint8 pixels before :func:`normalize` to pad
-    with black like torchvision. Keeps dtype and shape.
+    NAS-Bench-201. Pure and jitted (callable inside other jitted code); each example gets
+    its own key (``split(key, N)``), so the result is a function of ``key``. Apply to uint8
+    pixels before :func:`normalize` to pad with black like torchvision. Keeps dtype and
+    shape.
 
     Args:
       key: a JAX PRNG key.
@@ -188,7 +191,8 @@ def mock_cifar(n: int, key: Any, num_classes: int = 10, image_size: int = 32
     is a pure function of ``key``.
     """
     if n <= 0 or num_classes <= 0:
-        raise ValueError(f"mock_cifar needs n > 0 and num_classes > 0, got n={n}, num_classes={num_classes}")
+        raise ValueError(f"mock_cifar needs n > 0 and num_classes > 0, got n={n}, "
+                         f"num_classes={num_classes}")
     rng = np_rng(key)
     labels = rng.integers(0, num_classes, size=n).astype(np.int32)
     colours = np_rng(jax.random.fold_in(as_key(key), 1)).uniform(40, 215, size=(num_classes, 3))

@@ -66,7 +66,8 @@ def _is_image(name: str) -> bool:
 
 def _group(entries: Iterable[tuple[str, str, str]]) -> dict[str, dict[str, list[str]]]:
     """``(split, class, member)`` triples -> ``{split: {class: [member, ...]}}``."""
-    tree: dict[str, dict[str, list[str]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    tree: dict[str, dict[str, list[str]]] = collections.defaultdict(
+        lambda: collections.defaultdict(list))
     for split, cls, member in entries:
         tree[split][cls]  # noqa: B018 - registers class folders even when empty
         if member:
@@ -177,7 +178,8 @@ def _decode_all(path: Path, listing: _Listing, size: tuple[int, int] | None,
     chunk = max(1, len(blobs) // (4 * workers))
 
     def work(lo: int) -> list[np.ndarray]:
-        return [decode_image(b, n, size) for b, n in zip(blobs[lo:lo + chunk], names[lo:lo + chunk])]
+        return [decode_image(b, n, size)
+                for b, n in zip(blobs[lo:lo + chunk], names[lo:lo + chunk])]
 
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         parts = list(pool.map(work, range(0, len(blobs), chunk)))
@@ -232,7 +234,8 @@ def load_image_folder(path: str | Path, split: str = "train", *,
     img_file = stem.with_name(stem.name + ".images.npy")
     if cache and img_file.exists():
         images = np.load(img_file)
-        if len(images) == len(labels) and (image_size is None or images.shape[1:3] == tuple(image_size)):
+        if len(images) == len(labels) and (image_size is None
+                                           or images.shape[1:3] == tuple(image_size)):
             return images, labels
     images = _decode_all(path, listing, image_size, workers)
     if cache:
@@ -273,7 +276,8 @@ def load_tfds(name: str, split: str = "train", data_dir: str | Path | None = Non
         import tensorflow_datasets as tfds  # noqa: PLC0415
     except ImportError as e:
         raise ImportError("tensorflow-datasets is needed for source='tfds': "
-                          "pip install tensorflow-datasets tensorflow (or use the image zip).") from e
+                          "pip install tensorflow-datasets tensorflow (or use the image "
+                          "zip).") from e
     _hide_gpus_from_tf()
     try:
         ds = tfds.load(name, split=split, batch_size=-1, as_supervised=True,
@@ -283,7 +287,8 @@ def load_tfds(name: str, split: str = "train", data_dir: str | Path | None = Non
         raise RuntimeError(
             f"tensorflow-datasets could not load {name!r} split {split!r} ({type(e).__name__}: "
             f"{e}). It needs network access (or a prepared data_dir) and tensorflow; offline, "
-            f"use an image folder/zip, e.g. load_cifar10('<JNAS_DATA_DIR>/cifar10/cifar10-jpg.zip').") from e
+            f"use an image folder/zip, e.g. "
+            f"load_cifar10('<JNAS_DATA_DIR>/cifar10/cifar10-jpg.zip').") from e
     return _check_arrays(np.asarray(images), np.asarray(labels), f"tfds {name}:{split}")
 
 
@@ -346,7 +351,8 @@ def load_arrays(npz_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                      f"(or 'x' and 'y'). Save with np.savez(path, images=..., labels=...).")
 
 
-def _check_arrays(images: np.ndarray, labels: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_arrays(images: np.ndarray, labels: np.ndarray, what: str
+                  ) -> tuple[np.ndarray, np.ndarray]:
     validate_batch(images, labels, what=what)
     if images.shape[-1] == 1:
         images = np.repeat(images, 3, axis=-1)
@@ -362,7 +368,8 @@ def validate_batch(images: Any, labels: Any = None, *, num_classes: int | None =
     shape = getattr(images, "shape", None)
     if shape is None or len(shape) != 4 or shape[-1] not in (1, 3):
         raise ValueError(f"{what}: images must be [N, H, W, C] with C in (1, 3) (channels "
-                         f"last), got shape {shape}; transpose NCHW data with x.transpose(0,2,3,1).")
+                         f"last), got shape {shape}; transpose NCHW data with "
+                         "x.transpose(0,2,3,1).")
     dt = np.dtype(images.dtype)
     if not (dt == np.uint8 or np.issubdtype(dt, np.floating)):
         raise ValueError(f"{what}: images must be uint8 (0..255) or float, got dtype {dt}.")
