@@ -484,3 +484,27 @@ def test_cross_type_errors():
         DARTS.validate(42)
     with pytest.raises(ValueError):
         NB201.parse(DARTS_V2)
+
+
+# ----------------------------------------------------------------------------- graph inverse
+@pytest.mark.parametrize("space", [NB201, DARTS, NB101], ids=lambda s: s.name)
+def test_from_graph_inverts_to_graph(space):
+    for arch in space.sample(jax.random.key(3), 40):
+        back = type(arch).from_graph(*arch.to_graph())
+        assert back == (arch.pruned() if space is NB101 else arch)
+    if space is NB201:
+        assert NB201.from_graph(*arch.to_graph()) == arch
+        adj, ops = arch.to_graph()
+        adj[0, 7] = 1.0
+        with pytest.raises(ValueError, match="not the fixed NB201 node-op topology"):
+            NB201.from_graph(adj, ops)
+    with pytest.raises(ValueError, match="graph is"):
+        type(arch).from_graph(np.zeros((3, 3)), np.zeros((3, 2)))
+
+
+def test_get_space_takes_names_and_objects():
+    assert spaces.get_space("NB201") is NB201 and spaces.get_space(DARTS) is DARTS
+    with pytest.raises(ValueError, match="unknown space 'nb999'; valid spaces: nb201"):
+        spaces.get_space("nb999")
+    with pytest.raises(ValueError, match="space name .* or a space object"):
+        spaces.get_space(3)
