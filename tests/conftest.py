@@ -91,6 +91,27 @@ def toy_net():
     return cells.Supernet("nb201", ToyCell(), {"cell": (6, 5)}, tuple(spaces.NB201_OPS))
 
 
+class ToyTwoCells(nn.Module):
+    """A toy DARTS-space supernet: 14 edges x 8 ops for each of a normal and a reduction
+    weight tensor (one Dense feature per op), compiling in seconds."""
+
+    @nn.compact
+    def __call__(self, x, w_normal, w_reduce, train=True):
+        z = nn.Conv(4, (3, 3), strides=4)(x).mean((1, 2))
+        out = 0.0
+        for name, w in (("n", w_normal), ("r", w_reduce)):
+            ops = [jnp.zeros_like(z)] + [nn.Dense(4, name=f"{name}{k}")(z) for k in range(7)]
+            out = out + jnp.einsum("ek,kbc->bc", w, jnp.stack(ops))
+        return nn.Dense(10)(nn.relu(out))
+
+
+def toy_darts_net():
+    """The toy DARTS-space supernet behind the one-shot adapter."""
+    from jnas import cells, spaces
+    return cells.Supernet("darts", ToyTwoCells(), {"normal": (14, 8), "reduce": (14, 8)},
+                          tuple(spaces.DARTS_OPS))
+
+
 def toy_data(n: int = 32, seed: int = 1):
     """Random 16x16 uint8 images: ``(xt, yt, xv, yv)`` of ``n`` each."""
     from jnas.data import mock_cifar
