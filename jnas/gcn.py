@@ -282,6 +282,10 @@ class Predictor:
 
     def predict(self, data: GraphArrays) -> tuple[np.ndarray, np.ndarray]:
         """Predicted accuracies ``f32[G]`` in [0, 1] and embeddings ``f32[G, hidden]``."""
+        if not isinstance(data, GraphArrays):
+            raise ValueError(f"Predictor.predict takes GraphArrays (archs_to_arrays(space, "
+                             f"archs)), got {type(data).__name__}; GraphPredictor.predict "
+                             "takes architectures")
         chunk = self.config.eval_chunk
         n = len(data)
         arrs = _model_inputs(self.config, data)

@@ -124,5 +124,7 @@ def test_graph_predictor_fit_predict_on_arch_values(model):
     with pytest.raises(ValueError, match="before fit"):
         p.predict(archs[:2])
     pred = p.fit(archs[:36], y[:36]).predict(archs[36:])
+    with pytest.raises(ValueError, match="GraphPredictor"):
+        p.predictor.predict(archs[36:])  # the low-level predictor wants GraphArrays
     assert pred.shape == (12,) and np.all((pred >= 0) & (pred <= 1))
     assert stats.kendalltau(pred, y[36:]).statistic > 0.2
