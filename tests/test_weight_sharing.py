@@ -7,7 +7,8 @@ import pytest
 
 from jnas.data import mock_cifar
 from jnas.spaces import NB201
-from jnas.weight_sharing import WSConfig, WeightSharingEvaluator, arch_masks, make_evaluator, ws_programs
+from jnas.weight_sharing import (WSConfig, WeightSharingEvaluator, arch_masks, make_evaluator,
+                                 ws_programs)
 
 _CFG = WSConfig(C=4, N=1, batch_size=8, steps=6, recal_batches=1, eval_batches=2,
                 eval_batch_size=8, augment=True)
