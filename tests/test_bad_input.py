@@ -191,6 +191,25 @@ def test_ctrl_c_exits_130_and_the_rerun_resumes(data_dir, cwd, capsys, monkeypat
     assert r["num_queries"] == 12 and r["resumed_queries"] == 4
 
 
+def test_real_ctrl_c_in_a_process_is_one_line(data_dir, tmp_path):
+    import signal
+    import time
+    out = tmp_path / "rea"
+    p = subprocess.Popen([sys.executable, "-m", "jnas.cli", "search", "rea", "--budget",
+                          "15000", "--quiet", "--out", str(out)], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    hist = out / "seed_0" / "history.jsonl"
+    t0 = time.time()
+    while time.time() - t0 < 120 and not (hist.is_file() and hist.stat().st_size > 2000):
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jnas: interrupted: "), err
+    assert "re-running the same command resumes" in lines[0]
+
+
 def test_budget_above_the_table_is_said_at_the_start(data_dir, cwd, capsys):
     assert main(["search", "rs", "--space", "nb101", "--budget", "600", "--quiet"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
