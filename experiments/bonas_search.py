@@ -193,6 +193,9 @@ def main() -> None:
                 rec = {"method": method, "seed": seed, "dataset": dataset, "protocol": protocol,
                        "best": {b: score_at(res.to_json(), b) for b in sorted({50, 100, 200, args.budget})
                                 if b <= args.budget},
+                       "best_signal": {b: max(h["signal"] for h in new[:b])
+                                       for b in sorted({50, 100, 200, args.budget})
+                                       if b <= len(new)},
                        "queries_to_top0.1%": hit, "wall_s": time.perf_counter() - t0,
                        "cpu_s": time.process_time() - c0, "best_arch": res.best_arch}
                 if method == "bonas":

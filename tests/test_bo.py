@@ -25,9 +25,10 @@ def test_blr_closed_form_recovers_noise_and_matches_numpyro_nuts():
     x, z = _linear_data(80, 4, 0)
     x_test, _ = _linear_data(20, 4, 1)
     x_test = np.concatenate([x_test, x_test * 3.0])  # include extrapolation (bigger variance)
-    ev = fit_blr(x, z, method="evidence")
+    ev = fit_blr(x, z, method="evidence", features="standardised")
     assert 1.0 / math.sqrt(ev.beta) == pytest.approx(0.3, rel=0.3)  # noise sd recovered
-    nuts = fit_blr(x, z, method="nuts", key=0, num_warmup=400, num_samples=800)
+    nuts = fit_blr(x, z, method="nuts", key=0, num_warmup=400, num_samples=800,
+                   features="standardised")
     m1, v1 = ev.predict(x_test)
     m2, v2 = nuts.predict(x_test)
     sd = np.sqrt(v1)
@@ -35,6 +36,22 @@ def test_blr_closed_form_recovers_noise_and_matches_numpyro_nuts():
     np.testing.assert_allclose(v2, v1, rtol=0.35)
     # extrapolated points are more uncertain than interpolated ones, in both fits
     assert v1[20:].mean() > v1[:20].mean() and v2[20:].mean() > v2[:20].mean()
+
+
+def test_blr_raw_features_no_intercept_as_official_code():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 5))
+    z = x @ rng.normal(size=5) + 0.2 * rng.normal(size=60)  # no intercept in the data
+    post = fit_blr(x, z)  # default: raw features, no intercept, evidence from 1e-5
+    assert not post.intercept and post.mean.shape == (5,)
+    assert 1.0 / math.sqrt(post.beta) == pytest.approx(0.2, rel=0.3)
+    # posterior mean = ridge solution with lambda = alpha / beta (Bishop PRML 3.53-3.54)
+    ridge = np.linalg.solve(post.alpha / post.beta * np.eye(5) + x.T @ x, x.T @ z)
+    np.testing.assert_allclose(post.mean, ridge, rtol=1e-6, atol=1e-9)
+    mu, var = post.predict(np.zeros((1, 5)))  # no intercept: the origin predicts 0
+    assert mu[0] == 0.0 and var[0] == pytest.approx(1.0 / post.beta)
+    with pytest.raises(ValueError, match="'raw', 'standardised'"):
+        fit_blr(x, z, features="whitened")
 
 
 def test_blr_rejects_bad_input():
