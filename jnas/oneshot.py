@@ -32,6 +32,7 @@ from jnas.cells import Supernet, as_alpha_dict, make_supernet
 from jnas.config import check_choice, check_positive, check_range, config_to_dict
 from jnas.data import augment as augment_batch, load_cifar10, mock_cifar, normalize, search_split
 from jnas.rng import as_key, np_rng
+from jnas.train import data_mesh
 
 __all__ = ["OneShotConfig", "SearchState", "Supernet", "Setup", "make_supernet",
            "load_search_data", "preprocess", "cross_entropy", "init_alpha", "weight_optimizer",
@@ -52,12 +53,9 @@ def check_finite_fields(cfg: Any, *names: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class OneShotConfig:
-    """Hyper-parameters shared by every one-shot search (DARTS reference values).
-
-    The search split: the CIFAR-10 training set in halves (25k/25k = the reference). Weights:
-    SGD with cosine lr, α: Adam with L2 (DARTS code). ``xla`` compile options are those of
-    :func:`jnas.xla.compiler_options` (ignored on GPU/TPU).
-    """
+    """Hyper-parameters shared by every one-shot search (DARTS reference values; the search
+    split: the CIFAR-10 training set in halves, 25k/25k). ``xla``: the options of
+    :func:`jnas.xla.compiler_options` (ignored on GPU/TPU)."""
     C: int = 16  # channels of the first stage of the supernet
     N: int = 5  # NB201 supernet: cells per stage
     layers: int = 8  # DARTS-space supernet: number of cells
@@ -270,18 +268,11 @@ def score_arch(space: str, arch: Any) -> dict[str, float] | None:
 
 
 # ----------------------------------------------------------------------------- step + setup
-def data_mesh(batch_size: int) -> Any:
-    """A data-parallel mesh over the largest number of local devices dividing the batch."""
-    devs = jax.devices()
-    n = max(d for d in range(1, len(devs) + 1) if batch_size % d == 0)
-    return train.make_mesh(devs[:n])
-
-
 class JitStep:
     """A compiled search step run data parallel (see :func:`jit_step`)."""
 
     def __init__(self, step: Callable, batch_size: int, xla_mode: str | None = "fast"):
-        self.mesh = data_mesh(batch_size)  # replicate the state on it
+        self.mesh = train.data_mesh(batch_size)  # replicate the state on it
         self.compiled = xla.Compiled(step, options=xla_mode, donate_argnums=0)
 
     @property
@@ -295,7 +286,7 @@ class JitStep:
 
 def jit_step(step: Callable, batch_size: int, xla_mode: str | None = "fast") -> JitStep:
     """``step`` compiled with the state donated and XLA-CPU options ``xla_mode``
-    (:class:`jnas.xla.Compiled`), each batch split over :func:`data_mesh`."""
+    (:class:`jnas.xla.Compiled`), each batch split over :func:`jnas.train.data_mesh`."""
     return JitStep(step, batch_size, xla_mode)
 
 
@@ -364,20 +355,17 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
                epoch_hook: Callable[[Any, int], Any] | None = None,
                config_defaults: dict[str, Any] | None = None, quiet: bool = False,
                method: str = "search") -> tuple[Any, list[dict[str, Any]], float]:
-    """The shared epoch loop: dispatch ``steps_per_epoch`` jit steps per epoch (a tqdm bar
-    over them), then fetch the metrics, check for NaN, call ``on_epoch(state, epoch)``
-    (records α / genotype), print one line (metrics and the current cell) and write a
-    checkpoint. ``quiet`` prints nothing.
+    """The shared epoch loop: per epoch, ``steps_per_epoch`` jit steps under a tqdm bar, then
+    the metrics fetched and checked, ``on_epoch(state, epoch)`` (records α / cell), one
+    printed line (metrics and cell) and a checkpoint; ``quiet`` prints nothing.
 
-    Resumes from ``out_dir`` (:func:`jnas.train.resume_search`: a different config raises
-    instead of overwriting; fields the saved config lacks must be at ``config_defaults``).
-    Batch order of epoch ``e`` is a function of ``(key, e)`` only, so a resumed run reproduces
-    the uninterrupted one exactly. ``stop_after`` (tests) stops after that many epochs as if
-    killed. ``epoch_hook(state, epoch) -> state`` runs before the checkpoint (less-local
-    exploit/explore). A non-finite metric raises :class:`jnas.train.NonFiniteLossError`
-    naming the step; the checkpoints of the epochs before stay.
-
-    Returns ``(state, history, compile_s)``.
+    Resumes ``out_dir`` (:func:`jnas.train.resume_search`: another config raises instead of
+    overwriting; fields the saved config lacks must be at ``config_defaults``). Epoch ``e``'s
+    batch order is a function of ``(key, e)`` only, so a resumed run equals the uninterrupted
+    one. ``stop_after`` (tests) stops after that many epochs as if killed; ``epoch_hook(state,
+    epoch) -> state`` runs before the checkpoint (less-local exploit/explore). A non-finite
+    metric raises :class:`jnas.train.NonFiniteLossError` naming the step (earlier checkpoints
+    stay). Returns ``(state, history, compile_s)``.
     """
     xt, yt, xv, yv = data
     ckpt_dir = Path(out_dir) / "ckpt" if out_dir is not None and checkpoint else None

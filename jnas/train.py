@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 
 from jnas.report import jsonable
 from jnas.rng import as_key
-from jnas.xla import enable_compilation_cache, run_once
+from jnas.xla import compiler_options, enable_compilation_cache, run_once
 
-__all__ = ["TrainState", "sgd_cosine", "make_mesh", "shard_batch", "replicate",
+__all__ = ["TrainState", "sgd_cosine", "make_mesh", "data_mesh", "shard_batch", "replicate",
            "make_classifier_steps", "create_train_state", "recalibrate_bn", "save_checkpoint",
            "restore_checkpoint", "latest_checkpoint", "MetricsLogger", "progress",
            "check_finite", "NonFiniteLossError", "resolve_run_dir", "cross_entropy",
@@ -98,6 +98,13 @@ def make_mesh(devices: Sequence[Any] | None = None) -> Mesh:
     return Mesh(devs, ("data",))
 
 
+def data_mesh(batch_size: int) -> Mesh:
+    """A data-parallel mesh over the largest number of local devices dividing the batch."""
+    devs = jax.devices()
+    n = max(d for d in range(1, len(devs) + 1) if batch_size % d == 0)
+    return make_mesh(devs[:n])
+
+
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
     """Place every array of ``batch`` split along axis 0 over the mesh's ``"data"`` axis.
 
@@ -144,14 +151,16 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def make_classifier_steps(model: Any, optimizer: optax.GradientTransformation,
-                          aux_weight: float = 0.4) -> tuple[Callable, Callable]:
+                          aux_weight: float = 0.4, *,
+                          xla: str | None = None) -> tuple[Callable, Callable]:
     """Jit-compiled ``train_step(state, x, y) -> (state, metrics)`` and
     ``eval_step(state, x, y) -> metrics`` for a discrete network ``model(x, train)``.
 
     BN statistics are updated in ``train_step`` and used (running averages) in
     ``eval_step``. A model returning ``(logits, aux_logits)`` in training (DARTS auxiliary
     head) adds ``aux_weight * CE(aux)``. Dropout / drop-path rngs come from ``state.key``
-    folded with the step. Metrics: ``loss``, ``accuracy`` (device scalars).
+    folded with the step. Metrics: ``loss``, ``accuracy`` (device scalars). ``xla``: XLA-CPU
+    compile options of both (:func:`jnas.xla.compiler_options`; None: XLA's defaults).
     """
 
     def _variables(params, batch_stats):
@@ -160,7 +169,6 @@ def make_classifier_steps(model: Any, optimizer: optax.GradientTransformation,
             v["batch_stats"] = batch_stats
         return v
 
-    @jax.jit
     def train_step(state: TrainState, x: jax.Array, y: jax.Array):
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
 
@@ -181,12 +189,13 @@ def make_classifier_steps(model: Any, optimizer: optax.GradientTransformation,
                             opt_state=opt_state)
         return new, {"loss": loss, "accuracy": acc}
 
-    @jax.jit
     def eval_step(state: TrainState, x: jax.Array, y: jax.Array):
         logits = model.apply(_variables(state.params, state.batch_stats), x, train=False)
         return {"loss": cross_entropy(logits, y), "accuracy": (logits.argmax(-1) == y).mean()}
 
-    return train_step, eval_step
+    opts = compiler_options(xla)
+    return (jax.jit(train_step, compiler_options=opts),
+            jax.jit(eval_step, compiler_options=opts))
 
 
 def recalibrate_bn(model: Any, variables: dict[str, Any], batches: Iterable[Any],

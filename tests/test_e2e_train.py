@@ -24,7 +24,7 @@ def test_nb201_optimum_cell_loss_drops_on_real_cifar10(data_dir, cache_dir):
     key = jax.random.key(0)
     k_init, k_data, k_aug = jax.random.split(key, 3)
     state = train.create_train_state(model, opt, k_init, data.normalize(x[:2]))
-    train_step, eval_step = train.make_classifier_steps(model, opt)
+    train_step, eval_step = train.make_classifier_steps(model, opt, xla="fast")
     prep = jax.jit(lambda k, b: data.normalize(data.augment(k, b, pad=2)))
 
     losses = []

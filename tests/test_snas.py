@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY, toy_data, toy_net
-from jnas import cost, relax, snas, spaces
+from jnas import cost, oneshot, relax, snas, spaces
 
 
 @pytest.mark.parametrize("sampler", ["soft", "hard"])
@@ -93,10 +93,13 @@ def test_resource_presets_and_bad_values():
         snas.SNASConfig(eta=-1.0)
 
 
-def test_snas_real_supernet_real_images_end_to_end(real_data):
+def test_snas_on_real_images(real_data):
+    """SNAS on real CIFAR-10 images (toy supernet; the real supernet's step is traced below):
+    α moves, the child is the argmax of every edge, the temperature falls, the cell is
+    scored."""
     cfg = snas.SNASConfig(**{**TINY, "a_lr": 3e-2})
     res, _ = snas.run_snas(cfg, space="nb201", dataset="cifar10", key=1, out_dir=None,
-                           data=real_data, quiet=True)
+                           data=real_data, quiet=True, net=toy_net())
     res = res.to_json()
     assert res["method"] == "snas" and res["eta"] == snas.resource_eta(cfg)
     arch = spaces.NB201.parse(res["best_arch"])
@@ -106,3 +109,21 @@ def test_snas_real_supernet_real_images_end_to_end(real_data):
     taus = [h["tau"] for h in res["history"]]
     assert taus[0] > taus[-1]
     assert 0 < res["bench"]["test_accuracy"] <= 100
+
+
+@pytest.mark.parametrize("space", ["nb201", "darts"])
+def test_snas_step_of_the_real_supernets_traces(space, real_data):
+    """The SNAS step of the real supernets (NB201 C=4 N=1, DARTS space 3 cells) with the
+    exact cost table: traced (not compiled), a state of the same structure and a finite-shaped
+    expected cost."""
+    cfg = snas.SNASConfig(**{**TINY, "layers": 3})
+    setup = oneshot.prepare(cfg, space=space, dataset="cifar10", key=0, data=real_data)
+    net = setup.net
+    state = jax.eval_shape(lambda: oneshot.build_state(
+        net, jax.random.key(0), oneshot.init_alpha(net, jax.random.key(1), 1e-3),
+        setup.w_opt, setup.a_opt, setup.sample_x))
+    step = snas.make_snas_step(net, cfg, setup.w_opt, setup.a_opt, 2)
+    batch = {k: v[:8] for k, v in zip(("xt", "yt", "xv", "yv"), real_data)}
+    new, m = jax.eval_shape(step, state, batch)
+    assert jax.tree.structure(new) == jax.tree.structure(state)
+    assert m["expected_cost_M"].shape == ()
