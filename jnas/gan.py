@@ -31,7 +31,11 @@ from jnas.gan_steps import StepsConfig, get_steps
 from jnas.rng import as_key, np_rng
 from jnas.spaces import get_space
 
-__all__ = ["GANASConfig", "GANASSearcher", "make_ganas"]
+__all__ = ["GANASConfig", "GANASSearcher", "make_ganas", "ENTROPY_ESTIMATE"]
+
+ENTROPY_ESTIMATE = ("Monte-Carlo: mean over g_batch cells sampled from G (contexts = random "
+                    "winning cells) of the summed per-step entropies (nats) of G's policy; "
+                    "unbiased for the entropy of G given a context (chain rule)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +71,9 @@ class GANASConfig:
     clip_eps: float = 0.2         # PPO clip range
     ent_coef: float = 0.01        # entropy bonus of the generator loss
     g_lr: float = 2e-3            # generator Adam learning rate
-    mle_coef: float = 0.0         # weight of a max-likelihood fit of G to the winners (0 = RL)
+    mle_coef: float = 0.0         # weight of a max-likelihood term on the winners in each PG loss
+    mle_steps: int = 0            # max-likelihood Adam steps fitting G to the winners per round
+    kl_coef: float = 0.0          # weight of KL(G || previous round's final G) in each PG loss
     g_reset: bool = True          # re-initialise G (weights, Adam state) at every round's start
     cand_batch: int = 256         # cells sampled per proposal batch
     select: str = "reward"        # rank unseen candidates by D's reward ('reward') or not ('first')
@@ -87,7 +93,8 @@ class GANASConfig:
         check_choice(self, "constraint", ("mask", "reject"))
         check_positive(self, "n_init", "m", "top_k", "d_batch", "g_batch", "cand_batch",
                        "g_iters", "ppo_epochs", "hidden", "gru", "gnn_layers", "max_params")
-        check_positive(self, "d_steps", allow_zero=True)
+        check_positive(self, "d_steps", "mle_steps", "kl_coef", "mle_coef", "ent_coef",
+                       allow_zero=True)
         check_range(self, "d_loser_frac", 0.0, 1.0)
 
     def steps(self) -> StepsConfig:
@@ -258,11 +265,14 @@ class GANASSearcher:
         t0 = time.perf_counter()
         c0 = self.compile_s
         winners, losers, lw = self._winners_losers()
+        g_prev = self._g[0]  # the previous round's final G (for the KL term)
         if cfg.g_reset and self._round > 0:  # a fresh G for this round (D continues)
             self._g = self._call("init", self._next_key(11))[0]
-        self._g, self._d, met = self._call("round", self._g, self._d, winners, losers,
+        self._g, self._d, met = self._call("round", self._g, self._d, g_prev, winners, losers,
                                            jnp.float32(lw), self._next_key(1),
                                            self._budget)
+        end = np.asarray(met["end_tokens"])
+        g_unique = len({tuple(r) for r in end.tolist()}) / max(len(end), 1)
         out: list[tuple[Any, np.ndarray, float]] = []
         n_cand = n_valid = n_over = 0
         uniq: set[str] = set()
@@ -316,6 +326,8 @@ class GANASSearcher:
             "round": self._round, "n_told": len(self._told),
             "d_loss": float(met["d_loss"]), "reward": float(met["reward"]),
             "g_entropy": float(met["g_entropy"]), "conditioned": bool(conditioned),
+            "g_entropy_end": float(met["entropy_end"]), "g_unique_frac": g_unique,
+            "mle_nll": float(met["mle_nll"]),
             "g_loss_first": float(met["g_loss_first"]), "g_loss_last": float(met["g_loss_last"]),
             "entropy": ents[0] if ents else float("nan"), "valid_frac": n_valid / max(n_cand, 1),
             "unique_frac": len(uniq) / max(n_valid, 1), "over_budget_frac": n_over / max(n_valid, 1),
@@ -356,6 +368,37 @@ class GANASSearcher:
             if not np.isfinite(s):
                 s = -np.inf
             self._told.append((k, arch, s))
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The per-round generator log, JSON-ready (``run_search`` records it as the
+        result's ``diagnostics`` when the search loop supports it).
+
+        Returns ``{"entropy_estimate", "uniform_entropy", "rounds"}``: a sentence saying how
+        the entropies are estimated; ``log`` of the number of candidate cells (the entropy
+        of a uniform G over them; None when the space is not enumerable); per round
+        ``round``, ``n_told`` (cells told before it), ``g_entropy_end`` (nats, a Monte-Carlo
+        estimate: the mean over ``g_batch`` cells sampled from the round's final G of the
+        summed per-step entropies of its policy, unbiased for G's entropy given a context),
+        ``g_unique_frac`` (distinct cells among those samples), ``g_entropy`` (the same
+        estimate on the last policy-gradient batch, before its update), ``proposal_entropy``
+        (the same for the first proposal batch, whose policy masks issued cells when
+        ``propose_unseen``), ``unique_frac`` / ``valid_frac`` of the proposals, ``mle_nll``
+        (per decision after the refit, None without one), ``d_loss``, ``reward``,
+        ``random_fill`` and ``time_s``.
+        """
+        keys = ("round", "n_told", "g_entropy_end", "g_unique_frac", "g_entropy", "entropy",
+                "unique_frac", "valid_frac", "mle_nll", "d_loss", "reward", "random_fill",
+                "time_s")
+        rename = {"entropy": "proposal_entropy"}
+
+        def clean(v: Any) -> Any:
+            return None if isinstance(v, float) and not np.isfinite(v) else v
+
+        n_cand = int(self._pool_ok.sum()) if self._pool_ok is not None else 0
+        return {"entropy_estimate": ENTROPY_ESTIMATE,
+                "uniform_entropy": float(np.log(n_cand)) if n_cand else None,
+                "rounds": [{rename.get(k, k): clean(r.get(k)) for k in keys}
+                           for r in self.rounds]}
 
     def config_dict(self) -> dict[str, Any]:
         """The config as a dict."""

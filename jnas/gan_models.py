@@ -333,8 +333,8 @@ def batch_graph(codec: CellCodec, tokens: jax.Array) -> tuple[jax.Array, jax.Arr
 
 def decode(gen: Generator, params: Any, codec: CellCodec, ctx_tokens: jax.Array,
            key: jax.Array | None, budget: jax.Array, forced: jax.Array | None = None,
-           temperature: float = 1.0, allowed: tuple[jax.Array, jax.Array] | None = None
-           ) -> tuple[jax.Array, jax.Array, jax.Array]:
+           temperature: float = 1.0, allowed: tuple[jax.Array, jax.Array] | None = None,
+           dists: bool = False) -> tuple[jax.Array, ...]:
     """Runs the autoregressive decoder over ``T`` steps (jit-able, batched).
 
     Args:
@@ -355,10 +355,12 @@ def decode(gen: Generator, params: Any, codec: CellCodec, ctx_tokens: jax.Array,
         completion (log-probs are those of this masked policy; they sum to one over the
         available set, but are not exactly G's probabilities renormalised over it, which
         would need G's probability of every available cell). ``avail.sum()`` must be > 0.
+      dists: also return the masked per-step log-probabilities of every choice.
 
     Returns:
       ``(tokens int[B, T], log_prob f32[B], entropy f32[B])``: the sum over steps of the
-      masked log-probabilities of the chosen choices and of the per-step entropies.
+      masked log-probabilities of the chosen choices and of the per-step entropies; with
+      ``dists`` a fourth entry, f32[B, T, K], the per-step masked log-softmax.
     """
     B = ctx_tokens.shape[0]
     adj, feats = batch_graph(codec, ctx_tokens)
@@ -391,9 +393,11 @@ def decode(gen: Generator, params: Any, codec: CellCodec, ctx_tokens: jax.Array,
         ent = -jnp.sum(jnp.where(mask, p * logp_all, 0.0), -1)
         if allowed is not None:
             match = match * (col[None, :] == choice[:, None])
-        return (h, toks, choice.astype(jnp.int32), match), (lp, ent)
+        return (h, toks, choice.astype(jnp.int32), match), (lp, ent, logp_all)
 
     prev0 = jnp.full((B,), codec.K, jnp.int32)
-    (_, toks, _, _), (lps, ents) = jax.lax.scan(body, (h, toks0, prev0, match0),
-                                                jnp.arange(codec.T))
+    (_, toks, _, _), (lps, ents, alls) = jax.lax.scan(body, (h, toks0, prev0, match0),
+                                                      jnp.arange(codec.T))
+    if dists:
+        return toks, lps.sum(0), ents.sum(0), jnp.swapaxes(alls, 0, 1)
     return toks, lps.sum(0), ents.sum(0)

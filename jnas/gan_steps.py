@@ -40,6 +40,8 @@ class StepsConfig:
     ent_coef: float = 0.01      # entropy bonus
     g_lr: float = 2e-3          # generator Adam learning rate
     mle_coef: float = 0.0       # weight of the max-likelihood fit to the winning set
+    mle_steps: int = 0          # max-likelihood Adam steps of G on the winning set per round
+    kl_coef: float = 0.0        # weight of KL(G || previous round's G) in the G loss
     cand_batch: int = 256       # cells sampled per proposal
     context: str = "winner"     # encoder input: 'winner', 'best' or 'empty'
     temperature: float = 1.0    # sampling temperature of proposals
@@ -53,10 +55,14 @@ class GANASSteps:
     ``init(key) -> (g_state, d_state)``;
     ``sample(g_params, ctx, key, budget) -> (tokens, logp, ent)``;
     ``log_prob(g_params, ctx, tokens, budget) -> (logp, ent)``;
-    ``pg_update(g_state, ctx, tokens, logp_old, rewards, winners, key, budget) -> (g_state,
-    metrics)`` (one PPO/REINFORCE iteration on given rewards);
-    ``round(g_state, d_state, winners, losers, loser_w, key, budget) -> (g_state, d_state,
-    metrics)`` (D training then G training);
+    ``pg_update(g_state, ctx, tokens, logp_old, rewards, winners, key, budget, g_prev) ->
+    (g_state, metrics)`` (one PPO/REINFORCE iteration on given rewards; ``g_prev`` = the
+    previous round's generator params, read when ``kl_coef`` > 0);
+    ``mle_update(g_state, winners, key, budget) -> (g_state, nll)`` (one max-likelihood step
+    of G on the winning set);
+    ``round(g_state, d_state, g_prev, winners, losers, loser_w, key, budget) -> (g_state,
+    d_state, metrics)`` (``mle_steps`` refit steps, then D training, then G training, then
+    G's entropy: see :func:`train_round`);
     ``propose(g_params, d_params, winners, key, budget) -> (tokens, reward, logp, ent)``;
     ``propose_in(g_params, d_params, winners, key, budget, seqs, avail)``: the same, sampled
     from G conditioned on the available rows of ``seqs`` (see :func:`decode`).
@@ -71,6 +77,7 @@ class GANASSteps:
     sample: Compiled
     log_prob: Compiled
     pg_update: Compiled
+    mle_update: Compiled
     reward: Compiled
     round: Compiled
     propose: Compiled
@@ -142,14 +149,43 @@ def reward(n: _Nets, dp: Any, toks: jax.Array, winners: jax.Array) -> jax.Array:
     return jax.nn.sigmoid(logits).mean(-1)
 
 
+def step_kl(n: _Nets, gp: Any, gq: Any, ctx: jax.Array, toks: jax.Array, budget: jax.Array
+            ) -> jax.Array:
+    """f32[B]: sum over the decoding steps of KL(G_p || G_q) of each step's choice, along the
+    prefixes of ``toks`` (a path-wise estimate of the sequence KL; exact in expectation when
+    ``toks`` are samples of G_p)."""
+    lp = decode(n.gen, gp, n.codec, ctx, None, budget, forced=toks, dists=True)[3]
+    lq = decode(n.gen, gq, n.codec, ctx, None, budget, forced=toks, dists=True)[3]
+    return jnp.sum(jnp.exp(lp) * (lp - lq), (-1, -2))
+
+
+def mle_loss(n: _Nets, gp: Any, winners: jax.Array, key: jax.Array, budget: jax.Array
+             ) -> jax.Array:
+    """Mean negative log-likelihood per decision of the winning set under G (each winner
+    decoded with a random winning cell as context)."""
+    wctx = contexts(n, winners, winners.shape[0], key)
+    wlp, _ = log_prob(n, gp, wctx, winners, budget)
+    return -wlp.mean() / n.codec.T
+
+
+def mle_update(n: _Nets, g_state: tuple, winners: jax.Array, key: jax.Array,
+               budget: jax.Array) -> tuple:
+    """One Adam step of G on :func:`mle_loss` (fits G to the winning set)."""
+    gp, opt = g_state
+    loss, grads = jax.value_and_grad(lambda p: mle_loss(n, p, winners, key, budget))(gp)
+    upd, opt = n.g_opt.update(grads, opt, gp)
+    return (optax.apply_updates(gp, upd), opt), loss
+
+
 def pg_update(n: _Nets, g_state: tuple, ctx: jax.Array, toks: jax.Array, logp_old: jax.Array,
-              rewards: jax.Array, winners: jax.Array, key: jax.Array, budget: jax.Array
-              ) -> tuple:
-    """One PPO (``ppo_epochs`` epochs) or REINFORCE update of G on given rewards."""
+              rewards: jax.Array, winners: jax.Array, key: jax.Array, budget: jax.Array,
+              g_prev: Any) -> tuple:
+    """One PPO (``ppo_epochs`` epochs) or REINFORCE update of G on given rewards; the loss
+    adds ``-ent_coef`` × entropy, ``mle_coef`` × :func:`mle_loss` and ``kl_coef`` ×
+    :func:`step_kl` to ``g_prev`` (the previous round's generator)."""
     cfg = n.cfg
     gp, opt = g_state
     adv = (rewards - rewards.mean()) / (rewards.std() + 1e-6)
-    wctx = contexts(n, winners, winners.shape[0], key)
 
     def loss_fn(p):
         lp, ent = log_prob(n, p, ctx, toks, budget)
@@ -162,8 +198,9 @@ def pg_update(n: _Nets, g_state: tuple, ctx: jax.Array, toks: jax.Array, logp_ol
             pg = -(adv * lp).mean()
         loss = pg - cfg.ent_coef * ent.mean()
         if cfg.mle_coef > 0:
-            wlp, _ = log_prob(n, p, wctx, winners, budget)
-            loss = loss - cfg.mle_coef * wlp.mean() / n.codec.T
+            loss = loss + cfg.mle_coef * mle_loss(n, p, winners, key, budget)
+        if cfg.kl_coef > 0:
+            loss = loss + cfg.kl_coef * step_kl(n, p, g_prev, ctx, toks, budget).mean()
         return loss, (pg, ent.mean())
 
     def epoch(carry, _):
@@ -198,12 +235,31 @@ def d_update(n: _Nets, d_state: tuple, gp: Any, winners: jax.Array, losers: jax.
     return (optax.apply_updates(dp, upd), opt), loss
 
 
-def train_round(n: _Nets, g_state: tuple, d_state: tuple, winners: jax.Array,
+def train_round(n: _Nets, g_state: tuple, d_state: tuple, g_prev: Any, winners: jax.Array,
                 losers: jax.Array, loser_w: jax.Array, key: jax.Array, budget: jax.Array
                 ) -> tuple:
-    """One GA-NAS round: ``d_steps`` D updates, then ``g_iters`` G updates on D's reward."""
+    """One GA-NAS round: ``mle_steps`` max-likelihood steps of G on the winning set, then
+    ``d_steps`` D updates (negatives from that G), then ``g_iters`` policy-gradient updates of
+    G on D's reward (KL to ``g_prev`` when ``kl_coef`` > 0).
+
+    Metrics: D's last loss, G's last reward and losses, ``g_entropy`` (G's entropy on the
+    last policy-gradient batch, before its update), ``mle_nll`` (per decision, after the
+    refit; NaN without one), ``entropy_end``: a Monte-Carlo estimate of the entropy (nats)
+    of the round's final G, the mean over ``g_batch`` cells sampled from it (contexts =
+    random winners) of the summed per-step entropies of its (budget-masked, not
+    seen-masked) policy, unbiased for the entropy of G given a context by the chain rule,
+    and ``end_tokens``, those samples.
+    """
     cfg = n.cfg
     kd, kg = jax.random.split(key)
+    kf, ke = jax.random.fold_in(key, 7), jax.random.fold_in(key, 8)
+    if cfg.mle_steps > 0:
+        g_state, _ = jax.lax.scan(
+            lambda gs, k: mle_update(n, gs, winners, k, budget), g_state,
+            jax.random.split(kf, cfg.mle_steps))
+        nll = mle_loss(n, g_state[0], winners, kf, budget)
+    else:
+        nll = jnp.float32(jnp.nan)
 
     def d_body(ds, k):
         return d_update(n, ds, g_state[0], winners, losers, loser_w, k, budget)
@@ -219,12 +275,16 @@ def train_round(n: _Nets, g_state: tuple, d_state: tuple, winners: jax.Array,
         ctx = contexts(n, winners, cfg.g_batch, k1)
         toks, lp, _ = sample(n, gs[0], ctx, k2, budget)
         r = reward(n, d_state[0], toks, winners)
-        gs, met = pg_update(n, gs, ctx, toks, lp, r, winners, k3, budget)
+        gs, met = pg_update(n, gs, ctx, toks, lp, r, winners, k3, budget, g_prev)
         return gs, (r.mean(), met["entropy"], met["loss_first"], met["loss_last"])
 
     g_state, (r, ent, l0, l1) = jax.lax.scan(g_body, g_state, jax.random.split(kg, cfg.g_iters))
+    ke1, ke2 = jax.random.split(ke)
+    end_toks, _, end_ent = sample(n, g_state[0], contexts(n, winners, cfg.g_batch, ke1), ke2,
+                                  budget)
     return g_state, d_state, {"d_loss": d_loss, "reward": r[-1], "g_entropy": ent[-1],
-                              "g_loss_first": l0[0], "g_loss_last": l1[-1]}
+                              "g_loss_first": l0[0], "g_loss_last": l1[-1], "mle_nll": nll,
+                              "entropy_end": end_ent.mean(), "end_tokens": end_toks}
 
 
 def propose(n: _Nets, gp: Any, dp: Any, winners: jax.Array, key: jax.Array, budget: jax.Array
@@ -255,7 +315,8 @@ def make_steps(space: str, cfg: StepsConfig) -> GANASSteps:
     disc = Discriminator(cfg.hidden, cfg.gnn_layers)
     nets = _Nets(cfg, codec, gen, disc, optax.adam(cfg.g_lr), optax.adam(cfg.d_lr))
     options = {"xla_backend_optimization_level": 0} if cfg.fast_compile else None
-    fns = [init_states, sample, log_prob, pg_update, reward, train_round, propose, propose_in]
+    fns = [init_states, sample, log_prob, pg_update, mle_update, reward, train_round, propose,
+           propose_in]
     return GANASSteps(codec, cfg, gen, disc,
                       *[Compiled(functools.partial(f, nets), options=options) for f in fns])
 

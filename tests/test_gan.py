@@ -18,6 +18,10 @@ from jnas.spaces import NB201_OPS, NB101Arch, NB201Arch, get_space
 TINY = GANASConfig(n_init=8, m=4, top_k=4, hidden=16, gru=16, d_steps=2, d_batch=16,
                    g_iters=1, g_batch=16, ppo_epochs=2, cand_batch=32)
 INF = jnp.float32(np.inf)
+# the same with a fitted generator (continued G, max-likelihood refit, KL to the last G)
+FITTED = GANASConfig(n_init=8, m=4, top_k=4, hidden=16, gru=16, d_steps=2, d_batch=16,
+                     g_iters=1, g_batch=16, ppo_epochs=2, cand_batch=32, g_reset=False,
+                     mle_steps=2, kl_coef=0.1)
 
 
 def nb201_params_M(op_ids, num_classes=10):
@@ -147,7 +151,8 @@ def test_policy_gradient_moves_towards_rewarded_cells(pg):
     for it in range(25):
         toks, lp, _ = steps.sample(g[0], ctx, jax.random.key(it), INF)
         rew = (toks == 3).sum(-1).astype(jnp.float32)
-        g, met = steps.pg_update(g, ctx, toks, lp, rew, win, jax.random.key(1000 + it), INF)
+        g, met = steps.pg_update(g, ctx, toks, lp, rew, win, jax.random.key(1000 + it), INF,
+                                 g[0])
         first_losses.append(float(met["loss_first"]))
         last_losses.append(float(met["loss_last"]))
     r1 = mean_reward(g[0], jax.random.key(100))
@@ -335,3 +340,54 @@ def test_g_reset_keeps_the_generator_from_concentrating():
     assert ents[False][-1] < ents[False][0] - 0.5  # continued G concentrates
     assert ents[True][-1] > ents[False][-1] + 0.5  # a fresh G each round does not
     assert np.mean(ents[True][1:]) > np.mean(ents[False][1:]) + 2  # measured 6.3 vs 2.1
+
+
+def test_entropy_per_round_in_diagnostics_and_result_record():
+    """``diagnostics()`` logs G's entropy (a Monte-Carlo estimate, said so) every round, and
+    the record ``run_search`` returns carries it (``extra['diagnostics']``)."""
+    from jnas.search import run_search
+    s = GANASSearcher("nb201", 3, TINY)
+    res = run_search(s, lambda archs: [_synthetic_score(a) for a in archs], 16, 4)
+    diag = s.diagnostics()
+    assert "Monte-Carlo" in diag["entropy_estimate"]
+    assert diag["uniform_entropy"] == pytest.approx(np.log(15625))
+    rounds = diag["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    for r in rounds:
+        assert 0.0 < r["g_entropy_end"] <= np.log(15625) + 1e-4
+        assert 0.0 < r["g_unique_frac"] <= 1.0 and r["mle_nll"] is None
+    json.dumps(diag, allow_nan=False)  # strict JSON
+    if "diagnostics" not in res.extra:
+        pytest.skip("jnas.search.run_search does not record searcher diagnostics yet")
+    assert res.extra["diagnostics"]["rounds"] == json.loads(json.dumps(rounds))
+
+
+def test_refit_raises_the_winners_likelihood():
+    """Max-likelihood steps (``mle_update``, run ``mle_steps`` times per round) raise the
+    winners' likelihood under G."""
+    codec = make_codec("nb201")
+    steps = get_steps(codec, FITTED)
+    g, _ = steps.init(jax.random.key(12))
+    win = jnp.asarray(np.stack([codec.encode(a) for a in
+                                get_space("nb201").sample(jax.random.key(13), 4)]))
+    lp0, _ = steps.log_prob(g[0], win, win, INF)
+    g1 = g
+    for i in range(30):
+        g1, nll = steps.mle_update(g1, win, jax.random.key(100 + i), INF)
+    lp1, _ = steps.log_prob(g1[0], win, win, INF)
+    assert float(lp1.mean()) > float(lp0.mean()) + 1.0
+    assert float(nll) == pytest.approx(-float(lp1.mean()) / codec.T, rel=0.2)
+
+
+def test_fitted_generator_search_logs_its_refit_and_is_deterministic():
+    """A search with the refit and the KL term runs, logs the refit NLL every round and is a
+    function of its key."""
+    cfg = FITTED
+    logs = []
+    for _ in range(2):
+        s = GANASSearcher("nb201", 4, cfg)
+        archs = _run(s, 16, 4)
+        logs.append(([a.to_string() for a in archs], s.diagnostics()["rounds"]))
+    assert logs[0][0] == logs[1][0]
+    assert all(r["mle_nll"] is not None and r["mle_nll"] > 0 for r in logs[0][1])
+    assert [r["g_entropy_end"] for r in logs[0][1]] == [r["g_entropy_end"] for r in logs[1][1]]
