@@ -38,6 +38,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -47,10 +48,14 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from jnas import cells, train  # noqa: E402
+from jnas import cells, layers, train  # noqa: E402
+
+__all__ = ["fill_shapes", "bench", "OPTIONS", "main"]
 
 
-def _fill(shapes):
+def fill_shapes(shapes: Any) -> Any:
+    """Concrete arrays for a tree of ``jax.ShapeDtypeStruct`` (BN var/scale ones, others
+    normal with std 1/sqrt(fan-in)): weights without compiling the init graph."""
     rng = np.random.default_rng(0)
 
     def f(path, s):
@@ -67,8 +72,16 @@ OPTIONS = {"default": None, "fast": cells.CPU_FAST_COMPILE,
                        "xla_backend_optimization_level": 0}}
 
 
-def bench(name: str, model, alpha_shapes: dict, batch: int, steps: int,
-          options: str = "default", flat: bool = False) -> dict:
+def bench(name: str, model: Any, alpha_shapes: dict, batch: int, steps: int,
+          options: str = "default", flat: bool = False, conv_impl: str = "xla") -> dict:
+    """Compile and time one first-order step of ``model`` (see the module docstring);
+    ``conv_impl``: :func:`jnas.layers.set_conv_impl` while the step is traced."""
+    with layers.conv_impl(conv_impl):
+        return _bench(name, model, alpha_shapes, batch, steps, options, flat) | {
+            "conv_impl": conv_impl}
+
+
+def _bench(name, model, alpha_shapes, batch, steps, options, flat):
     x = jnp.asarray(np.random.default_rng(1).normal(size=(batch, 32, 32, 3)), jnp.float32)
     y = jnp.asarray(np.arange(batch) % 10, jnp.int32)
     alpha = {k: 1e-3 * jnp.asarray(np.random.default_rng(2).normal(size=s), jnp.float32)
@@ -77,7 +90,7 @@ def bench(name: str, model, alpha_shapes: dict, batch: int, steps: int,
     def weights(a):
         return [jax.nn.softmax(a[k], -1) for k in alpha_shapes]
 
-    v = _fill(jax.eval_shape(lambda: model.init(jax.random.key(0), x, *weights(alpha),
+    v = fill_shapes(jax.eval_shape(lambda: model.init(jax.random.key(0), x, *weights(alpha),
                                                 train=True)))
     w_opt = train.sgd_cosine(steps=1000)
     if flat:  # one flat vector for the optimiser: fewer, larger XLA kernels (same numerics)
@@ -123,6 +136,7 @@ def bench(name: str, model, alpha_shapes: dict, batch: int, steps: int,
 
 
 def main() -> None:
+    """Command line: one JSON line per config x option set x conv implementation."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
@@ -133,6 +147,9 @@ def main() -> None:
     ap.add_argument("--flat", default="0",
                     help="comma list of 0/1: wrap the weight optimiser in optax.flatten")
     ap.add_argument("--dtype", default=None, help="supernet compute dtype (e.g. bfloat16)")
+    ap.add_argument("--conv-impls", default="xla",
+                    help="comma list of convolution implementations: xla, matmul "
+                         "(jnas.layers.set_conv_impl)")
     args = ap.parse_args()
     for o in args.options.split(","):
         if o not in OPTIONS:
@@ -151,13 +168,15 @@ def main() -> None:
             continue
         for opts in args.options.split(","):
             for flat in args.flat.split(","):
-                rec = bench(name, model, shapes, batch, args.steps, opts, flat == "1")
-                rec["dtype"] = args.dtype or "float32"
-                line = json.dumps(rec)
-                print(line, flush=True)
-                if args.out:
-                    with open(args.out, "a") as f:
-                        f.write(line + "\n")
+                for impl in args.conv_impls.split(","):
+                    rec = bench(name, model, shapes, batch, args.steps, opts, flat == "1",
+                                impl)
+                    rec["dtype"] = args.dtype or "float32"
+                    line = json.dumps(rec)
+                    print(line, flush=True)
+                    if args.out:
+                        with open(args.out, "a") as f:
+                            f.write(line + "\n")
 
 
 if __name__ == "__main__":

@@ -147,9 +147,10 @@ def _kernel_grad(x, g, kshape, stride, padding, dilation, groups):
     b, ho, wo, _ = g.shape
     p = _patches(x, kh, kw, stride, padding, dilation, ho, wo)  # [B, Ho, Wo, T, Cin]
     n, t, og = b * ho * wo, kh * kw, cout // groups
-    if groups == 1:
-        dk = jnp.einsum("ntc,no->tco", p.reshape(n, t, cg), g.reshape(n, cout),
-                        preferred_element_type=jnp.float32)
+    if groups == 1:  # [Cout, T*Cin] = g^T patches: the patches stay in their layout
+        dk = jax.lax.dot_general(g.reshape(n, cout), p.reshape(n, t * cg),
+                                 (((0,), (0,)), ((), ())),
+                                 preferred_element_type=jnp.float32).T.reshape(t, cg, cout)
     elif cg == 1 and og == 1:  # depthwise: a multiply-reduce per tap
         dk = (p.reshape(n, t, groups).astype(jnp.float32)
               * g.reshape(n, 1, groups).astype(jnp.float32)).sum(0)[:, None, :]
@@ -162,6 +163,11 @@ def _kernel_grad(x, g, kshape, stride, padding, dilation, groups):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _matmul_conv(x, k, stride, padding, dilation, groups):
     return _forward(x, k, stride, padding, dilation, groups)
+
+
+def _pointwise(x, k):
+    """A 1x1, stride-1, unpadded, ungrouped convolution: one matmul (autodiff: two more)."""
+    return jnp.einsum("bhwc,co->bhwo", x, k[0, 0])
 
 
 def _matmul_conv_fwd(x, k, stride, padding, dilation, groups):
@@ -194,6 +200,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, padding: int = 0
     args = (int(stride), int(padding), int(dilation), int(groups))
     if impl == "xla":
         return _xla_conv(x, kernel, *args)
+    if kernel.shape[:2] == (1, 1) and args[:2] == (1, 0) and args[3] == 1:
+        return _pointwise(x, kernel)
     return _matmul_conv(x, kernel, *args)
 
 

@@ -1,0 +1,59 @@
+"""experiments/gpu_suite.sh --dry-run (tiny sizes on the CPU) and bench_jit's command line."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_TORCH = (importlib.util.find_spec("torch") is not None
+             and importlib.util.find_spec("xautodl") is not None)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    out = tmp_path_factory.mktemp("suite")
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "JAX_PLATFORMS": "cpu"}
+    p = subprocess.run(["bash", str(ROOT / "experiments" / "gpu_suite.sh"), "--dry-run",
+                        "--budget", "120"], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr + (out / "log.txt").read_text()
+    lines = [json.loads(s) for s in (out / "bench.jsonl").read_text().splitlines() if s]
+    parts = [json.loads(s) for s in (out / "parts.jsonl").read_text().splitlines() if s]
+    return out, lines, parts
+
+
+def test_gpu_suite_dry_run_jnas_parts(suite):
+    out, lines, parts = suite
+    jn = [r for r in lines if r["impl"] == "jnas"]
+    assert not [r for r in jn if r.get("status") == "failed"], jn
+    got = {(r["space"], r["conv_impl"], r["population"]) for r in jn}
+    assert {("nb201", "xla", None), ("nb201", "matmul", None), ("nb201", "xla", 2),
+            ("darts", "xla", None)} <= got
+    assert all(r["finite"] and r["step_ms"] > 0 and r["compile_s"] > 0 for r in jn)
+    names = {p["part"]: p for p in parts}
+    assert names["nb201_b64"]["rc"] == 0 and names["darts_b64"]["rc"] == 0
+    assert "search" in names and "total" in names
+    assert (out / "bench.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch/xautodl are not installed in the test venv "
+                    "(the reference lives in the [torch-bench] extra + pip install --no-deps "
+                    "xautodl==1.0.0); the jnas parts are tested above")
+def test_gpu_suite_dry_run_reference_lines(suite):
+    _, lines, _ = suite
+    ref = [r for r in lines if r["impl"] == "torch-xautodl"]
+    assert {r["space"] for r in ref} == {"nb201", "darts"}
+    assert all(r["step_ms"] > 0 and r["torch_device"] == "cpu" for r in ref), ref
+    single = [r for r in lines if r["impl"] == "jnas" and r["population"] is None]
+    assert all(r["speedup_vs_ref"] > 0 for r in single)
+
+
+def test_bench_jit_rejects_unknown_conv_impl():
+    p = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_jit.py"),
+                        "--conv-impls", "cudnn", "--no-torch"], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert p.returncode == 2 and "unknown conv implementation 'cudnn'" in p.stderr
