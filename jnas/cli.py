@@ -13,6 +13,7 @@ and one line ``jnas: error: ...`` before anything is written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -53,8 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run a search (one result.json per seed)",
                        description="Run METHOD once per seed. `jnas search METHOD --help` "
                                    "also lists the method's config keys.")
-    s.add_argument("-h", "--help", action="store_true", help="show this help (and METHOD's "
-                   "config keys) and exit")
+    s.add_argument("-h", "--help", action="store_true", help="show this help and METHOD's keys")
     s.add_argument("method", nargs="?", help="search method (see `jnas methods`)")
     s.add_argument("--space", default="nb201", help=f"search space: {', '.join(SPACES)}")
     s.add_argument("--dataset", default=None,
@@ -83,8 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true",
                    help="replace OUT/seed_<S> by a fresh run, even a finished one (the old "
                         "one comes back if the new one fails)")
-    s.add_argument("--quiet", action="store_true", help="print no progress (errors still "
-                                                         "print)")
+    s.add_argument("--quiet", action="store_true", help="print no progress (errors still print)")
     s.set_defaults(help_text=s.format_help)
 
     i = sub.add_parser("info", help="print an architecture's cells, params, FLOPs, accuracies")
@@ -117,6 +116,11 @@ def _dataset(name: str | None) -> str:
     return _DATASET_ALIASES[key]
 
 
+def _rmdir_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     if isinstance(e, KeyError):  # str() is only the key: say what it is and how to see more
@@ -125,26 +129,34 @@ def _one_line(e: BaseException) -> str:
 
 
 # ----------------------------------------------------------------------------- help
-def config_help(spec: Any) -> str:
-    """The ``--set`` keys of a method's config: name, type, default and one-line doc."""
+def _keys_table(cls: type, prefix: str = "") -> str:
     from jnas.config import field_docs
-    cls = spec.config_cls()
-    docs = field_docs(cls)
-    fields = dataclasses.fields(cls)
-    head = (f"{spec.name} ({spec.kind}): {spec.doc}\n  spaces: {', '.join(spec.spaces)}"
-            + (f"; benchmarks: {', '.join(spec.benchmarks)}" if spec.kind == "sample" else "")
-            + f"\n\nconfig keys of {spec.name} ({cls.__name__}; --set KEY=VALUE):")
-    if not fields:
-        return head + "\n  (none: this method has no settings)"
-    rows = []
-    for f in fields:
+    docs, rows = field_docs(cls), []
+    for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
         typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        rows.append((f.name, typ, repr(default), docs.get(f.name, "")))
+        rows.append((prefix + f.name, typ, repr(default), docs.get(f.name, "")))
+    if not rows:
+        return "  (none: this method has no settings)"
     w = [max(len(r[k]) for r in rows) for k in range(3)]
-    return head + "\n" + "\n".join(
-        f"  {n:<{w[0]}}  {t:<{w[1]}}  {d:<{w[2]}}  {doc}".rstrip() for n, t, d, doc in rows)
+    return "\n".join(f"  {n:<{w[0]}}  {t:<{w[1]}}  {d:<{w[2]}}  {doc}".rstrip()
+                     for n, t, d, doc in rows)
+
+
+def config_help(spec: Any) -> str:
+    """The ``--set`` keys of a method's config (and of the weight-sharing evaluator where the
+    method can use it): name, type, default and one-line doc."""
+    cls = spec.config_cls()
+    text = (f"{spec.name} ({spec.kind}): {spec.doc}\n  spaces: {', '.join(spec.spaces)}"
+            + (f"; benchmarks: {', '.join(spec.benchmarks)}" if spec.kind == "sample" else "")
+            + f"\n\nconfig keys of {spec.name} ({cls.__name__}; --set KEY=VALUE):\n"
+            + _keys_table(cls))
+    if "weight-sharing" in spec.benchmarks:
+        from jnas.weight_sharing import WSConfig
+        text += ("\n\nweight-sharing evaluator keys (WSConfig; with --evaluator weight-sharing, "
+                 "--set ws.KEY=VALUE):\n" + _keys_table(WSConfig, "ws."))
+    return text
 
 
 # ----------------------------------------------------------------------------- search
@@ -299,11 +311,6 @@ def _enable_cache() -> None:
               file=sys.stderr)
 
 
-def _remove_if_empty(folder: Path) -> None:
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-
-
 def _summary_line(name: str, seed: int, result: dict[str, Any], path: Path) -> str:
     from jnas.report import jsonable
     return (f"[{name} seed {seed}] best_arch={result.get('best_arch')} "
@@ -313,14 +320,12 @@ def _summary_line(name: str, seed: int, result: dict[str, Any], path: Path) -> s
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Runs ``args.method`` for every seed; returns an exit code."""
-    if args.help or not args.method:
-        if not args.help:
-            raise UsageError("give a METHOD, e.g. `jnas search rea`; see `jnas methods`")
-        text = args.help_text()
-        if args.method:
-            from jnas import registry
-            text += "\n" + config_help(registry.get_method(args.method))
-        print(text)
+    if not args.method and not args.help:
+        raise UsageError("give a METHOD, e.g. `jnas search rea`; see `jnas methods`")
+    if args.help:
+        from jnas import registry
+        print(args.help_text() + (f"\n{config_help(registry.get_method(args.method))}"
+                                  if args.method else ""))
         return 0
     from jnas import compare, report
     plan = _plan(args)
@@ -356,12 +361,11 @@ def cmd_search(args: argparse.Namespace) -> int:
             shutil.rmtree(old, ignore_errors=True)
             old.parent.mkdir(parents=True, exist_ok=True)
             seed_dir.rename(old)
-        args.saved_hint = (
-            f"{len(done)} finished seed(s) and seed {seed}'s "
-            + ("queries so far (history.jsonl)" if plan.spec.kind == "sample" else
-               "finished epochs (checkpoint)" if getattr(plan.config, "checkpoint", True) else
-               "nothing (checkpoint=false)")
-            + f" are saved under {plan.out}; re-running the same command resumes")
+        kept = ("queries so far (history.jsonl)" if plan.spec.kind == "sample" else
+                "finished epochs (checkpoint)" if getattr(plan.config, "checkpoint", True)
+                else "nothing (checkpoint=false)")
+        args.saved_hint = (f"{len(done)} finished seed(s) and seed {seed}'s {kept} are saved "
+                           f"under {plan.out}; re-running the same command resumes")
         if len(seeds) > 1 and not args.quiet:
             print(f"== {name} seed {seed} ({i + 1}/{len(seeds)}) -> {seed_dir}", flush=True)
         evaluator = None
@@ -373,12 +377,12 @@ def cmd_search(args: argparse.Namespace) -> int:
             if old.exists():
                 shutil.rmtree(seed_dir, ignore_errors=True)
                 old.rename(seed_dir)
-                _remove_if_empty(old.parent)
+                _rmdir_if_empty(old.parent)
             raise
         report.write_json(path, result)
         if old.exists():
             shutil.rmtree(old)
-            _remove_if_empty(old.parent)
+            _rmdir_if_empty(old.parent)
         record = result.to_json()
         done.append(record)
         print(_summary_line(name, seed, record, path), flush=True)
@@ -447,8 +451,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     """Fetches benchmark files into the cache (verifying sha256)."""
     from jnas import download
-    names = args.names or list(download.FILES)
-    for name in names:
+    for name in args.names or list(download.FILES):
         print(f"{name}: {download.fetch(name)}", flush=True)
     return 0
 

@@ -4,7 +4,9 @@ import json
 import pytest
 
 import jnas
+from jnas import registry
 from jnas.cli import main
+from jnas.config import field_docs
 
 TINY = ["--space", "nb201", "--set", "C=4", "--set", "N=1", "--set", "batch_size=8",
         "--set", "train_size=64", "--set", "val_size=64", "--set", "max_steps_per_epoch=2",
@@ -32,6 +34,20 @@ def test_search_help_lists_the_config_keys(capsys):
     assert "max_steps_per_epoch" in rows and "epochs" in rows and "w_lr" in rows
     assert "int" in rows["epochs"] and "0.025" in rows["w_lr"]
     assert "--budget" in out and "--quiet" in out  # the options too
+
+
+@pytest.mark.parametrize("method", sorted(registry.METHODS))
+def test_every_method_help_lists_every_key_with_a_doc(method, capsys):
+    import dataclasses
+    spec = registry.get_method(method)
+    assert main(["search", method, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"{method} ({spec.kind}): {spec.doc}" in out
+    docs = field_docs(spec.config_cls())
+    for f in dataclasses.fields(spec.config_cls()):
+        row = next(line for line in out.splitlines() if line.split()[:1] == [f.name])
+        assert docs[f.name] and docs[f.name] in row, (f.name, row)  # every field documented
+    assert ("ws.steps" in out) == ("weight-sharing" in spec.benchmarks)
 
 
 def test_search_help_for_a_method_without_settings(capsys):
