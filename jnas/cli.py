@@ -1,14 +1,12 @@
 """The ``jnas`` command: search, info, compare, download, methods.
 
-``jnas search METHOD --space SPACE [--dataset D] [--benchmark NAME|FILE] [--budget N]
-[--epochs E] [--seed S | --seeds 0-9] [--out DIR] [--set key=value ...]`` runs one search per
-seed and writes ``DIR/seed_<S>/result.json`` (the :class:`jnas.report.Result` record).
-Sample-based methods (rs, rea, bonas, ganas, renas) query a tabular benchmark (or, for BONAS,
-the weight-sharing evaluator on real images) through :func:`jnas.search.run_method`; one-shot
-methods (darts, darts2, snas, gdas, less-local) train a supernet on images through their
-registry entry point. The command only turns options into a config and an evaluator: options
-that do not apply to the chosen method are refused, and every bad input ends with exit code 2
-and one line ``jnas: error: ...`` before anything is written.
+``jnas search METHOD [--space S] [--dataset D] [--benchmark NAME|FILE] [--budget N | --epochs E]
+[--seed S | --seeds 0-9] [--out DIR] [--set key=value ...]`` runs one search per seed and writes
+``DIR/seed_<S>/result.json`` (a :class:`jnas.report.Result`): sample-based methods through
+:func:`jnas.search.run_method` against a table (or BONAS's weight-sharing evaluator), one-shot
+methods through their registry entry point. The command only turns options into a config and an
+evaluator; options that do not apply are refused, and every bad input ends with exit code 2 and
+one line ``jnas: error: ...`` before anything is written.
 """
 from __future__ import annotations
 
@@ -343,7 +341,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                   f"the {Path(plan.benchmark).name} table; each run stops after {len(table)} "
                   "queries", file=sys.stderr, flush=True)
     states = {seed: "new" if args.force else
-              compare.existing_run(plan.out / f"seed_{seed}", settings, plan.budget)
+              compare.existing_run(plan.out / f"seed_{seed}", settings, plan.budget,
+                                   compare.jsonish(dataclasses.asdict(plan.spec.default_config())))
               for seed in seeds}  # every folder checked before anything is written
     _enable_cache()
     done = []

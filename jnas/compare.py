@@ -272,11 +272,13 @@ def _saved_settings(seed_dir: Path, budget: int | None) -> tuple[str, dict[str, 
 
 
 def existing_run(seed_dir: str | Path, settings: dict[str, Any],
-                 budget: int | None = None) -> str:
+                 budget: int | None = None,
+                 config_defaults: dict[str, Any] | None = None) -> str:
     """What ``seed_dir`` holds for a run of ``settings`` (``method``, ``space``, ``dataset``,
     ``config``, ``evaluator`` as in ``result.json``; ``budget`` queries for sample-based
     runs): ``"new"`` (nothing), ``"resume"`` (a partial or shorter run of the same settings)
-    or ``"finished"``.
+    or ``"finished"``. A saved config lacking a field (one added later) counts as holding
+    its value in ``config_defaults``.
 
     Raises:
       ValueError: the folder holds a run of other settings; the message names the fields
@@ -290,6 +292,8 @@ def existing_run(seed_dir: str | Path, settings: dict[str, Any],
         settings = {k: v for k, v in settings.items() if k in saved}
     elif budget is not None and int(saved.get("num_queries") or 0) > budget:
         settings = {**settings, "num_queries": budget}
+    if config_defaults and isinstance(saved.get("config"), dict):
+        saved = {**saved, "config": {**config_defaults, **saved["config"]}}
     if saved.get("method", settings.get("method")) != settings.get("method"):
         settings = {"method": settings.get("method")}  # the rest differs as a consequence
     diffs = differences(settings, {k: saved.get(k, "<unset>") for k in settings})

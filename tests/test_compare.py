@@ -95,3 +95,22 @@ def test_compare_missing_folder_is_one_line(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not found" in err[0]
+
+
+def test_existing_run_states_and_named_differences(tmp_path):
+    rec = _sample("rea", 0, 20)
+    rec["config"] = {"population": 10}
+    d = tmp_path / "rea" / "seed_0"
+    _write(tmp_path / "rea", [rec])
+    here = {"method": "rea", "space": "nb201", "dataset": "cifar10",
+            "config": {"population": 10, "sample": 3}}
+    assert compare.existing_run(tmp_path / "nothing", here, 20) == "new"
+    # a field added since: its default counts as what the saved run used
+    assert compare.existing_run(d, here, 20, {"population": 10, "sample": 3}) == "finished"
+    with pytest.raises(ValueError, match=r"config.sample: '<unset>' there, 3 here"):
+        compare.existing_run(d, here, 20)
+    assert compare.existing_run(d, here, 30, {"sample": 3}) == "resume"  # extended
+    with pytest.raises(ValueError, match="num_queries: 20 there, 10 here"):
+        compare.existing_run(d, here, 10, {"sample": 3})
+    with pytest.raises(ValueError, match="method: 'rea' there, 'rs' here"):
+        compare.existing_run(d, {**here, "method": "rs"}, 20)
