@@ -22,8 +22,8 @@ from jnas.renas_predictor import (  # noqa: F401  (re-exported)
     TrainedPredictor, features, minmax, mse_loss, nb101_features, nb201_features,
     compile_seconds, pairwise_rank_loss, space_name, train_predictor)
 from jnas.rng import as_key
-from jnas.search_history import arch_key
-from jnas.spaces import NB201, get_space
+from jnas.search_history import arch_key, iso_key
+from jnas.spaces import get_space
 
 __all__ = ["ReNASConfig", "ReNASSearcher", "PGEConfig", "PredictorGuidedEvolution",
            "make_renas", "make_renas_rea",
@@ -40,7 +40,9 @@ class ReNASConfig:
 
     A budget beyond ``train_size + top_k`` keeps going down the predicted ranking; the
     predictor trains on the whole training set as one batch (Adam). NB201 scores all 15,625
-    cells.
+    cells (a table's rows when the space is restricted to a table). The ranked picks skip
+    cells isomorphic to one already asked or picked (``skip_isomorphs``; the official NB101
+    code compares cells by the isomorphism-invariant hash, jnas's NB101 keys do too).
     """
     train_size: int = 424  # random cells queried to train the predictor (paper: 0.1% of NB101)
     top_k: int = 10        # best-predicted unseen cells queried after training (paper: 10)
@@ -48,6 +50,7 @@ class ReNASConfig:
     lr: float = 1e-3       # predictor Adam learning rate
     loss: str = "rank"     # 'rank' (pairwise logistic, the paper) or 'mse'
     pool: str = ""         # NB101 candidate pool JSON ('' = JNAS_DATA_DIR's zc_nasbench101.json)
+    skip_isomorphs: bool = True  # ranked picks skip NB201 isomorphs of asked cells (NB101: always)
 
     def __post_init__(self) -> None:
         check_choice(self, "loss", tuple(LOSSES))
@@ -57,10 +60,16 @@ class ReNASConfig:
 
 
 def _candidate_pool(space: Any, pool: str) -> list[Any]:
+    """The cells ReNAS draws and ranks: NB201's enumeration (a table space's rows), or the
+    NB101 pool JSON's cells (those the table holds when the space is a table's)."""
     name = space_name(space)
     if name == "nb201":
-        return NB201.enumerate()
-    return list(load_nb101_json(pool or None).archs)
+        return space.enumerate()
+    archs = list(load_nb101_json(pool or None).archs)
+    bench = getattr(space, "bench", None)  # a jnas.tables.TableSpace
+    if bench is not None and hasattr(bench, "has"):
+        archs = [a for a in archs if bench.has(a)]
+    return archs
 
 
 class ReNASSearcher:
@@ -93,6 +102,7 @@ class ReNASSearcher:
                                                         replace=False)]
         self._told: dict[str, tuple[Any, float]] = {}
         self._asked: set[str] = set()
+        self._asked_archs: list[Any] = []
         self.predictor: TrainedPredictor | None = None
         self.pool_scores: np.ndarray | None = None
         self.compile_s = 0.0  # seconds spent compiling predictor programs
@@ -108,6 +118,7 @@ class ReNASSearcher:
                 raise RuntimeError("ReNAS: the candidate pool is exhausted")
             arch = self._queue.pop(0)
             self._asked.add(arch_key(arch))
+            self._asked_archs.append(arch)
             out.append(arch)
         return out
 
@@ -132,7 +143,15 @@ class ReNASSearcher:
                                          epochs=c.epochs, lr=c.lr, loss=c.loss)
         self.pool_scores = self.predictor.predict(features(self.space, self.pool))
         order = np.argsort(-self.pool_scores, kind="stable")
-        self._queue = [self.pool[i] for i in order if arch_key(self.pool[i]) not in self._asked]
+        key = iso_key if c.skip_isomorphs else arch_key
+        seen = {key(a) for a in self._asked_archs}
+        self._queue = []
+        for i in order:
+            a = self.pool[i]
+            k = key(a)
+            if arch_key(a) not in self._asked and k not in seen:
+                seen.add(k)
+                self._queue.append(a)
 
 
 @dataclasses.dataclass(frozen=True)

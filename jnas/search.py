@@ -42,7 +42,8 @@ from jnas import benchmarks, registry, report, tables
 from jnas.config import apply_overrides, check_positive, check_range, split_overrides
 from jnas.report import Result, jsonable, write_json
 from jnas.rng import as_key, np_rng
-from jnas.search_history import History, append_rows, arch_key, arch_str, open_history, replay
+from jnas.search_history import (History, append_rows, arch_key, arch_str, iso_key, open_history,
+                                 replay)
 from jnas.spaces import get_space
 
 __all__ = ["Query", "Evaluator", "Searcher", "as_evaluator", "run_search", "run_method",
@@ -144,15 +145,15 @@ def as_evaluator(obj: Any) -> _QueryEvaluator:
     return obj if isinstance(obj, _QueryEvaluator) else _QueryEvaluator(obj)
 
 
-def _evaluate(evaluator: _QueryEvaluator, fresh: list[Any]
+def _evaluate(evaluator: _QueryEvaluator, fresh: list[Any], key: Callable[[Any], str] = arch_key
               ) -> tuple[dict[str, tuple[float, float]], dict[str, float], float]:
     """Queries ``fresh``: ``({key: (signal, reported)}, {key: cost_s}, seconds)``."""
     if not fresh:
         return {}, {}, 0.0
     t0 = time.perf_counter()
     answers = evaluator.evaluate(fresh)
-    vals = {arch_key(a): (q.signal, q.reported) for a, q in zip(fresh, answers)}
-    costs = {arch_key(a): q.cost_s for a, q in zip(fresh, answers)}
+    vals = {key(a): (q.signal, q.reported) for a, q in zip(fresh, answers)}
+    costs = {key(a): q.cost_s for a, q in zip(fresh, answers)}
     return vals, costs, time.perf_counter() - t0
 
 
@@ -162,7 +163,7 @@ def _record_batch(archs: list[Any], vals: dict, costs: dict, hist: History, dup_
     proposals in a row so far)."""
     rows, scores = [], []
     for a in archs:
-        k = arch_key(a)
+        k = hist.key(a)
         new = k in vals and k not in hist.cache
         if new:
             hist.sim_cost += costs[k]
@@ -183,7 +184,8 @@ def run_search(searcher: Any, evaluator: Any, budget: int, batch_size: int = 1, 
                out_dir: str | Path | None = None, method: str | None = None,
                seed: int | None = None, config: Any = None,
                max_duplicates: int | None = None,
-               log: Callable[[str], None] | None = None, log_every: int = 0) -> Result:
+               log: Callable[[str], None] | None = None, log_every: int = 0,
+               skip_isomorphs: bool = False) -> Result:
     """Runs ``searcher`` against ``evaluator`` until ``budget`` distinct architectures are
     queried.
 
@@ -200,6 +202,10 @@ def run_search(searcher: Any, evaluator: Any, budget: int, batch_size: int = 1, 
       max_duplicates: end early after this many duplicate proposals in a row (default
         ``max(1000, 20 * budget)``).
       log, log_every: progress callback every ``log_every`` queries.
+      skip_isomorphs: a proposal isomorphic to a queried NB201 cell
+        (:func:`jnas.search_history.nb201_canonical`) is not queried again: it counts as a
+        repeat and the searcher is told the queried isomorph's signal (off by default; NB101
+        cells are always compared up to isomorphism).
 
     Returns:
       A :class:`jnas.report.Result`; ``extra`` holds ``best_signal``, ``trajectory_sim_s``,
@@ -217,9 +223,12 @@ def run_search(searcher: Any, evaluator: Any, budget: int, batch_size: int = 1, 
     max_dup = max_duplicates if max_duplicates is not None else max(1000, 20 * budget)
     meta = {"method": method, "seed": seed, "config": cfg, "evaluator": describe,
             "batch_size": batch_size}
+    if skip_isomorphs:
+        meta["skip_isomorphs"] = True
     hist_path, saved = open_history(out_dir, meta)
     t_start = time.perf_counter()
-    hist, eval_s, dup_run, note, logged = History(), 0.0, 0, "", False
+    hist = History(iso_key if skip_isomorphs else arch_key)
+    eval_s, dup_run, note, logged = 0.0, 0, "", False
     saved_rows = collections.deque(saved)
     while hist.num_queries < budget:
         archs = list(searcher.ask(min(batch_size, budget - hist.num_queries)))
@@ -232,7 +241,7 @@ def run_search(searcher: Any, evaluator: Any, budget: int, batch_size: int = 1, 
             if done:
                 continue
         fresh = hist.unseen(archs)
-        vals, costs, dt = _evaluate(ev, fresh)
+        vals, costs, dt = _evaluate(ev, fresh, hist.key)
         eval_s += dt
         rows, scores, dup_run = _record_batch(archs, vals, costs, hist, dup_run)
         searcher.tell(archs, scores)
@@ -244,9 +253,12 @@ def run_search(searcher: Any, evaluator: Any, budget: int, batch_size: int = 1, 
             note = (f"stopped after {max_dup} duplicate proposals in a row "
                     f"({hist.num_queries} distinct queries)")
             break
-    return _result(searcher, ev, hist, method=method, seed=seed, config=cfg, describe=describe,
-                   wall=time.perf_counter() - t_start, eval_s=eval_s,
-                   resumed=sum(1 for r in saved if r.get("new")), note=note)
+    res = _result(searcher, ev, hist, method=method, seed=seed, config=cfg, describe=describe,
+                  wall=time.perf_counter() - t_start, eval_s=eval_s,
+                  resumed=sum(1 for r in saved if r.get("new")), note=note)
+    if skip_isomorphs:
+        res = res.replace(extra={**res.extra, "skip_isomorphs": True})
+    return res
 
 
 def _progress_line(method: str, hist: History, budget: int, first: bool) -> str:
@@ -367,7 +379,7 @@ def make_rea(space: Any, key: Any, config: REAConfig | None = None) -> Regulariz
 def run_method(name_or_spec: Any, config: Any, *, space: Any, evaluator: Any, seed: int,
                budget: int, out_dir: str | Path | None = None,
                log: Callable[[str], None] | None = None, batch_size: int = 1,
-               dataset: str | None = None) -> Result:
+               dataset: str | None = None, skip_isomorphs: bool = False) -> Result:
     """One seed of a sample-based method: the library entry of ``jnas search`` and
     :func:`run_seeds`.
 
@@ -375,7 +387,8 @@ def run_method(name_or_spec: Any, config: Any, *, space: Any, evaluator: Any, se
     to the rows of the evaluator's table when the table covers part of the space
     (:func:`jnas.tables.restrict`), with key ``seed``; it runs :func:`run_search` for
     ``budget`` queries (history in ``out_dir``, resumable), logging ten progress lines.
-    ``dataset`` defaults to the evaluator's. Returns the :class:`jnas.report.Result`.
+    ``dataset`` defaults to the evaluator's; ``skip_isomorphs`` as in :func:`run_search`.
+    Returns the :class:`jnas.report.Result`.
     """
     spec = registry.get_method(name_or_spec)
     if spec.kind != "sample":
@@ -386,7 +399,8 @@ def run_method(name_or_spec: Any, config: Any, *, space: Any, evaluator: Any, se
     searcher = spec.load()(tables.restrict(evaluator, space), as_key(int(seed)), config)
     res = run_search(searcher, evaluator, budget, batch_size, out_dir=out_dir,
                      method=spec.name, seed=int(seed), config=config, log=log,
-                     log_every=max(1, budget // 10) if log is not None else 0)
+                     log_every=max(1, budget // 10) if log is not None else 0,
+                     skip_isomorphs=skip_isomorphs)
     name = space if isinstance(space, str) else space.name
     return res.replace(space=name, dataset=dataset if dataset is not None else res.dataset)
 

@@ -13,9 +13,9 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-__all__ = ["arch_str", "arch_key", "History", "open_history", "replay", "append_rows"]
+__all__ = ["arch_str", "arch_key", "nb201_canonical", "iso_key", "History", "open_history", "replay", "append_rows"]
 
 
 def arch_str(arch: Any) -> str:
@@ -28,6 +28,40 @@ def arch_key(arch: Any) -> str:
     if hasattr(arch, "spec_hash"):
         return arch.spec_hash()
     return arch_str(arch)
+
+
+def nb201_canonical(arch: Any) -> str:
+    """An isomorphism-invariant form of an NB201 cell: the output node as a symbolic sum.
+
+    Every node is the sorted sum of its input terms: a ``none`` edge, or an edge from a node
+    that is exactly zero, gives the zero term ``#``; ``skip_connect`` passes its input's form
+    on; any other op ``o`` on input form ``e`` gives ``(e)@o``. Edges that never reach the
+    output and the order of summed paths leave the form unchanged. Its classes are exactly
+    the 6,466 classes of the NB201 table's ``unique_str`` (checked in ``tests/test_search.py``).
+    ``arch`` is an :class:`jnas.spaces.NB201Arch` (or its 6 ``ops``)."""
+    ops = getattr(arch, "ops", arch)
+    edge = {(1, 0): 0, (2, 0): 1, (2, 1): 2, (3, 0): 3, (3, 1): 4, (3, 2): 5}  # NB201_EDGES
+    nodes = {0: "0"}
+    for to in (1, 2, 3):
+        cur = []
+        for frm in range(to):
+            op, src = ops[edge[to, frm]], nodes[frm]
+            if op == "none" or src == "#":
+                cur.append("#")
+            elif op == "skip_connect":
+                cur.append(src)
+            else:
+                cur.append(f"({src})@{op}")
+        nodes[to] = "+".join(sorted(cur))
+    return nodes[3]
+
+
+def iso_key(arch: Any) -> str:
+    """Identity up to isomorphism: :func:`nb201_canonical` for NB201 cells, the NB101 hash
+    for NB101 cells, else the standard string."""
+    if type(arch).__name__ == "NB201Arch":
+        return "nb201:" + nb201_canonical(arch)
+    return arch_key(arch)
 
 
 def _load_history(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -79,9 +113,11 @@ def open_history(out_dir: str | Path | None, meta: dict[str, Any]
 
 class History:
     """Every proposal in order, the answers of queried archs, the best-by-signal arch and the
-    trajectory (``[queries, reported of the best so far]``)."""
+    trajectory (``[queries, reported of the best so far]``). ``key`` is the identity of a
+    query (:func:`arch_key`; :func:`iso_key` counts NB201 isomorphs as repeats)."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: Callable[[Any], str] = arch_key) -> None:
+        self.key = key
         self.rows: list[dict[str, Any]] = []
         self.cache: dict[str, tuple[float, float]] = {}  # arch key -> (signal, reported)
         self.trajectory: list[list[float]] = []
@@ -110,7 +146,7 @@ class History:
         """The archs of ``archs`` not queried before (first occurrence of each)."""
         fresh, here = [], set()
         for a in archs:
-            k = arch_key(a)
+            k = self.key(a)
             if k not in self.cache and k not in here:
                 fresh.append(a)
                 here.add(k)
@@ -136,7 +172,7 @@ def replay(searcher: Any, archs: list[Any], saved: collections.deque, hist: Hist
         if r["new"]:
             hist.sim_cost = float(r["sim_s"])
         hist.record(a, r["signal"], r["reported"], r["new"])
-        hist.cache[arch_key(a)] = (r["signal"], r["reported"])
+        hist.cache[hist.key(a)] = (r["signal"], r["reported"])
     searcher.tell(archs, [r["signal"] for r in rows])
     return True, note
 

@@ -291,3 +291,95 @@ def test_run_method_on_the_table(data_dir, tmp_path):
     assert (tmp_path / "s0" / "history.jsonl").is_file()
     with pytest.raises(ValueError, match="sample-based"):
         search.run_method("darts", None, space="nb201", evaluator=ev, seed=0, budget=1)
+
+
+# ------------------------------------------------- isomorphs; tables covering part of the space
+def test_nb201_canonical_classes_are_the_tables_unique_strings(data_dir):
+    from jnas.benchmarks import load_nb201
+    from jnas.search_history import iso_key, nb201_canonical
+    bench = load_nb201()
+    pairs = {(nb201_canonical(SPACE.parse(str(s))), str(u))
+             for s, u in zip(bench.arch_strings, bench.unique_strings)}
+    assert len(pairs) == len({c for c, _ in pairs}) == len({u for _, u in pairs}) == 6466
+    a = NB201Arch.from_string("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    b = NB201Arch.from_string("|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|none~1|"
+                              "none~2|")  # node 2 does not reach the output
+    assert iso_key(a) == iso_key(b) and a.to_string() != b.to_string()
+
+
+def test_run_search_skip_isomorphs_counts_isomorphs_as_repeats():
+    a = NB201Arch.from_string("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    b = NB201Arch.from_string("|nor_conv_3x3~0|+|avg_pool_3x3~0|none~1|+|skip_connect~0|none~1|"
+                              "none~2|")
+    c = NB201Arch.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|"
+                              "nor_conv_3x3~1|none~2|")
+
+    class Fixed:
+        def __init__(self):
+            self.todo, self.told = [a, b, c], []
+
+        def ask(self, n):
+            return [self.todo.pop(0)]
+
+        def tell(self, archs, scores):
+            self.told += list(scores)
+
+    ev = ConvCount()
+    r0 = search.run_search(Fixed(), ev, 3)
+    assert r0.extra["num_queries"] == 3 and "skip_isomorphs" not in r0.extra
+    s, ev = Fixed(), ConvCount()
+    r1 = search.run_search(s, ev, 2, skip_isomorphs=True)
+    assert ev.calls == [a.to_string(), c.to_string()] and r1.extra["skip_isomorphs"]
+    assert [h["new"] for h in r1.history] == [True, False, True]
+    assert s.told[1] == s.told[0]  # the isomorph is told its queried twin's signal
+
+
+@pytest.fixture(scope="module")
+def csv_2000(data_dir, tmp_path_factory):
+    """A user CSV of 2,000 real NB201 rows (every 7th table row): arch, val_acc (12-epoch
+    CIFAR-10 validation), test_acc (200-epoch test); written to a tmp dir."""
+    from jnas.benchmarks import load_nb201
+    bench = load_nb201()
+    rows = range(0, 14000, 7)
+    path = tmp_path_factory.mktemp("csv") / "my.csv"
+    path.write_text("arch,val_acc,test_acc\n" + "".join(
+        f"{bench.arch_strings[i]},{bench.val12['cifar10'][i]},{bench.test_acc['cifar10'][i]}\n"
+        for i in rows))
+    return path, {str(bench.arch_strings[i]) for i in rows}
+
+
+@pytest.mark.parametrize("method,sets,budget", [
+    ("bonas", ["n_init=3", "k=3", "gcn_epochs=2", "gcn_hidden=8"], 9),
+    ("renas", ["train_size=12", "top_k=3", "epochs=2"], 15)])
+def test_bonas_and_renas_search_a_user_csv_of_2000_cells(csv_2000, tmp_path, method, sets,
+                                                         budget):
+    from jnas import cli
+    path, held = csv_2000
+    argv = ["search", method, "--space", "nb201", "--benchmark", str(path), "--metric",
+            "val_acc", "--report", "test_acc", "--budget", str(budget), "--quiet", "--out",
+            str(tmp_path / "r")]
+    for s in sets:
+        argv += ["--set", s]
+    assert cli.main(argv) == 0
+    r = json.loads((tmp_path / "r" / "seed_0" / "result.json").read_text())
+    assert r["num_queries"] == budget and {h["arch"] for h in r["history"]} <= held
+
+
+def test_ganas_factory_on_a_user_csv_of_2000_cells(csv_2000):
+    from jnas.gan import GANASConfig
+    from jnas.tables import TableEvaluator, load_table
+    path, held = csv_2000
+    ev = TableEvaluator(load_table(path, "nb201", "val_acc", "test_acc"))
+    cfg = GANASConfig(n_init=6, m=3, top_k=3, hidden=8, gru=8, d_steps=1, d_batch=4,
+                      g_iters=1, g_batch=4, ppo_epochs=1, cand_batch=8)
+    r = search.run_method("ganas", cfg, space="nb201", evaluator=ev, seed=0, budget=9)
+    assert r.extra["num_queries"] == 9 and {h["arch"] for h in r.history} <= held
+
+
+def test_bonas_on_the_nb101_table(data_dir):
+    from jnas.benchmarks import make_evaluator
+    from jnas.bo import BONASConfig
+    cfg = BONASConfig(n_init=3, k=3, gcn_epochs=2, gcn_hidden=8)
+    r = search.run_method("bonas", cfg, space="nb101", evaluator=make_evaluator("nb101"),
+                          seed=0, budget=9)
+    assert r.extra["num_queries"] == 9 and r.space == "nb101" and r.best_arch
