@@ -33,7 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnas import xla
-from jnas.cells_darts import DARTS_OPS, DARTSSupernet, check_nhwc
+from jnas.cells_darts import DARTS_OPS, DARTSMixedOp, DARTSNetwork, DARTSSupernet, check_nhwc
+from jnas.cells_nb101 import NB101Network
+from jnas.cost import arch_cost, cell_costs, count_flops, count_params, op_costs
 from jnas.layers import (CPU_FAST_COMPILE, CPU_FASTEST_COMPILE, BatchNorm, ReLUConvBN,
                          ResNetBasicBlock, avg_pool, batch_norm_train, compiler_options,
                          compute_dtype, conv, weighted)
@@ -44,7 +46,7 @@ __all__ = [
     "NB201Network", "nb201_subnet_params", "nb201_arch", "batch_norm_train", "compute_dtype",
     "compiler_options", "CPU_FAST_COMPILE", "CPU_FASTEST_COMPILE", "weighted", "NB201_OPS",
     "NB201_EDGES", "check_nhwc", "init_fast", "Supernet", "make_supernet", "as_alpha_dict",
-    # re-exported below
+    # re-exported from cells_darts, cells_nb101, cost
     "DARTSSupernet", "DARTSNetwork", "DARTSMixedOp", "NB101Network",
     "count_params", "count_flops", "arch_cost", "op_costs", "cell_costs",
 ]
@@ -374,17 +376,3 @@ def make_supernet(space: str, config: Any, num_classes: int = 10) -> Supernet:
                             dtype=config.compute_dtype)
         return Supernet("darts", mod, {"normal": (14, 8), "reduce": (14, 8)}, DARTS_OPS)
     raise ValueError(f"one-shot search supports spaces 'nb201' and 'darts', not {space!r}")
-
-
-# ----------------------------------------------------------------------------- re-exports
-_LAZY = {"DARTSMixedOp": "cells_darts", "DARTSNetwork": "cells_darts",
-         "NB101Network": "cells_nb101",
-         "arch_cost": "cost", "cell_costs": "cost", "count_flops": "cost",
-         "count_params": "cost", "op_costs": "cost"}
-
-
-def __getattr__(name: str) -> Any:  # lazy re-exports (no import cycle with the siblings)
-    if name in _LAZY:
-        import importlib
-        return getattr(importlib.import_module(f"jnas.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'jnas.cells' has no attribute {name!r}")

@@ -28,6 +28,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from jnas import cells, darts, spaces  # noqa: E402
+from jnas.data import load_cifar10, mock_cifar  # noqa: E402
 from jnas.train import enable_compilation_cache  # noqa: E402
 
 # Tests are bound by XLA compile time and many build the same programs (the same toy search
@@ -87,7 +89,6 @@ class ToyCell(nn.Module):
 
 def toy_net():
     """The toy supernet behind the one-shot adapter (compiles in seconds)."""
-    from jnas import cells, spaces
     return cells.Supernet("nb201", ToyCell(), {"cell": (6, 5)}, tuple(spaces.NB201_OPS))
 
 
@@ -107,21 +108,18 @@ class ToyTwoCells(nn.Module):
 
 def toy_darts_net():
     """The toy DARTS-space supernet behind the one-shot adapter."""
-    from jnas import cells, spaces
     return cells.Supernet("darts", ToyTwoCells(), {"normal": (14, 8), "reduce": (14, 8)},
                           tuple(spaces.DARTS_OPS))
 
 
 def toy_data(n: int = 32, seed: int = 1):
     """Random 16x16 uint8 images: ``(xt, yt, xv, yv)`` of ``n`` each."""
-    from jnas.data import mock_cifar
     x, y = mock_cifar(2 * n, jax.random.key(seed), image_size=16)
     return x[:n], y[:n], x[n:], y[n:]
 
 
 def real_split(n: int = 16):
     """``n`` + ``n`` real CIFAR-10 training images (``$JNAS_DATA_DIR``) as a search split."""
-    from jnas.data import load_cifar10
     x, y = load_cifar10(split="train", max_per_class=(2 * n) // 10 + 1)
     perm = np.random.default_rng(0).permutation(len(x))[:2 * n]
     x, y = x[perm], y[perm].astype(np.int32)
@@ -144,7 +142,6 @@ def tiny_darts(real_data, tmp_path_factory):
     (its folder), ``stdout``, ``stderr``, ``config``, ``data``. Tests read it and build on it
     (resume from its folder, compare with other device counts) instead of compiling their own
     search."""
-    from jnas import darts
     out = tmp_path_factory.mktemp("tiny_darts")
     cfg = darts.DARTSConfig(**TINY_DARTS)
     o, e = io.StringIO(), io.StringIO()
