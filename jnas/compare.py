@@ -70,7 +70,11 @@ def load_groups(dirs: Sequence[str | Path]) -> list[Group]:
     """One :class:`Group` per folder; a folder mixing kinds or settings is refused."""
     groups = []
     for d in dirs:
-        results = report.load_results([Path(d)])
+        try:
+            results = report.load_results([Path(d)])
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{d}: a result.json there is not valid JSON ({e}); delete it or "
+                             "re-run that seed") from None
         kinds = {run_kind(r) for r in results}
         settings = {setting_of(r) for r in results}
         if len(kinds) > 1 or len(settings) > 1:

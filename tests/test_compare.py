@@ -114,3 +114,12 @@ def test_existing_run_states_and_named_differences(tmp_path):
         compare.existing_run(d, here, 10, {"sample": 3})
     with pytest.raises(ValueError, match="method: 'rea' there, 'rs' here"):
         compare.existing_run(d, {**here, "method": "rs"}, 20)
+
+
+def test_corrupt_result_is_one_line(tmp_path, capsys):
+    d = tmp_path / "rs" / "seed_0"
+    d.mkdir(parents=True)
+    (d / "result.json").write_text("{not json")
+    assert main(["compare", str(tmp_path / "rs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not valid JSON" in err[0] and "rs" in err[0]
