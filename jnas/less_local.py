@@ -35,7 +35,7 @@ from jnas.darts import DARTSConfig, make_bilevel_step
 from jnas.oneshot import (SearchState, Supernet, alpha_probs, build_result, build_state,
                           cross_entropy, discretise, jit_step, prepare, preprocess, run_epochs,
                           score_arch, search_config_dict)
-from jnas.spaces import DARTS_OPS, NB201_OPS
+from jnas.spaces import DARTS_OPS, NB201_OPS, get_space
 
 __all__ = ["LessLocalConfig", "init_population", "make_population_step", "exploit_explore",
            "arch_weights", "run_less_local"]
@@ -137,6 +137,7 @@ def run_less_local(config: LessLocalConfig, *, space: str = "nb201", dataset: st
                    stop_after: int | None = None) -> tuple[report.Result, SearchState]:
     """Population search: the result (best member's genotype + per-member genotypes,
     validation accuracies and, on NB201, table scores) and the final population state."""
+    space = get_space(space).name
     setup = prepare(config, space=space, dataset=dataset, key=key, net=net, data=data)
     net, data = setup.net, setup.data
     k_init, k_loop, k_exp = setup.keys[1], setup.keys[2], setup.keys[3]

@@ -32,7 +32,7 @@ from jnas.cells import Supernet, as_alpha_dict, make_supernet
 from jnas.config import check_choice, check_positive, check_range, config_to_dict
 from jnas.data import augment as augment_batch, load_cifar10, mock_cifar, normalize, search_split
 from jnas.rng import as_key, np_rng
-from jnas.train import data_mesh
+from jnas.train import cross_entropy, data_mesh
 
 __all__ = ["OneShotConfig", "SearchState", "Supernet", "Setup", "make_supernet",
            "load_search_data", "preprocess", "cross_entropy", "init_alpha", "weight_optimizer",
@@ -148,9 +148,6 @@ def preprocess(key: jax.Array, x: jax.Array, augment: bool) -> jax.Array:
     return normalize(x)
 
 
-cross_entropy = train.cross_entropy
-
-
 # ----------------------------------------------------------------------------- state
 def init_alpha(net: Supernet, key: jax.Array, std: float) -> dict[str, jax.Array]:
     """DARTS α initialisation: ``std · N(0, 1)`` per edge and op."""
@@ -221,7 +218,7 @@ def _darts_cell(probs: np.ndarray, ops: tuple[str, ...]) -> tuple[tuple[str, int
     return tuple(pairs)
 
 
-def discretise(space: str, alpha: Any) -> Any:
+def discretise(space: str | Any, alpha: Any) -> Any:
     """The discrete architecture of α (NB201: a bare ``[6, 5]`` array or ``{"cell": α}``;
     DARTS space: ``{"normal": α_n, "reduce": α_r}``).
 
@@ -229,6 +226,7 @@ def discretise(space: str, alpha: Any) -> Any:
     DARTS space: per intermediate node the 2 incoming edges with the strongest non-``none``
     op, each with that op (Liu et al., 2019, Sec. 2.4).
     """
+    space = spaces.get_space(space).name
     if space == "nb201":
         a = np.asarray(as_alpha_dict(alpha)["cell"])
         if a.shape != (len(spaces.NB201_EDGES), len(spaces.NB201_OPS)):
@@ -454,16 +452,18 @@ def build_result(method: str, space: str, dataset: str, seed: int | None,
 
 
 def run_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Callable], *,
-                space: str, dataset: str, key: int | jax.Array, out_dir: str | Path | None,
+                space: str | Any, dataset: str, key: int | jax.Array, out_dir: str | Path | None,
                 quiet: bool = False, net: Supernet | None = None,
                 data: tuple[np.ndarray, ...] | None = None, stop_after: int | None = None
                 ) -> tuple[report.Result, SearchState]:
     """Runs one single-(w, α) one-shot search: returns its result and final state.
 
     ``make_step(net, config, w_opt, a_opt, total_steps) -> step`` builds the method's un-jitted
-    step. ``key``: an int seed (recorded as the result's ``seed``) or a JAX key. ``net`` /
-    ``data`` replace the supernet / the search split (tests); ``quiet`` prints nothing.
+    step. ``space``: a name or space object; ``key``: an int seed (recorded as the result's
+    ``seed``) or a JAX key. ``net`` / ``data`` replace the supernet / the search split
+    (tests); ``quiet`` prints nothing.
     """
+    space = spaces.get_space(space).name
     setup = prepare(config, space=space, dataset=dataset, key=key, net=net, data=data)
     net, k_init, k_alpha, k_loop = setup.net, setup.keys[1], setup.keys[2], setup.keys[3]
     alpha = init_alpha(net, k_alpha, config.alpha_init_std)
