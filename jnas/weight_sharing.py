@@ -8,6 +8,14 @@ statistics. Here the whole training run is one ``lax.scan`` and the read-out of 
 candidates (BN recalibration + validation accuracy) is **one compiled program** that
 ``jax.vmap``-s over the k masks — no Python loop over networks.
 
+Simulated cost (:meth:`WeightSharingEvaluator.simulated_batch_s`, accumulated in
+``simulated_cost_s`` so :func:`jnas.search.run_search` reports it beside the queries): the NB201
+time model of :func:`jnas.benchmarks.simulated_time_s` applied to the NB201 reference network
+(C=16, N=5, the network a table query stands for) whose cell holds the union of the k
+candidates' ops, trained on ``steps * batch_size`` images, plus each candidate's read-out
+(recalibration + validation images) at a third of its training cost per image. A model, not a
+measurement; the union is what the masked supernet computes on every step.
+
 ``mode="independent"`` trains k separate networks (each with its own weights, ``steps / k``
 steps, one after another under ``lax.map`` in the same single program) for the "same total
 steps" comparison. Initial weights come from a separate small program, compiled with the
@@ -236,6 +244,28 @@ class WeightSharingEvaluator:
         self.last_timing: dict[str, float] = {}
         self._reported: dict[str, float] = {}
         self.compile_s = 0.0  # seconds this evaluator spent compiling programs
+        self.simulated_cost_s = 0.0  # modelled GPU-seconds of all batches so far
+
+    def simulated_batch_s(self, archs: Sequence[Any]) -> float:
+        """Modelled seconds of evaluating ``archs`` as one batch (module docstring): the merged
+        supernet ('shared') or the k nets of ``steps / k`` steps each ('independent'),
+        plus the k read-outs."""
+        c = self.config
+        ds = self.dataset if self.dataset in benchmarks.DATASETS else "cifar10"
+        masks = arch_masks(list(archs))
+        per_img = 1.0 / benchmarks.TRAIN_IMAGES[("cifar10", "12epoch")]
+
+        def seconds(counts: np.ndarray, images: float) -> float:
+            flops = benchmarks.nb201_cost([int(v) for v in counts], ds)["flops_M"]
+            return float(benchmarks.simulated_time_s(flops, 1, scale=images * per_img))
+
+        imgs = c.steps * c.batch_size
+        if c.mode == "shared":
+            train = seconds((masks.max(0) > 0).sum(0), imgs)
+        else:
+            train = sum(seconds(m.sum(0), imgs / len(masks)) for m in masks)
+        n_read = (c.recal_batches + c.eval_batches) * c.eval_batch_size
+        return train + sum(seconds(m.sum(0), n_read) for m in masks) / 3.0
 
     # ----------------------------------------------------------------------- evaluator API
     def evaluate(self, archs: Sequence[Any]) -> list[float]:
@@ -274,6 +304,8 @@ class WeightSharingEvaluator:
         self.last_timing = {"compile_s": compile_s, "run_s": time.perf_counter() - t1,
                             "final_loss": float(losses[-10:].mean())}
         self.num_queries += len(archs)
+        self.last_timing["sim_s"] = self.simulated_batch_s(archs)
+        self.simulated_cost_s += self.last_timing["sim_s"]
         for a, s in zip(archs, accs):
             self._reported[a.to_string()] = float(s)
         return [float(s) for s in accs]

@@ -41,6 +41,8 @@ def test_weight_sharing_returns_k_scores_from_one_compiled_program():
     assert ev.compile_s == ev.last_timing["compile_s"]
     # the next round of the same k reuses the compiled program (no Python loop over k nets)
     s2 = ev.evaluate(NB201.sample(1, 4))
+    assert ev.simulated_cost_s == pytest.approx(ev.simulated_batch_s(archs)
+                                                + ev.simulated_batch_s(NB201.sample(1, 4)))
     assert run.num_compiles == n_prog
     assert ev.last_timing["compile_s"] == 0.0
     assert len(s2) == 4 and ev.num_queries == 8
@@ -51,6 +53,27 @@ def test_weight_sharing_returns_k_scores_from_one_compiled_program():
     prog = run.executables[-1]
     assert prog.as_text().count("while") >= 1
     assert ev2.last_timing["compile_s"] == 0.0  # a second evaluator reuses the program
+
+
+def test_simulated_cost_is_the_merged_supernets():
+    from jnas.benchmarks import nb201_cost, simulated_time_s
+    tr, va = _data()
+    cfg = WSConfig(**{**_CFG.__dict__, "steps": 3125, "batch_size": 8, "recal_batches": 0,
+                      "eval_batches": 1})  # read-outs of 8 images: ~1e-4 of the training
+    ev = WeightSharingEvaluator(tr, va, config=cfg)
+    a = NB201.parse("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|"
+                    "nor_conv_3x3~2|")
+    counts = [a.ops.count(o) for o in NB201.ops]
+    one = float(simulated_time_s(nb201_cost(counts, "cifar10")["flops_M"], 1))
+    assert ev.simulated_batch_s([a]) == pytest.approx(one, rel=1e-3)  # 25,000 images: 1 epoch
+    assert ev.simulated_batch_s([a, a, a]) == pytest.approx(one, rel=1e-3)  # same supernet
+    archs = NB201.sample(0, 8)
+    merged = ev.simulated_batch_s(archs)
+    alone = [ev.simulated_batch_s([b]) for b in archs]
+    assert max(alone) < merged < sum(alone)  # the union costs more than one, less than k
+    ind = WeightSharingEvaluator(tr, va, config=WSConfig(**{**cfg.__dict__,
+                                                            "mode": "independent"}))
+    assert ind.simulated_batch_s(archs) == pytest.approx(np.mean(alone), rel=1e-2)  # steps/k
 
 
 def test_independent_mode_trains_each_candidate_alone():
