@@ -156,6 +156,9 @@ def main() -> None:
     ap.add_argument("--methods", default="bonas,rs,rea")
     ap.add_argument("--set", nargs="*", default=[], help="BONASConfig overrides key=value")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--skip-isomorphs", action="store_true",
+                    help="run_search(skip_isomorphs=True): NB201 isomorphs of queried cells "
+                         "are repeats, not queries")
     ap.add_argument("--summarise", default=None,
                     help="only print the tables of JSONL files (comma list)")
     ap.add_argument("--ws-tau", action="store_true", help="weight-sharing tau experiment")
@@ -186,11 +189,12 @@ def main() -> None:
                 t0 = time.perf_counter()
                 c0 = time.process_time()
                 res = run_search(searcher, ev, args.budget, batch, method=method, seed=seed,
-                                 config=cfg)
+                                 config=cfg, skip_isomorphs=args.skip_isomorphs)
                 new = [h for h in res.history if h.get("new", True)]  # distinct queries only
                 hit = next((i + 1 for i, h in enumerate(new)
                             if acc[bench.index_of(h["arch"])] >= thr), None)
                 rec = {"method": method, "seed": seed, "dataset": dataset, "protocol": protocol,
+                       "skip_isomorphs": args.skip_isomorphs,
                        "best": {b: score_at(res.to_json(), b) for b in sorted({50, 100, 200, args.budget})
                                 if b <= args.budget},
                        "best_signal": {b: max(h["signal"] for h in new[:b])

@@ -146,6 +146,36 @@ def test_searcher_deterministic_and_query_count():
         renas.ReNASSearcher(NB201, jax.random.key(0), renas.ReNASConfig(train_size=1))
 
 
+def test_ranked_picks_skip_isomorphs_of_asked_cells():
+    from jnas.search_history import iso_key
+    from jnas.spaces import NB201Arch
+    base = [list(a.ops) for a in NB201.sample(5, 60)]
+    pool = []  # node 1 feeds nothing: the op on edge (1, 0) does not matter -> 5 isomorphs each
+    for ops in base:
+        ops[2] = ops[4] = "none"
+        pool += [NB201Arch(tuple([o] + ops[1:])) for o in NB201.ops]
+    pool = NB201.dedup(pool)
+    cfg = renas.ReNASConfig(train_size=30, top_k=8, epochs=5)
+    asked, _ = _run(renas.ReNASSearcher(NB201, jax.random.key(0), cfg, candidates=pool), 38)
+    keys = [iso_key(a) for a in asked]
+    assert len(set(keys[30:])) == 8 and not set(keys[30:]) & set(keys[:30])
+    off = renas.ReNASConfig(train_size=30, top_k=8, epochs=5, skip_isomorphs=False)
+    asked, _ = _run(renas.ReNASSearcher(NB201, jax.random.key(0), off, candidates=pool), 38)
+    keys = [iso_key(a) for a in asked]
+    assert len({a.to_string() for a in asked}) == 38 and len(set(keys)) < 38
+
+
+def test_renas_pool_is_the_restricted_space(data_dir):
+    from jnas.benchmarks import load_nb201
+    from jnas.tables import TableBench, TableSpace
+    bench = load_nb201()
+    archs = [NB201.parse(str(s)) for s in bench.arch_strings[:300]]
+    t = TableBench("nb201", archs, np.arange(300.0), np.arange(300.0), "v", "v",
+                   [a.to_string() for a in archs])
+    s = renas.ReNASSearcher(TableSpace(t, NB201), 0, renas.ReNASConfig(train_size=20))
+    assert {a.to_string() for a in s.pool} == {a.to_string() for a in archs}
+
+
 def test_registry_and_nb101_pool(data_dir):
     from jnas import registry
     spec = registry.get_method("renas")
