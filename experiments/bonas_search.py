@@ -100,6 +100,22 @@ def ws_tau(args) -> None:
               f"compile {recs[0][m]['compile_s']:.1f}s")
 
 
+def ws_cost(new: list[dict], ev, cfg, dataset: str, space) -> dict:
+    """Simulated GPU-seconds of a BONAS run's queries: as table queries (each cell trained
+    alone for the protocol's epochs, :class:`jnas.benchmarks.TabularEvaluator`'s cost model)
+    and with every k-cell batch after the warm-up evaluated by one merged supernet trained
+    on as many images as one 12-epoch query (12 x 25,000 images, batch 64; read-outs of
+    4 + 4 batches of 250 images per cell; :func:`jnas.weight_sharing.simulated_batch_s`)."""
+    from jnas.weight_sharing import WSConfig, simulated_batch_s
+    archs = [space.parse(h["arch"]) for h in new]
+    tab = [ev.query_cost_s(a) for a in archs]
+    wcfg = WSConfig(steps=12 * 25_000 // 64, batch_size=64)
+    n0 = cfg.n_init
+    ws = sum(tab[:n0]) + sum(simulated_batch_s(archs[i:i + cfg.k], wcfg, dataset)
+                             for i in range(n0, len(archs), cfg.k))
+    return {"sim_s_tabular": float(sum(tab)), "sim_s_ws": float(ws)}
+
+
 def _table(rows: list[dict], dataset: str, protocol: str, thr: float, methods: list[str]) -> None:
     """Markdown table of one (dataset, protocol): mean ± std at 50/100/200 queries (and at
     every other budget the records hold, e.g. 500), and the queries until a top-0.1 % cell
@@ -204,6 +220,7 @@ def main() -> None:
                        "cpu_s": time.process_time() - c0, "best_arch": res.best_arch}
                 if method == "bonas":
                     rec["rounds"] = searcher.round_log
+                    rec.update(ws_cost(new, ev, cfg, dataset, space))
                 rows.append(rec)
                 print(json.dumps({k: v for k, v in rec.items() if k != "rounds"}), flush=True)
                 if args.out:

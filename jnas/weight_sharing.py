@@ -8,7 +8,7 @@ statistics. Here the whole training run is one ``lax.scan`` and the read-out of 
 candidates (BN recalibration + validation accuracy) is **one compiled program** that
 ``jax.vmap``-s over the k masks — no Python loop over networks.
 
-Simulated cost (:meth:`WeightSharingEvaluator.simulated_batch_s`, accumulated in
+Simulated cost (:func:`simulated_batch_s`, accumulated in
 ``simulated_cost_s`` so :func:`jnas.search.run_search` reports it beside the queries): the NB201
 time model of :func:`jnas.benchmarks.simulated_time_s` applied to the NB201 reference network
 (C=16, N=5, the network a table query stands for) whose cell holds the union of the k
@@ -45,7 +45,8 @@ from jnas.data import augment, load_cifar10, normalize, search_split
 from jnas.rng import as_key
 from jnas.xla import Compiled
 
-__all__ = ["WSConfig", "WeightSharingEvaluator", "arch_masks", "ws_programs", "make_evaluator"]
+__all__ = ["WSConfig", "WeightSharingEvaluator", "arch_masks", "ws_programs", "make_evaluator",
+           "simulated_batch_s"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +201,29 @@ def ws_programs(c: WSConfig, num_classes: int, k: int, union: tuple | None
             Compiled(run, options="fast"))
 
 
+def simulated_batch_s(archs: Sequence[Any], config: WSConfig = WSConfig(),
+                      dataset: str = "cifar10") -> float:
+    """Modelled seconds of one weight-sharing batch of NB201 cells (module docstring): the
+    merged supernet ('shared') or k nets of ``steps / k`` steps each ('independent'), plus
+    the k read-outs; needs no images."""
+    c = config
+    ds = dataset if dataset in benchmarks.DATASETS else "cifar10"
+    masks = arch_masks(list(archs))
+    per_img = 1.0 / benchmarks.TRAIN_IMAGES[("cifar10", "12epoch")]
+
+    def seconds(counts: np.ndarray, images: float) -> float:
+        flops = benchmarks.nb201_cost([int(v) for v in counts], ds)["flops_M"]
+        return float(benchmarks.simulated_time_s(flops, 1, scale=images * per_img))
+
+    imgs = c.steps * c.batch_size
+    if c.mode == "shared":
+        train = seconds((masks.max(0) > 0).sum(0), imgs)
+    else:
+        train = sum(seconds(m.sum(0), imgs / len(masks)) for m in masks)
+    n_read = (c.recal_batches + c.eval_batches) * c.eval_batch_size
+    return train + sum(seconds(m.sum(0), n_read) for m in masks) / 3.0
+
+
 class WeightSharingEvaluator:
     """Evaluates NB201 candidates by weight-shared training on real images (BONAS).
 
@@ -247,25 +271,8 @@ class WeightSharingEvaluator:
         self.simulated_cost_s = 0.0  # modelled GPU-seconds of all batches so far
 
     def simulated_batch_s(self, archs: Sequence[Any]) -> float:
-        """Modelled seconds of evaluating ``archs`` as one batch (module docstring): the merged
-        supernet ('shared') or the k nets of ``steps / k`` steps each ('independent'),
-        plus the k read-outs."""
-        c = self.config
-        ds = self.dataset if self.dataset in benchmarks.DATASETS else "cifar10"
-        masks = arch_masks(list(archs))
-        per_img = 1.0 / benchmarks.TRAIN_IMAGES[("cifar10", "12epoch")]
-
-        def seconds(counts: np.ndarray, images: float) -> float:
-            flops = benchmarks.nb201_cost([int(v) for v in counts], ds)["flops_M"]
-            return float(benchmarks.simulated_time_s(flops, 1, scale=images * per_img))
-
-        imgs = c.steps * c.batch_size
-        if c.mode == "shared":
-            train = seconds((masks.max(0) > 0).sum(0), imgs)
-        else:
-            train = sum(seconds(m.sum(0), imgs / len(masks)) for m in masks)
-        n_read = (c.recal_batches + c.eval_batches) * c.eval_batch_size
-        return train + sum(seconds(m.sum(0), n_read) for m in masks) / 3.0
+        """Modelled seconds of evaluating ``archs`` as one batch (:func:`simulated_batch_s`)."""
+        return simulated_batch_s(archs, self.config, self.dataset)
 
     # ----------------------------------------------------------------------- evaluator API
     def evaluate(self, archs: Sequence[Any]) -> list[float]:
