@@ -4,7 +4,8 @@
 #   OUT=/tmp/suite bash experiments/gpu_suite.sh            # the GPU run (budget 450 s)
 #   OUT=/tmp/suite bash experiments/gpu_suite.sh --dry-run  # CPU check: tiny sizes, < 1 min
 #
-# Options: --dry-run; --budget SECONDS (total wall budget, default 450, dry run 50).
+# Options: --dry-run; --budget SECONDS (total wall budget, default 450; dry run 50, of which
+# 45 % / 30 % / the rest for its NB201 / DARTS-space / search parts).
 # Environment: OUT (output folder, default /tmp/gpu_suite), PYTHON (default python),
 # JNAS_DATA_DIR (CIFAR-10 and the NB201 tables, for the search part).
 #
@@ -65,12 +66,13 @@ part() {
 
 B="$PY experiments/bench_jit.py --out $OUT/bench.jsonl --append"
 if [ $DRY = 1 ]; then
-  # tiny sizes, one timed step, the quickest CPU compile: checks every path of the script
-  T="--C 4 --N 1 --layers 3 --steps 1 --xla-options fastest"
-  part nb201_b64 30 $B $T --spaces nb201 --batches 8 --dtypes fp32 --orders 1 \
-    --populations 2 --conv-impls xla,matmul
-  part darts_b64 25 $B $T --C 2 --spaces darts --batches 2 --dtypes fp32 --orders 1 \
-    --populations "" --conv-impls xla
+  # tiny sizes, one timed step: checks the paths of the script (no population step: its
+  # compile alone would double the time; bench_jit's --populations is the same code path)
+  T="--C 2 --N 1 --layers 3 --steps 1"
+  part nb201_b64 $(( BUDGET * 45 / 100 )) $B $T --spaces nb201 --batches 2 --dtypes fp32 \
+    --orders 1 --populations "" --conv-impls xla,matmul
+  part darts_b64 $(( BUDGET * 30 / 100 )) $B $T --spaces darts --batches 2 --dtypes fp32 \
+    --orders 1 --populations "" --conv-impls xla
   SEARCH="--epochs 1 --set C=4 --set N=1 --set batch_size=8 --set train_size=16
           --set val_size=16 --set eval_batches=1 --set xla=fastest --set augment=false"
 else
