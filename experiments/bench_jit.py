@@ -34,8 +34,10 @@ What it measures, in ONE process, for every combination of the flags:
   "reason": ...}`` (e.g. "torch not importable: No module named 'torch'"), and the jnas
   lines have no speed-up.
 
-Install of the reference (two steps: xautodl 1.0.0 pins old torch/numpy versions in its
-metadata, so it is installed without its dependencies; it needs none beyond torch)::
+Install of the reference in its own venv (two steps: xautodl 1.0.0 declares
+``numpy<=1.19.5`` and ``fvcore``, which its model classes do not need, so it is installed
+without its dependencies; torch 2.13.0 is the pin, the newest on the index being 2.15.0;
+no shim was needed for it)::
 
     python3 -m venv /work/benchvenv && . /work/benchvenv/bin/activate
     pip install -e '/work/main[torch-bench]'      # jnas + torch==2.13.0
