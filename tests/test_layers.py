@@ -1,4 +1,8 @@
 """The matmul convolution (jnas.fastconv) against lax.conv_general_dilated, and the switch."""
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -132,3 +136,13 @@ def test_matmul_supernet_same_params_and_function():
     for a, b in zip(jax.tree_util.tree_leaves(out["xla"][1]),
                     jax.tree_util.tree_leaves(out["matmul"][1])):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_impl_env_var():
+    code = "from jnas import layers; print(layers.get_conv_impl())"
+    env = {**os.environ, "JNAS_CONV_IMPL": "matmul", "JAX_PLATFORMS": "cpu"}
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == "matmul", p.stderr
+    p = subprocess.run([sys.executable, "-c", code], env={**env, "JNAS_CONV_IMPL": "fft"},
+                       capture_output=True, text=True)
+    assert p.returncode != 0 and "JNAS_CONV_IMPL" in p.stderr and "'fft'" in p.stderr
