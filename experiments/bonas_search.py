@@ -11,13 +11,17 @@ them between processes):
 Protocol '12epoch': the searcher sees the 12-epoch validation accuracy; the reported score is
 the 200-epoch test accuracy of the best-by-signal cell (jnas.search.run_search); '200epoch':
 signal = reported = the 200-epoch test accuracy. BONAS asks k=10 cells per round
-(BONASConfig defaults: 10 random warm-up cells, GCN 100 epochs, BLR by evidence maximisation,
-UCB 0.5 over 10,000 random candidates). Prints a markdown table per (dataset, protocol): best
-reported score at 50/100/200 queries (mean ± std over seeds), queries until a top-0.1 % cell
-(by 200-epoch test accuracy) is first *queried*, and BONAS per-round timings.
-Runtime and results: RESULTS.md. NB201 CIFAR-10, 12-epoch protocol, 20 seeds, bidirectional GCN
-(2-core CPU, load 2-7): about 37 CPU-s (20-95 s wall) per 200-query seed; BONAS 93.97 ± 0.34
-at 100 queries and 94.15 ± 0.24 at 200 (REA from the same loop 94.03 and 94.13).
+(BONASConfig defaults: 10 random warm-up cells, GCN 100 epochs, BLR on raw embeddings by
+evidence maximisation, UCB 0.5 over the official evolutionary pool). Prints a markdown table
+per (dataset, protocol): best reported score at 50/100/200 queries (mean ± std over seeds),
+queries until a top-0.1 % cell (by 200-epoch test accuracy) is first *queried*, and BONAS
+per-round timings; each JSON line also holds ``best_signal`` (the searcher's own column) and,
+for BONAS, the simulated cost as table queries and with merged-supernet batches
+(:func:`ws_cost`). ``--skip-isomorphs`` counts NB201 isomorphs of queried cells as repeats.
+Runtime and results: RESULTS.md (sixth session for the current defaults). NB201 CIFAR-10,
+12-epoch protocol, 20 seeds, seeds 0-19, 100 queries (2-core CPU, load 7): 4.5 min wall for
+BONAS + REA; BONAS 94.21 ± 0.25 (REA 94.03 ± 0.27). Before the official defaults (random
+pool, standardised BLR): 93.97 ± 0.34 at 100 queries, 94.15 ± 0.24 at 200.
 ``--protocol 200epoch``, 20 seeds per dataset (42-50 CPU-s per 200-query seed at load
 5-7, ≈ 200 CPU-s per 500-query seed): CIFAR-10 94.00 / 94.06 / 94.30 at 50 / 100 / 200
 (REA 94.02 / 94.26 / 94.34), CIFAR-100 71.97 / 72.37 / 72.92 (REA 72.14 / 72.97 / 73.30),

@@ -205,13 +205,9 @@ def expected_improvement(mean: np.ndarray, var: np.ndarray, best: float) -> np.n
 
 
 # ------------------------------------------------------------------------------ samplers
-def _nb201_fast(space: Any) -> bool:
-    return isinstance(space, NB201Space)  # the whole NB201 space (a TableSpace is not)
-
-
 def random_candidates(space: Any, key: Any, n: int) -> list[Any]:
     """``n`` uniformly sampled cells (BONAS random sampler; duplicates removed later)."""
-    if _nb201_fast(space):
+    if isinstance(space, NB201Space):  # the whole space (a TableSpace is not)
         ids = np_rng(key).integers(0, len(space.ops), size=(n, 6))
         return [NB201Arch.from_op_ids(tuple(int(v) for v in row)) for row in ids]
     return list(space.sample(as_key(key), n))
@@ -232,7 +228,7 @@ def evolutionary_candidates(space: Any, key: Any, archs: Sequence[Any],
     rng = np_rng(key)
     t = min(tournament, len(pop))
     out = []
-    if _nb201_fast(space):
+    if isinstance(space, NB201Space):  # the whole space (a TableSpace is not)
         ids = np.array([a.op_ids for a in pop])
         k = len(space.ops)
         for _ in range(n):

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jnas.bo import (BONASConfig, BONASSearcher, expected_improvement, evolutionary_candidates,
-                     fit_blr, logit, random_candidates, select_top_k, to_accuracy_space, ucb)
+from jnas.bo import (BONASConfig, BONASSearcher, ea_candidates, expected_improvement,
+                     evolutionary_candidates, fit_blr, logit, random_candidates, select_top_k,
+                     to_accuracy_space, ucb)
 from jnas.spaces import NB201
 
 
@@ -107,6 +108,21 @@ def test_samplers_and_top_k():
     assert [a.to_string() for a in picked] == [archs[i].to_string() for i in (38, 37, 36, 35, 34)]
 
 
+def test_ea_candidates_are_all_mutations_of_the_tournament_winner():
+    pop = NB201.sample(4, 10)
+    scores = np.arange(10.0)
+    cands = ea_candidates(NB201, 0, pop, scores, tournament=10, exclude=set(), min_new=10)
+    # a tournament over the whole population: the best cell wins, the pool is its 24 neighbours
+    assert {c.to_string() for c in cands} == {c.to_string() for c in NB201.neighbours(pop[9])}
+    # all of them already tried: further tournaments (of 3) add other winners' neighbourhoods
+    tried = {c.to_string() for c in cands}
+    more = ea_candidates(NB201, 0, pop, scores, tournament=3, exclude=tried, min_new=10)
+    assert sum(c.to_string() not in tried for c in more) >= 10
+    cfg = BONASConfig()
+    assert (cfg.sampler, cfg.blr_features, cfg.population, cfg.tournament, cfg.ucb_coef) == \
+        ("evolution", "raw", 30, 10, 0.5)
+
+
 def _run(searcher, signal, budget, batch):
     seen = []
     while len(seen) < budget:
@@ -144,6 +160,8 @@ def test_bonas_config_errors_and_registry():
         BONASConfig(acquisition="pi")
     with pytest.raises(ValueError, match="BONASConfig.sampler"):
         BONASConfig(sampler="grid")
+    with pytest.raises(ValueError, match="BONASConfig.blr_features"):
+        BONASConfig(blr_features="centred")
     with pytest.raises(ValueError, match="BONASConfig.n_init"):
         BONASConfig(n_init=1)
     from jnas.registry import get_method
