@@ -34,6 +34,11 @@ def test_comparison_script_runs_bonas_and_resumes(data_dir, tmp_path, capsys):
         assert len(new) == 20 and len({h["arch"] for h in new}) == 20
     summary = json.loads((tmp_path / "summary_cifar10_12epoch.json").read_text())
     assert set(summary["scores"]) == {"rs", "rea", "bonas"}
+    # the best signal (what decisions use) is reported next to the test column
+    assert "best signal (what the searcher sees" in first
+    for r in (x["result"] for x in recs if x["method"] == "rea"):
+        sig = [h["signal"] for h in r["history"] if h.get("new", True)]
+        assert max(sig[:10]) in summary["signals"]["rea"]["10"]
     assert "| bonas (n=2) |" in first and "| method − rea (paired) |" in first
     # a second run loads every seed instead of re-running it, with the same summary
     mod.main(argv)
