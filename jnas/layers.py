@@ -18,12 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnas import fastconv
-from jnas.fastconv import conv_impl, get_conv_impl, set_conv_impl
+from jnas.fastconv import CONV_IMPLS, conv_impl, get_conv_impl, set_conv_impl
 
 __all__ = ["conv_init", "batch_norm_train", "BatchNorm", "conv", "avg_pool", "max_pool",
            "weighted", "ReLUConvBN", "ResNetBasicBlock", "CPU_FAST_COMPILE",
            "CPU_FASTEST_COMPILE", "compiler_options", "compute_dtype", "set_conv_impl",
-           "get_conv_impl", "conv_impl"]
+           "get_conv_impl", "conv_impl", "CONV_IMPLS"]
 
 # PyTorch-style initialisers so that function (not only shape) matches the references.
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
