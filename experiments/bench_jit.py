@@ -56,13 +56,15 @@ an upper bound for later configs; null on CPU), ``exec_mem_gb`` the compiled ste
 ``memory_analysis()`` (arguments + outputs + temps − aliased), torch
 ``torch.cuda.max_memory_allocated`` (reset per config). ``speedup_vs_ref`` = reference
 first-order fp32 step ms / this step ms at the same space and batch, timed in the same
-process just before (jnas first-order lines of one member; ``ref_step_ms`` too). ``ratio_vs_fp32_o1`` = this step / the jnas fp32 first-order
-single step of the same space and batch (second order ≤ 3x, population of 8 ≤ 3x, bf16 < 1
+process just before (jnas first-order lines of one member; ``ref_step_ms`` too).
+``ratio_vs_fp32_o1`` = this step / the jnas fp32 first-order single step of the same space,
+batch and conv implementation (second order ≤ 3x, population of 8 ≤ 3x, bf16 < 1
 are issue-8 targets). Each line is appended to ``--out`` as soon as it is measured, so a run
 killed by a time limit keeps what it finished.
 
-CPU command at the paper's size (BENCHMARKS.md; the 2-core machine: about 12 minutes, so
-split by conv implementation if a 10-minute limit applies)::
+CPU command at the paper's size (BENCHMARKS.md; on the shared 2-core machine 10-20 minutes,
+most of it the XLA-convolution step, ~250 s each: split by ``--conv-impls`` under a
+10-minute limit; the DARTS-space reference at batch 64 needs > 11 GB)::
 
     . /work/benchvenv/bin/activate
     nice -n 10 python experiments/bench_jit.py --spaces nb201 --batches 64 --dtypes fp32 \
