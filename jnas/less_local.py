@@ -163,8 +163,9 @@ def run_less_local(config: LessLocalConfig, *, space: str = "nb201", dataset: st
             accs.append(a)
         return np.mean(jax.device_get(losses), 0), np.mean(jax.device_get(accs), 0)
 
-    soft = jax.jit(lambda al: {k: jax.nn.softmax(v, -1) for k, v in al.items()})
-    do_exploit = jax.jit(exploit_explore, static_argnums=(3,))
+    soft = xla.Compiled(lambda al: {k: jax.nn.softmax(v, -1) for k, v in al.items()},
+                        options=None)
+    do_exploit = xla.Compiled(exploit_explore, options=None, static_argnums=(3,))
     last: dict[str, Any] = {}
 
     def hook(st: SearchState, epoch: int) -> SearchState:

@@ -193,6 +193,8 @@ def make_classifier_steps(model: Any, optimizer: optax.GradientTransformation,
         logits = model.apply(_variables(state.params, state.batch_stats), x, train=False)
         return {"loss": cross_entropy(logits, y), "accuracy": (logits.argmax(-1) == y).mean()}
 
+    # jax.jit, not xla.Compiled: the same steps serve one device and a sharded mesh
+    # (Compiled keys its executables by shapes only, not by input shardings).
     opts = compiler_options(xla)
     return (jax.jit(train_step, compiler_options=opts),
             jax.jit(eval_step, compiler_options=opts))
