@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnas import xla
+from jnas.cells_gdas import NB201SampledSupernet
 from jnas.cells_darts import DARTS_OPS, DARTSMixedOp, DARTSNetwork, DARTSSupernet, check_nhwc
 from jnas.cells_nb101 import NB101Network
 from jnas.cost import arch_cost, cell_costs, count_flops, count_params, op_costs
@@ -47,7 +48,7 @@ __all__ = [
     "compiler_options", "CPU_FAST_COMPILE", "CPU_FASTEST_COMPILE", "weighted", "NB201_OPS",
     "NB201_EDGES", "check_nhwc", "init_fast", "Supernet", "make_supernet", "as_alpha_dict",
     # re-exported from cells_darts, cells_nb101, cost
-    "DARTSSupernet", "DARTSNetwork", "DARTSMixedOp", "NB101Network",
+    "DARTSSupernet", "DARTSNetwork", "DARTSMixedOp", "NB101Network", "NB201SampledSupernet",
     "count_params", "count_flops", "arch_cost", "op_costs", "cell_costs",
 ]
 
@@ -365,8 +366,13 @@ class Supernet:
 
 def make_supernet(space: str, config: Any, num_classes: int = 10) -> Supernet:
     """The search supernet of ``space`` ('nb201' or 'darts') for a one-shot ``config``
-    (its ``C``, ``N``, ``layers``, ``compute_dtype``)."""
+    (its ``C``, ``N``, ``layers``, ``compute_dtype``; ``sampled_forward``: GDAS's sampled-op
+    NB201 supernet, :class:`jnas.cells_gdas.NB201SampledSupernet`)."""
     compute_dtype(config.compute_dtype)  # ValueError naming the bad dtype
+    if space == "nb201" and getattr(config, "sampled_forward", False):
+        mod = NB201SampledSupernet(C=config.C, N=config.N, num_classes=num_classes,
+                                   dtype=config.compute_dtype)
+        return Supernet("nb201", mod, {"cell": (6, 5)}, tuple(NB201_OPS))
     if space == "nb201":
         mod = NB201Supernet(C=config.C, N=config.N, num_classes=num_classes,
                             dtype=config.compute_dtype)

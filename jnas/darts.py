@@ -7,9 +7,10 @@ one-shot engine of :mod:`jnas.oneshot`.
   Second order differentiates the validation loss through one virtual SGD step
   ``w' = w - ξ ∇_w L_train(w, α)`` — here *exactly*, with ``jax.grad`` through the inner
   update (the original code used a finite-difference Hessian-vector product).
-* GDAS-style: Dong & Yang, "Searching for a Robust Neural Architecture in Four GPU Hours",
+* GDAS: Dong & Yang, "Searching for a Robust Neural Architecture in Four GPU Hours",
   CVPR 2019: the same bilevel loop with one op per edge sampled by straight-through hard
-  Gumbel (temperature 10 → 0.1), a cheap extra.
+  Gumbel (temperature 10 → 0.1); on NB201 only the sampled op of each edge is computed
+  (:mod:`jnas.cells_gdas`, xautodl ``forward_gdas``).
 """
 from __future__ import annotations
 
@@ -53,12 +54,17 @@ class DARTS2Config(DARTSConfig):
 
 @dataclasses.dataclass(frozen=True)
 class GDASConfig(OneShotConfig):
-    """GDAS-style search: bilevel DARTS with straight-through hard Gumbel samples.
+    """GDAS search: bilevel DARTS with straight-through hard Gumbel samples.
 
-    Temperature linearly 10 → 0.1 over the search (GDAS paper); 240 epochs in the GDAS NB201
-    run, α Adam lr 3e-4 with betas (0.5, 0.999), wd 1e-3 (NB201 reference code).
+    Defaults follow xautodl ``configs/nas-benchmark/algos/GDAS.config`` (250 epochs) and
+    ``exps/NATS-algos/search-cell.py`` (temperature 10 → 0.1, α Adam lr 3e-4 with betas
+    (0.5, 0.999), wd 1e-3). ``sampled_forward``: only the sampled op of each edge runs
+    (xautodl ``forward_gdas``; NB201 space); False computes every op with one-hot weights,
+    which gives the same forward value but the DARTS gradient for unselected ops (kept only to
+    compare the estimators; the DARTS space always uses it).
     """
-    epochs: int = 240  # search epochs (GDAS NB201 run)
+    epochs: int = 250  # search epochs (xautodl GDAS.config)
+    sampled_forward: bool = True  # compute only the sampled op per edge (xautodl forward_gdas)
     tau_start: float = 10.0  # Gumbel temperature at the first step
     tau_end: float = 0.1  # Gumbel temperature at the last step
 
