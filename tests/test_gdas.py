@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnas import cells, relax
+from jnas import cells, relax, xla
 from jnas.cells_gdas import NB201SampledSupernet, sampled_edge
 from jnas.layers import avg_pool, batch_norm_train
 
@@ -52,7 +52,8 @@ def test_sampled_edge_matches_xautodl_formula_values_and_gradients(key):
 
         ours = jax.value_and_grad(lambda kk, a: cell(kk, a, ours_edge), argnums=(0, 1))
         ref = jax.value_and_grad(lambda kk, a: cell(kk, a, _reference_edge), argnums=(0, 1))
-        (v, (gk, ga)), (rv, (rgk, rga)) = ours(kern, alpha), ref(kern, alpha)
+        (v, (gk, ga)), (rv, (rgk, rga)) = xla.run_once(ours, kern, alpha), xla.run_once(ref, kern,
+                                                                                 alpha)
         np.testing.assert_allclose(float(v), float(rv), rtol=1e-5)
         for name in kern:
             np.testing.assert_allclose(np.asarray(gk[name]), np.asarray(rgk[name]),
@@ -68,9 +69,9 @@ def test_sampled_supernet_matches_mixed_supernet_for_the_sample(key):
     h = relax.hard_gumbel(jax.random.key(5), alpha, 1.0)
     mixed = cells.NB201Supernet(C=4, N=1)
     sampled = NB201SampledSupernet(C=4, N=1)
-    variables = mixed.init(ki, x, h, train=True)
+    variables = cells.init_fast(mixed, ki, x, h, train=True)
     assert jax.tree_util.tree_structure(variables) == jax.tree_util.tree_structure(
-        sampled.init(ki, x, h, train=True))
+        jax.eval_shape(lambda: sampled.init(ki, x, h, train=True)))
 
     def loss(mod, params, a):
         w = relax.hard_gumbel(jax.random.key(5), a, 1.0)
@@ -78,24 +79,26 @@ def test_sampled_supernet_matches_mixed_supernet_for_the_sample(key):
                            mutable=["batch_stats"])
         return jnp.mean(out ** 2)
 
-    vm, (gm, _) = jax.value_and_grad(lambda p, a: loss(mixed, p, a), (0, 1))(
-        variables["params"], alpha)
-    vs, (gs, _) = jax.value_and_grad(lambda p, a: loss(sampled, p, a), (0, 1))(
-        variables["params"], alpha)
+    vm, (gm, _) = xla.run_once(jax.value_and_grad(lambda p, a: loss(mixed, p, a), (0, 1)),
+                               variables["params"], alpha)
+    vs, (gs, _) = xla.run_once(jax.value_and_grad(lambda p, a: loss(sampled, p, a), (0, 1)),
+                               variables["params"], alpha)
     np.testing.assert_allclose(float(vs), float(vm), rtol=1e-5)
     for a, b in zip(jax.tree_util.tree_leaves(gs), jax.tree_util.tree_leaves(gm)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-6)
 
 
 def _grad_flops(mod, x, alpha):
-    variables = cells.NB201Supernet(C=4, N=1).init(jax.random.key(0), x, alpha, train=True)
+    variables = jax.eval_shape(lambda: cells.NB201Supernet(C=4, N=1).init(
+        jax.random.key(0), x, alpha, train=True))
 
-    def f(params, a):
-        out, _ = mod.apply({**variables, "params": params}, x,
+    def f(params, bs, a):
+        out, _ = mod.apply({"params": params, "batch_stats": bs}, x,
                            relax.hard_gumbel(jax.random.key(1), a, 1.0), train=True,
                            mutable=["batch_stats"])
         return jnp.mean(out ** 2)
-    cost = jax.jit(jax.grad(f, (0, 1))).lower(variables["params"], alpha).cost_analysis()
+    cost = jax.jit(jax.grad(f, (0, 2))).lower(variables["params"], variables["batch_stats"],
+                                              alpha).cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost["flops"])
 
