@@ -15,7 +15,8 @@ unchanged, optimised by a **population** of P (w, α) members
   of the best ``exploit_frac`` and perturb its α by ``perturb_std·N(0,1)`` (annealed linearly to
   0 over the search when ``perturb_anneal``);
 * final choice by validation accuracy of the **discretised** cells (one-hot weights in each
-  member's own supernet).
+  member's own supernet) on the whole validation half (exploit/explore uses the first
+  ``eval_batches`` batches).
 
 Compute: P times one DARTS search of the same epochs (the CLI reports the wall time).
 """
@@ -154,14 +155,20 @@ def run_less_local(config: LessLocalConfig, *, space: str = "nb201", dataset: st
     pop_eval = xla.Compiled(jax.vmap(ev, in_axes=(0, 0, 0, None, None)), options=config.xla)
     nb = min(config.eval_batches, len(xv) // config.batch_size) or 1
 
-    def val_metrics(st: SearchState, weights: dict[str, jax.Array]) -> tuple[np.ndarray, ...]:
-        losses, accs = [], []
-        for b in range(nb):
-            sl = slice(b * config.batch_size, (b + 1) * config.batch_size)
+    def val_metrics(st: SearchState, weights: dict[str, jax.Array],
+                    n_images: int | None = None) -> tuple[np.ndarray, ...]:
+        # image-weighted means over the first n_images (default: eval_batches batches)
+        n = nb * config.batch_size if n_images is None else n_images
+        losses, accs, sizes = [], [], []
+        for lo in range(0, n, config.batch_size):
+            sl = slice(lo, min(lo + config.batch_size, n))
             l, a = pop_eval(st.params, st.batch_stats, weights, xv[sl], yv[sl])
             losses.append(l)
             accs.append(a)
-        return np.mean(jax.device_get(losses), 0), np.mean(jax.device_get(accs), 0)
+            sizes.append(sl.stop - sl.start)
+        wts = np.asarray(sizes, np.float64)[:, None] / sum(sizes)
+        return ((np.asarray(jax.device_get(losses)) * wts).sum(0),
+                (np.asarray(jax.device_get(accs)) * wts).sum(0))
 
     soft = xla.Compiled(lambda al: {k: jax.nn.softmax(v, -1) for k, v in al.items()},
                         options=None)
@@ -203,12 +210,12 @@ def run_less_local(config: LessLocalConfig, *, space: str = "nb201", dataset: st
         on_epoch=on_epoch, checkpoint=config.checkpoint, stop_after=stop_after, epoch_hook=hook,
         config_defaults=config_to_dict(type(config)()), quiet=quiet, method="less-local")
 
-    # Final choice: validation accuracy of each member's discretised cell.
+    # Final choice: accuracy of each member's discretised cell on the whole validation half.
     alpha = jax.device_get(state.alpha)
     members = [discretise(space, {k: v[m] for k, v in alpha.items()})
                for m in range(config.population)]
     w = {k: jnp.stack([arch_weights(space, a)[k] for a in members]) for k in alpha}
-    _, accs = val_metrics(state, w)
+    _, accs = val_metrics(state, w, len(xv))
     best = int(np.argmax(accs))
     extra = {"members": [{"arch": a.to_string(), "val_acc_discrete": float(accs[i]),
                           "bench": score_arch(space, a)} for i, a in enumerate(members)],
