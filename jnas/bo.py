@@ -30,6 +30,7 @@ from scipy import special, stats
 from jnas.config import check_choice, check_positive, check_range
 from jnas.gcn import PredictorConfig, graphs_to_arrays, train_predictor
 from jnas.rng import as_key, np_rng
+from jnas.search_history import arch_key
 from jnas.spaces import NB201Arch, NB201Space, get_space
 
 __all__ = ["BLRPosterior", "fit_blr", "blr_numpyro_model", "logit", "to_accuracy_space", "ucb",
@@ -265,7 +266,7 @@ def ea_candidates(space: Any, key: Any, population: Sequence[Any],
         sel = rng.choice(len(population), size=t, replace=False)
         parent = population[int(sel[np.argmax(sc[sel])])]
         for a in space.neighbours(parent):
-            out.setdefault(a.to_string(), a)
+            out.setdefault(arch_key(a), a)
         if sum(s not in exclude for s in out) >= min_new:
             break
     return list(out.values())
@@ -273,10 +274,11 @@ def ea_candidates(space: Any, key: Any, population: Sequence[Any],
 
 def select_top_k(archs: Sequence[Any], scores: np.ndarray, k: int,
                  exclude: set[str]) -> list[Any]:
-    """The ``k`` best distinct cells by ``scores`` whose string is not in ``exclude``."""
+    """The ``k`` best distinct cells by ``scores`` whose key (:func:`jnas.search_history.arch_key`:
+    the string; NB101's isomorphism hash) is not in ``exclude``."""
     out, seen = [], set(exclude)
     for i in np.argsort(-np.asarray(scores), kind="stable"):
-        s = archs[i].to_string()
+        s = arch_key(archs[i])
         if s not in seen:
             seen.add(s)
             out.append(archs[i])
@@ -389,8 +391,8 @@ class BONASSearcher:
             if tries > 100:
                 raise RuntimeError("could not find untried cells; the space looks exhausted")
             for a in random_candidates(self.space, self._next_key(), 4 * n):
-                s = a.to_string()
-                if s not in self._asked and all(s != b.to_string() for b in out):
+                s = arch_key(a)
+                if s not in self._asked and all(s != arch_key(b) for b in out):
                     out.append(a)
                     if len(out) == n:
                         break
@@ -438,12 +440,12 @@ class BONASSearcher:
         t3 = time.perf_counter()
         uniq: dict[str, Any] = {}
         for a in cands:
-            s = a.to_string()
+            s = arch_key(a)
             if s not in self._asked:
                 uniq.setdefault(s, a)
         cands = list(uniq.values())
         if len(cands) < cfg.k:
-            cands += [a for a in self._random_untried(cfg.k) if a.to_string() not in uniq]
+            cands += [a for a in self._random_untried(cfg.k) if arch_key(a) not in uniq]
         _, emb = pred.predict(self._graph_arrays(cands))
         mean, var = to_accuracy_space(*post.predict(emb))
         if cfg.acquisition == "ucb":
@@ -475,7 +477,7 @@ class BONASSearcher:
                     self._queue = self._bo_round()
                 batch = [self._queue.pop(0)]
             for a in batch:
-                self._asked.add(a.to_string())
+                self._asked.add(arch_key(a))
             out.extend(batch)
         return out
 
@@ -486,7 +488,7 @@ class BONASSearcher:
         for a, s in zip(archs, scores):
             if not np.isfinite(s):
                 raise ValueError(f"non-finite score {s!r} for {a.to_string()}")
-            self._asked.add(a.to_string())
+            self._asked.add(arch_key(a))
             self._archs.append(a)
             self._scores.append(float(s))
 

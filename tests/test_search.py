@@ -383,3 +383,4 @@ def test_bonas_on_the_nb101_table(data_dir):
     r = search.run_method("bonas", cfg, space="nb101", evaluator=make_evaluator("nb101"),
                           seed=0, budget=9)
     assert r.extra["num_queries"] == 9 and r.space == "nb101" and r.best_arch
+    assert len(r.history) == 9  # no isomorph of an asked cell is proposed again
