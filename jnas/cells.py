@@ -194,7 +194,7 @@ class NB201Supernet(nn.Module):
 def _head(x: jax.Array, num_classes: int, train: bool) -> jax.Array:
     """BN -> ReLU -> global average pool -> linear; pooling and the classifier in float32."""
     x = nn.relu(BatchNorm(x.shape[-1], name="lastact_bn")(x, train))
-    x = x.astype(jnp.float32).mean(axis=(1, 2))
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32)).mean(axis=(1, 2))
     return nn.Dense(num_classes, name="classifier")(x)
 
 

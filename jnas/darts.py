@@ -29,15 +29,26 @@ from jnas.oneshot import (OneShotConfig, SearchState, Supernet, check_finite_fie
 from jnas.relax import linear_temperature, relax
 
 __all__ = ["DARTSConfig", "DARTS2Config", "GDASConfig", "make_bilevel_step",
-           "second_order_value_and_grad", "make_loss_fn", "bilevel_maker", "run_darts",
-           "run_darts2", "run_gdas"]
+           "second_order_value_and_grad", "make_loss_fn", "momentum_buffer", "bilevel_maker",
+           "run_darts", "run_darts2", "run_gdas"]
 
 
 @dataclasses.dataclass(frozen=True)
 class DARTSConfig(OneShotConfig):
-    """DARTS search (reference: 50 epochs, batch 64, 25k/25k split, see OneShotConfig)."""
+    """DARTS search: 50 epochs, batch 64, 25k/25k split (see OneShotConfig); weight SGD as
+    xautodl ``configs/nas-benchmark/algos/DARTS.config`` (the NB201 search: weight decay 5e-4,
+    Nesterov; the DARTS code on its own space uses 3e-4 without Nesterov:
+    ``--set w_wd=3e-4 w_nesterov=false``).
+
+    ``virtual_momentum``: the second-order virtual step of the DARTS and xautodl codes,
+    ``w' = w - ξ (μ·m + ∇_w L_train + wd·w)`` (m the SGD momentum buffer). Off by default: the
+    paper's eq. 6 (and the exact hypergradient here) is the plain step ``w - ξ ∇_w L_train``.
+    """
+    w_wd: float = 5e-4  # weight decay of the weights (xautodl DARTS.config)
+    w_nesterov: bool = True  # Nesterov momentum of the weight SGD (xautodl DARTS.config)
     order: int = 1  # 1: first order (DARTS-V1), 2: exact second order (DARTS-V2)
     xi: float | None = None  # virtual step size of second order (None: the current w lr)
+    virtual_momentum: bool = False  # second order: virtual step with momentum + wd (DARTS code)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,7 +67,8 @@ class DARTS2Config(DARTSConfig):
 class GDASConfig(OneShotConfig):
     """GDAS search: bilevel DARTS with straight-through hard Gumbel samples.
 
-    Defaults follow xautodl ``configs/nas-benchmark/algos/GDAS.config`` (250 epochs) and
+    Defaults follow xautodl ``configs/nas-benchmark/algos/GDAS.config`` (250 epochs, weight
+    SGD with weight decay 5e-4 and Nesterov) and
     ``exps/NATS-algos/search-cell.py`` (temperature 10 → 0.1, α Adam lr 3e-4 with betas
     (0.5, 0.999), wd 1e-3). ``sampled_forward``: only the sampled op of each edge runs
     (xautodl ``forward_gdas``; NB201 space); False computes every op with one-hot weights,
@@ -64,6 +76,8 @@ class GDASConfig(OneShotConfig):
     compare the estimators; the DARTS space always uses it).
     """
     epochs: int = 250  # search epochs (xautodl GDAS.config)
+    w_wd: float = 5e-4  # weight decay of the weights (xautodl GDAS.config)
+    w_nesterov: bool = True  # Nesterov momentum of the weight SGD (xautodl GDAS.config)
     sampled_forward: bool = True  # compute only the sampled op per edge (xautodl forward_gdas)
     tau_start: float = 10.0  # Gumbel temperature at the first step
     tau_end: float = 0.1  # Gumbel temperature at the last step
@@ -93,19 +107,27 @@ def make_loss_fn(net: Supernet, relaxation: str) -> Callable[..., Any]:
 
 def second_order_value_and_grad(loss_fn: Callable[..., Any], params: Any, batch_stats: Any,
                                 alpha: Any, train: tuple, val: tuple, xi: float | jax.Array,
-                                tau: jax.Array | float = 1.0) -> tuple[Any, Any]:
+                                tau: jax.Array | float = 1.0, momentum: Any = None,
+                                wd: float = 0.0) -> tuple[Any, Any]:
     """Exact DARTS second-order hypergradient (Liu et al. 2019, eq. 6-7 without the
     finite-difference approximation).
 
     Differentiates ``L_val(w - ξ ∇_w L_train(w, α), α)`` with respect to α by ``jax.grad``
     through the inner gradient step. ``train``/``val`` are ``(x, y, key)``; ``loss_fn`` has the
-    signature of :func:`make_loss_fn`. Returns ``((val_loss, aux), grad_alpha)``.
+    signature of :func:`make_loss_fn`. ``momentum`` (a pytree like ``params``, already times
+    μ) and ``wd`` give the DARTS code's virtual step ``w - ξ (momentum + ∇_w L + wd·w)``
+    (quark0/darts ``cnn/architect.py`` ``_compute_unrolled_model``).
+    Returns ``((val_loss, aux), grad_alpha)``.
     """
     xt, yt, kt = train
     xv, yv, kv = val
 
     def unrolled(a):
         gw, (bs1, _) = jax.grad(loss_fn, has_aux=True)(params, batch_stats, a, xt, yt, kt, tau)
+        if wd:
+            gw = jax.tree_util.tree_map(lambda g, p: g + wd * p, gw, params)
+        if momentum is not None:
+            gw = jax.tree_util.tree_map(jnp.add, gw, momentum)
         w1 = jax.tree_util.tree_map(lambda p, g: p - xi * g, params, gw)
         return loss_fn(w1, bs1, a, xv, yv, kv, tau)
     return jax.value_and_grad(unrolled, has_aux=True)(alpha)
@@ -142,8 +164,13 @@ def make_bilevel_step(net: Supernet, config: OneShotConfig, w_opt: optax.Gradien
                 params, bs, state.alpha, xv, yv, k_rv, tau)
         else:
             xi = lr_fn(state.step) if xi_const is None else xi_const
+            mom, wd = None, 0.0
+            if getattr(config, "virtual_momentum", False):
+                mom = momentum_buffer(state.opt_state, params, config.w_momentum)
+                wd = config.w_wd
             (lv, (_, accv)), ga = second_order_value_and_grad(
-                loss_fn, params, bs, state.alpha, (xt, yt, k_rt), (xv, yv, k_rv), xi, tau)
+                loss_fn, params, bs, state.alpha, (xt, yt, k_rt), (xv, yv, k_rv), xi, tau,
+                mom, wd)
         upd, a_os = a_opt.update(ga, state.alpha_opt_state, state.alpha)
         alpha = optax.apply_updates(state.alpha, upd)
         (lt, (new_bs, acct)), gw = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -155,6 +182,17 @@ def make_bilevel_step(net: Supernet, config: OneShotConfig, w_opt: optax.Gradien
         return new, {"train_loss": lt, "train_acc": acct, "val_loss": lv, "val_acc": accv}
 
     return step
+
+
+def momentum_buffer(opt_state: Any, params: Any, mu: float) -> Any:
+    """``μ ×`` the SGD momentum buffer (optax ``TraceState``) in a weight optimiser state
+    (zeros when there is none, as the DARTS code before the first step)."""
+    found = [s for s in jax.tree_util.tree_leaves(
+        opt_state, is_leaf=lambda x: isinstance(x, optax.TraceState))
+        if isinstance(s, optax.TraceState)]
+    if not found:
+        return jax.tree_util.tree_map(jnp.zeros_like, params)
+    return jax.tree_util.tree_map(lambda t: mu * t, found[0].trace)
 
 
 # ----------------------------------------------------------------------------- entry points

@@ -45,8 +45,13 @@ def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array,
     return _bn_fwd(x, scale, bias, eps)[0]
 
 
+def _acc(dtype: Any) -> Any:
+    # float32, or float64 for float64 inputs (exact tests under jax.enable_x64)
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def _bn_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    xf = x.astype(jnp.float32)
+    xf = x.astype(_acc(x.dtype))
     axes = tuple(range(x.ndim - 1))
     mean = xf.mean(axis=axes)
     var = jnp.maximum((xf * xf).mean(axis=axes) - mean * mean, 0.0)
@@ -56,7 +61,7 @@ def _bn_stats(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 def _bn_fwd(x, scale, bias, eps):
     mean, var = _bn_stats(x)
     rstd = jax.lax.rsqrt(var + eps)
-    y = ((x.astype(jnp.float32) - mean) * (rstd * scale) + bias).astype(x.dtype)
+    y = ((x.astype(_acc(x.dtype)) - mean) * (rstd * scale) + bias).astype(x.dtype)
     return (y, mean, var), (x, mean, rstd, scale)
 
 
@@ -65,9 +70,9 @@ def _bn_bwd(eps, res, cts):
     g, g_mean, g_var = cts
     axes = tuple(range(x.ndim - 1))
     n = x.size // x.shape[-1]
-    xc = x.astype(jnp.float32) - mean
+    xc = x.astype(_acc(x.dtype)) - mean
     xhat = xc * rstd
-    gf = g.astype(jnp.float32)
+    gf = g.astype(_acc(x.dtype))
     s_g = gf.sum(axis=axes)
     s_gx = (gf * xhat).sum(axis=axes)
     dx = (scale * rstd) * (gf - s_g / n - xhat * (s_gx / n))
@@ -117,7 +122,7 @@ class BatchNorm(nn.Module):
                 ra_var.value = (1 - m) * ra_var.value + m * var * (n / max(n - 1, 1))
             return y
         rstd = jax.lax.rsqrt(ra_var.value + self.eps)
-        return ((x.astype(jnp.float32) - ra_mean.value) * (rstd * scale) + bias).astype(x.dtype)
+        return ((x.astype(_acc(x.dtype)) - ra_mean.value) * (rstd * scale) + bias).astype(x.dtype)
 
 
 def conv(features: int, kernel: int, stride: int = 1, dilation: int = 1, groups: int = 1,
@@ -162,7 +167,8 @@ def weighted(w: jax.Array, y: jax.Array) -> jax.Array:
     returned in ``y.dtype``: under a bf16 compute dtype the weight's gradient
     ``sum(g * y)`` (a reduction over the whole activation) is then accumulated in float32
     (in bf16 it is off by tens of percent). A no-op change for float32."""
-    return (jnp.asarray(w, jnp.float32) * y.astype(jnp.float32)).astype(y.dtype)
+    a = _acc(y.dtype)
+    return (jnp.asarray(w, a) * y.astype(a)).astype(y.dtype)
 
 
 class ReLUConvBN(nn.Module):
@@ -203,13 +209,16 @@ from jnas.xla import CPU_FAST_COMPILE, CPU_FASTEST_COMPILE, compiler_options  # 
 
 def compute_dtype(dtype: Any) -> Any:
     """Validate a compute dtype: ``None`` (float32), ``float32``, ``bfloat16`` or ``float16``
-    (a name or a dtype); returns the jnp dtype, raises ``ValueError`` otherwise."""
+    (a name or a dtype; ``float64`` too under ``jax.enable_x64``, for exact gradient checks on
+    CPU); returns the jnp dtype, raises ``ValueError`` otherwise."""
     if dtype is None:
         return jnp.float32
     try:
         d = jnp.dtype(dtype)
     except TypeError as e:
         raise ValueError(f"unknown compute dtype {dtype!r}; use 'float32' or 'bfloat16'") from e
+    if d == jnp.dtype("float64") and jax.config.jax_enable_x64:
+        return d
     if d not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
         raise ValueError(f"compute dtype must be float32, bfloat16 or float16, got {d}")
     return d

@@ -67,6 +67,7 @@ class OneShotConfig:
     w_lr_min: float = 0.001  # cosine schedule end of the weight learning rate
     w_momentum: float = 0.9  # SGD momentum of the weights
     w_wd: float = 3e-4  # weight decay of the weights (coupled, as torch SGD)
+    w_nesterov: bool = False  # Nesterov momentum of the weight SGD
     w_clip: float = 5.0  # gradient global-norm clip of the weights
     a_lr: float = 3e-4  # Adam learning rate of α
     a_beta1: float = 0.5  # Adam beta1 of α
@@ -159,7 +160,7 @@ def init_alpha(net: Supernet, key: jax.Array, std: float) -> dict[str, jax.Array
 def weight_optimizer(config: OneShotConfig, total_steps: int) -> optax.GradientTransformation:
     """The DARTS weight optimiser (:func:`jnas.train.sgd_cosine` with the config's values)."""
     return train.sgd_cosine(config.w_lr, config.w_lr_min, config.w_momentum, config.w_wd,
-                            config.w_clip, max(total_steps, 1))
+                            config.w_clip, max(total_steps, 1), nesterov=config.w_nesterov)
 
 
 def weight_lr(config: OneShotConfig, total_steps: int) -> Callable[[jax.Array], jax.Array]:

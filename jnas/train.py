@@ -72,12 +72,13 @@ def create_train_state(model: Any, optimizer: optax.GradientTransformation, key:
 
 def sgd_cosine(lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9,
                wd: float = 3e-4, clip: float | None = 5.0,
-               steps: int = 1) -> optax.GradientTransformation:
+               steps: int = 1, nesterov: bool = False) -> optax.GradientTransformation:
     """DARTS weight optimiser: clip global norm -> weight decay -> SGD+momentum, cosine lr.
 
     The learning rate follows ``lr_min + (lr - lr_min) * (1 + cos(pi * t / steps)) / 2``
     (PyTorch ``CosineAnnealingLR`` with ``eta_min``), weight decay is coupled (added to the
-    gradient before momentum) as in ``torch.optim.SGD``.
+    gradient before momentum) as in ``torch.optim.SGD``; ``nesterov``: Nesterov momentum
+    (``torch.optim.SGD(nesterov=True)``).
     """
     if steps < 1:
         raise ValueError(f"sgd_cosine needs steps >= 1 (total optimiser steps), got {steps}")
@@ -87,7 +88,8 @@ def sgd_cosine(lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9,
         parts.append(optax.clip_by_global_norm(clip))
     if wd:
         parts.append(optax.add_decayed_weights(wd))
-    parts.append(optax.sgd(sched, momentum=momentum or None))
+    parts.append(optax.sgd(sched, momentum=momentum or None,
+                           nesterov=bool(nesterov and momentum)))
     return optax.chain(*parts)
 
 

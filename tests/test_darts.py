@@ -80,6 +80,55 @@ def test_second_order_hypergradient_matches_finite_differences():
         assert float(jnp.abs(g1["cell"] - g["cell"]).max()) > 1e-6
 
 
+@pytest.mark.parametrize("virtual_momentum", [False, True])
+def test_second_order_hypergradient_real_nb201_supernet(virtual_momentum):
+    """The exact hypergradient on the real NB201 supernet with BN (C=4, N=1, float64):
+    central finite differences along 3 random directions, plain and DARTS-code virtual step
+    (momentum buffer and weight decay)."""
+    with jax.enable_x64(True):
+        cfg = darts.DARTS2Config(C=4, N=1, virtual_momentum=virtual_momentum,
+                                 compute_dtype="float64")
+        net = oneshot.make_supernet("nb201", cfg)
+        xt, yt, xv, yv = toy_data(4)
+        k = jax.random.key(0)
+        prep = lambda x: oneshot.preprocess(k, jnp.asarray(x), False).astype(jnp.float64)  # noqa
+        xt, xv = prep(xt), prep(xv)
+        params, bs = net.init(k, xt)
+        f64 = lambda t: jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), t)  # noqa
+        params, bs = f64(params), f64(bs)
+        alpha = {"cell": 0.3 * jax.random.normal(jax.random.key(1), (6, 5), jnp.float64)}
+        mom, wd = None, 0.0
+        if virtual_momentum:
+            leaves, tdef = jax.tree_util.tree_flatten(params)
+            ks = jax.random.split(jax.random.key(2), len(leaves))
+            mom = tdef.unflatten([0.1 * jax.random.normal(kk, p.shape, jnp.float64)
+                                  for kk, p in zip(ks, leaves)])
+            wd = cfg.w_wd
+        loss_fn = darts.make_loss_fn(net, "softmax")
+        vg = xla.Compiled(lambda a: darts.second_order_value_and_grad(
+            loss_fn, params, bs, a, (xt, yt, k), (xv, yv, k), 0.5, 1.0, mom, wd),
+            options="fastest")
+        (_, _), g = vg(alpha)
+        f = lambda a: float(vg({"cell": a})[0][0])  # noqa: E731
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            d = rng.normal(size=(6, 5))
+            eps = 1e-6  # small: ReLU masks of the inner gradient flip for larger steps
+            fd = (f(alpha["cell"] + eps * d) - f(alpha["cell"] - eps * d)) / (2 * eps)
+            an = float(jnp.sum(g["cell"] * d))
+            assert an == pytest.approx(fd, rel=1e-4, abs=1e-9)
+
+
+def test_momentum_buffer_reads_the_sgd_trace():
+    params = {"w": jnp.ones((3,))}
+    opt = oneshot.weight_optimizer(darts.DARTSConfig(), 10)
+    st = opt.init(params)
+    assert float(jnp.abs(darts.momentum_buffer(st, params, 0.9)["w"]).max()) == 0.0
+    _, st = opt.update({"w": jnp.full((3,), 2.0)}, st, params)
+    np.testing.assert_allclose(np.asarray(darts.momentum_buffer(st, params, 0.9)["w"]),
+                               0.9 * (2.0 + 5e-4), rtol=1e-6)
+
+
 # ----------------------------------------------------------------------------- runs
 def test_darts_real_supernet_real_images_end_to_end(tiny_darts):
     """The shared 2-epoch search: a valid, scored cell, α moved, one record per epoch, the
