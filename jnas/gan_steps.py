@@ -40,7 +40,7 @@ class StepsConfig:
     ent_coef: float = 0.01      # entropy bonus
     g_lr: float = 2e-3          # generator Adam learning rate
     mle_coef: float = 0.0       # weight of the max-likelihood fit to the winning set
-    mle_steps: int = 0          # max-likelihood Adam steps of G on the winning set per round
+    mle_steps: int = 20         # max-likelihood Adam steps of G on the winning set per round
     kl_coef: float = 0.0        # weight of KL(G || previous round's G) in the G loss
     cand_batch: int = 256       # cells sampled per proposal
     context: str = "winner"     # encoder input: 'winner', 'best' or 'empty'
