@@ -280,6 +280,9 @@ def _result(searcher: Any, ev: _QueryEvaluator, hist: History, *, method: str, s
              "resumed_queries": resumed, "note": note,
              "search_overhead_s_per_query": (overhead / hist.num_queries
                                              if hist.num_queries else None)}
+    diagnostics = getattr(searcher, "diagnostics", None)  # optional: a per-round log (GA-NAS)
+    if callable(diagnostics):
+        extra["diagnostics"] = json.loads(json.dumps(diagnostics(), default=jsonable))
     bench = ev.report(hist.best_arch) if hist.best_arch is not None else {}
     return Result(method=method, space=str(space), dataset=ev.dataset, seed=seed,
                   best_arch=arch_str(hist.best_arch) if hist.best_arch is not None else None,

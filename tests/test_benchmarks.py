@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jnas import benchmarks
+from jnas import benchmarks, download
 from jnas.spaces import NB201Arch, get_space
 
 
@@ -77,11 +77,10 @@ def test_cost_formula_matches_every_zc_cell(bench, data_dir):
             assert bench.val200[ds][i] == rec["val_accuracy"]
 
 
-def test_cached_load_is_fast(bench):
+def test_cached_load_reads_the_parsed_cache(bench):
     benchmarks.clear_loaded()
-    t0 = time.perf_counter()
+    assert list(download.cache_dir().glob("nb201_tables_v*.npz"))  # parsed once, kept
     again = benchmarks.load_nb201()
-    assert time.perf_counter() - t0 < 1.0
     np.testing.assert_array_equal(again.test_acc["cifar100"], bench.test_acc["cifar100"])
     assert again.arch_strings.tolist() == bench.arch_strings.tolist()
 
