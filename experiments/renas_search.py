@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -90,6 +91,21 @@ def summarise(paths: list[str], others: list[str] | None = None, queries: int = 
               f"{top.mean():.3f} | {np.median(top):.3f} | "
               f"{np.median([r['wall_s'] for r in rs]):.0f} | "
               f"{np.median(cpu) if cpu else float('nan'):.0f} |")
+    print()
+    print("| dataset | method − ref (paired by seed) | queries | seeds | mean ± s.e. "
+          "(ahead/behind) |")
+    print("|---|---|---|---|---|")
+    for (ds, m, q), rs in groups.items():
+        for ref in ("rs", "rea"):
+            if m == ref or (ds, ref, q) not in groups:
+                continue
+            by_seed = {r["seed"]: r["test_acc"] for r in groups[(ds, ref, q)]}
+            d = np.array([r["test_acc"] - by_seed[r["seed"]] for r in rs if r["seed"] in by_seed])
+            if len(d) < 2:
+                continue
+            print(f"| {ds} | {m} − {ref} | {q} | {len(d)} | {d.mean():+.2f} ± "
+                  f"{d.std(ddof=1) / np.sqrt(len(d)):.2f} ({(d > 1e-9).sum()}/"
+                  f"{(d < -1e-9).sum()}) |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,14 +140,24 @@ def main(argv: list[str] | None = None) -> None:
             budget = cfg.train_size + cfg.top_k
         budget = budget or 434
         seeds = parse_seeds(None, a.seeds if method == "renas" else a.baseline_seeds)
+        # resumable: a (method, dataset, protocol, queries, seed) already in --out is loaded
+        key = ("method", "dataset", "protocol", "queries", "seed")
+        done = (load_jsonl([a.out], key, defaults={"protocol": None})
+                if a.out and Path(a.out).exists() else {})
         for seed in seeds:
+            prev = done.get((method, a.dataset, a.protocol, budget, seed))
+            if prev is not None:
+                rows.setdefault(method, []).append(prev["test_acc"])
+                print(f"{method} seed {seed}: loaded from {a.out}", flush=True)
+                continue
             t0, c0 = time.time(), time.process_time()
             res = search.run_seeds(
                 method, [seed], budget, space="nb201", dataset=a.dataset, protocol=a.protocol,
                 overrides=ov, evaluator_factory=lambda s: benchmarks.TabularEvaluator(
                     bench, dataset=a.dataset, protocol=a.protocol))[0]
             best = float(bench.test_acc[a.dataset][bench.index_of(res["best_arch"])])
-            rec = {"method": method, "dataset": a.dataset, "seed": seed, "queries": budget,
+            rec = {"method": method, "dataset": a.dataset, "protocol": a.protocol, "seed": seed,
+                   "queries": budget,
                    "best_arch": res["best_arch"], "test_acc": best,
                    "top_percent": 100.0 * float(np.mean(acc > best)),
                    "wall_s": round(time.time() - t0, 1),
