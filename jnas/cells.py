@@ -32,14 +32,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnas import xla
+from jnas import cells_fast, xla
 from jnas.cells_gdas import NB201SampledSupernet
 from jnas.cells_darts import DARTS_OPS, DARTSMixedOp, DARTSNetwork, DARTSSupernet, check_nhwc
 from jnas.cells_nb101 import NB101Network
 from jnas.cost import arch_cost, cell_costs, count_flops, count_params, op_costs
 from jnas.layers import (CPU_FAST_COMPILE, CPU_FASTEST_COMPILE, BatchNorm, ReLUConvBN,
                          ResNetBasicBlock, avg_pool, batch_norm_train, compiler_options,
-                         compute_dtype, conv, weighted)
+                         compute_dtype, conv, nb201_macro, weighted)
 from jnas.spaces import NB201, NB201_EDGES, NB201_OPS
 
 __all__ = [
@@ -178,24 +178,17 @@ class NB201Supernet(nn.Module):
         check_nhwc(x)
         dt = compute_dtype(self.dtype)
         w = _stage_weights(as_alpha_dict(edge_weights)["cell"], 3 * self.N, 5, 6)
-        x = conv(self.C, 3, name="stem_conv", dtype=dt)(x)
-        x = BatchNorm(self.C, name="stem_bn")(x, train)
-        for stage in range(3):
-            c = self.C * 2 ** stage
-            if stage > 0:
-                x = ResNetBasicBlock(c, dt, name=f"reduce_{stage}")(x, train)
-            scan = nn.scan(_NB201SuperCell, variable_axes={"params": 0, "batch_stats": 0},
+
+        fused = cells_fast.get_fused() and not (self.affine or self.track_running_stats)
+
+        def stage(c: int, i: int, x: jax.Array) -> jax.Array:
+            cell = cells_fast.NB201FusedSuperCell if fused else _NB201SuperCell
+            scan = nn.scan(cell, variable_axes={"params": 0, "batch_stats": 0},
                            split_rngs={"params": True}, in_axes=0, length=self.N)
-            x, _ = scan(c, self.affine, self.track_running_stats, train, self.op_mask, dt,
-                        name=f"stage_{stage}")(x, w[stage * self.N:(stage + 1) * self.N])
-        return _head(x, self.num_classes, train)
-
-
-def _head(x: jax.Array, num_classes: int, train: bool) -> jax.Array:
-    """BN -> ReLU -> global average pool -> linear; pooling and the classifier in float32."""
-    x = nn.relu(BatchNorm(x.shape[-1], name="lastact_bn")(x, train))
-    x = x.astype(jnp.promote_types(x.dtype, jnp.float32)).mean(axis=(1, 2))
-    return nn.Dense(num_classes, name="classifier")(x)
+            args = (c, train) if fused else (c, self.affine, self.track_running_stats, train)
+            return scan(*args, self.op_mask, dt,
+                        name=f"stage_{i}")(x, w[i * self.N:(i + 1) * self.N])[0]
+        return nb201_macro(x, self.C, self.N, self.num_classes, train, dt, stage)
 
 
 # ----------------------------------------------------------------------------- NB201 network
@@ -260,16 +253,12 @@ class NB201Network(nn.Module):
         check_nhwc(x)
         ops = nb201_arch(self.arch)
         dt = compute_dtype(self.dtype)
-        x = conv(self.C, 3, name="stem_conv", dtype=dt)(x)
-        x = BatchNorm(self.C, name="stem_bn")(x, train)
-        for stage in range(3):
-            c = self.C * 2 ** stage
-            if stage > 0:
-                x = ResNetBasicBlock(c, dt, name=f"reduce_{stage}")(x, train)
+
+        def stage(c: int, i: int, x: jax.Array) -> jax.Array:
             scan = nn.scan(_NB201Cell, variable_axes={"params": 0, "batch_stats": 0},
                            split_rngs={"params": True}, length=self.N)
-            x, _ = scan(ops, c, train, dt, name=f"stage_{stage}")(x, None)
-        return _head(x, self.num_classes, train)
+            return scan(ops, c, train, dt, name=f"stage_{i}")(x, None)[0]
+        return nb201_macro(x, self.C, self.N, self.num_classes, train, dt, stage)
 
 
 def nb201_subnet_params(supernet_params: Any, arch: Any) -> Any:

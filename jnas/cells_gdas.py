@@ -27,8 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnas.cells_darts import check_nhwc
-from jnas.layers import BatchNorm, ResNetBasicBlock, avg_pool, batch_norm_train, compute_dtype, \
-    conv, weighted
+from jnas.layers import avg_pool, batch_norm_train, compute_dtype, nb201_macro, weighted
 from jnas.spaces import NB201_EDGES
 
 __all__ = ["NB201SampledSupernet", "sampled_edge"]
@@ -135,16 +134,9 @@ class NB201SampledSupernet(nn.Module):
                              f"got {tuple(w.shape)}")
         if self.fixed_ops is not None and np.shape(self.fixed_ops) != (6,):
             raise ValueError(f"fixed_ops must be 6 op indices, got {self.fixed_ops!r}")
-        x = conv(self.C, 3, name="stem_conv", dtype=dt)(x)
-        x = BatchNorm(self.C, name="stem_bn")(x, train)
-        for stage in range(3):
-            c = self.C * 2 ** stage
-            if stage > 0:
-                x = ResNetBasicBlock(c, dt, name=f"reduce_{stage}")(x, train)
+
+        def stage(c: int, i: int, x: jax.Array) -> jax.Array:
             scan = nn.scan(_SampledCell, variable_axes={"params": 0, "batch_stats": 0},
                            split_rngs={"params": True}, in_axes=0, length=self.N)
-            x, _ = scan(c, self.fixed_ops, name=f"stage_{stage}")(
-                x, w[stage * self.N:(stage + 1) * self.N])
-        x = nn.relu(BatchNorm(x.shape[-1], name="lastact_bn")(x, train))
-        x = x.astype(jnp.float32).mean(axis=(1, 2))
-        return nn.Dense(self.num_classes, name="classifier")(x)
+            return scan(c, self.fixed_ops, name=f"stage_{i}")(x, w[i * self.N:(i + 1) * self.N])[0]
+        return nb201_macro(x, self.C, self.N, self.num_classes, train, dt, stage)

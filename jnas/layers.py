@@ -10,6 +10,7 @@ by :mod:`jnas.cells`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -20,7 +21,7 @@ import numpy as np
 from jnas import fastconv
 from jnas.fastconv import CONV_IMPLS, conv_impl, get_conv_impl, set_conv_impl
 
-__all__ = ["conv_init", "batch_norm_train", "BatchNorm", "conv", "avg_pool", "max_pool",
+__all__ = ["nb201_macro", "conv_init", "batch_norm_train", "BatchNorm", "conv", "avg_pool", "max_pool",
            "weighted", "ReLUConvBN", "ResNetBasicBlock", "CPU_FAST_COMPILE",
            "CPU_FASTEST_COMPILE", "compiler_options", "compute_dtype", "set_conv_impl",
            "get_conv_impl", "conv_impl", "CONV_IMPLS"]
@@ -222,3 +223,22 @@ def compute_dtype(dtype: Any) -> Any:
     if d not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
         raise ValueError(f"compute dtype must be float32, bfloat16 or float16, got {d}")
     return d
+
+
+def nb201_macro(x: jax.Array, C: int, N: int, num_classes: int, train: bool, dtype: Any,
+                stage: Callable[[int, int, jax.Array], jax.Array]) -> jax.Array:
+    """The NB201 macro skeleton inside a compact ``__call__`` (Dong & Yang, ICLR 2020, Fig. 1):
+    stem (3x3 conv + BN), 3 stages with a ResNet reduction block before stages 1 and 2,
+    ``stage(c, i, x)`` running stage ``i``'s ``N`` cells at width ``c``, then BN -> ReLU ->
+    global average pool -> linear (pooling and classifier in at least float32)."""
+    x = conv(C, 3, name="stem_conv", dtype=dtype)(x)
+    x = BatchNorm(C, name="stem_bn")(x, train)
+    for i in range(3):
+        c = C * 2 ** i
+        if i > 0:
+            x = ResNetBasicBlock(c, dtype, name=f"reduce_{i}")(x, train)
+        x = stage(c, i, x)
+    x = nn.relu(BatchNorm(x.shape[-1], name="lastact_bn")(x, train))
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32)).mean(axis=(1, 2))
+    return nn.Dense(num_classes, name="classifier")(x)
+

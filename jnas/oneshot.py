@@ -16,7 +16,6 @@ import dataclasses
 import math
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -27,10 +26,11 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jnas import benchmarks, cells, report, spaces, train, xla
+from jnas import cells, report, spaces, train, xla
 from jnas.cells import Supernet, as_alpha_dict, make_supernet
 from jnas.config import check_choice, check_positive, check_range, config_to_dict
 from jnas.data import augment as augment_batch, load_cifar10, mock_cifar, normalize, search_split
+from jnas.derive import alpha_probs, discretise, score_arch
 from jnas.rng import as_key, np_rng
 from jnas.train import cross_entropy, data_mesh
 
@@ -193,77 +193,6 @@ def init_state(net: Supernet, key: jax.Array, alpha: dict[str, jax.Array],
     """:func:`build_state`, compiled once (:func:`jnas.xla.run_once`)."""
     return xla.run_once(lambda k, a, x: build_state(net, k, a, w_opt, a_opt, x),
                         key, alpha, sample_x)
-
-
-# ----------------------------------------------------------------------------- discretise
-def alpha_probs(alpha: Any) -> dict[str, np.ndarray]:
-    """softmax(α) per edge as host arrays (α a dict, or a bare NB201 array: ``{"cell": p}``)."""
-    return {k: np.asarray(jax.nn.softmax(jnp.asarray(v), axis=-1))
-            for k, v in as_alpha_dict(alpha).items()}
-
-
-def _darts_cell(probs: np.ndarray, ops: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
-    none = ops.index("none")
-    pairs: list[tuple[str, int]] = []
-    start = 0
-    for node in range(4):
-        n_in = node + 2
-        rows = probs[start:start + n_in]
-        masked = rows.copy()
-        masked[:, none] = -np.inf
-        best_op = masked.argmax(axis=1)
-        strength = masked.max(axis=1)
-        top = sorted(np.argsort(-strength, kind="stable")[:2])
-        pairs.extend((ops[int(best_op[j])], int(j)) for j in top)
-        start += n_in
-    return tuple(pairs)
-
-
-def discretise(space: str | Any, alpha: Any) -> Any:
-    """The discrete architecture of α (NB201: a bare ``[6, 5]`` array or ``{"cell": α}``;
-    DARTS space: ``{"normal": α_n, "reduce": α_r}``).
-
-    NB201: argmax op on every edge (``none`` allowed, as in the NB201 DARTS baselines).
-    DARTS space: per intermediate node the 2 incoming edges with the strongest non-``none``
-    op, each with that op (Liu et al., 2019, Sec. 2.4).
-    """
-    space = spaces.get_space(space).name
-    if space == "nb201":
-        a = np.asarray(as_alpha_dict(alpha)["cell"])
-        if a.shape != (len(spaces.NB201_EDGES), len(spaces.NB201_OPS)):
-            raise ValueError(f"NB201 α must have shape (6, 5) (edges x ops), got {a.shape}")
-        return spaces.NB201Arch.from_op_ids(tuple(int(i) for i in a.argmax(axis=-1)))
-    if space == "darts":
-        ops = tuple(spaces.DARTS_OPS)
-        p = alpha_probs(as_alpha_dict(alpha, ("normal", "reduce")))
-        return spaces.DARTSGenotype(normal=_darts_cell(p["normal"], ops),
-                                    reduce=_darts_cell(p["reduce"], ops))
-    raise ValueError(f"unknown space {space!r}; valid: nb201, darts")
-
-
-_bench_cache: dict[str, Any] = {}
-
-
-def score_arch(space: str, arch: Any) -> dict[str, float] | None:
-    """NB201 200-epoch test accuracies of ``arch`` on the 3 datasets (None off NB201 or when the
-    table is not available)."""
-    if space != "nb201":
-        return None
-    if "nb201" not in _bench_cache:
-        try:
-            _bench_cache["nb201"] = benchmarks.load_nb201()
-        except Exception as e:  # noqa: BLE001  (offline, no table: search still runs)
-            warnings.warn(f"NB201 table unavailable, found cells are not scored: {e}")
-            _bench_cache["nb201"] = None
-    bench = _bench_cache["nb201"]
-    if bench is None:
-        return None
-    i = bench.index_of(arch)
-    out: dict[str, float] = {"nb201_index": int(i)}
-    for ds in ("cifar10", "cifar100", "ImageNet16-120"):
-        out[f"test_accuracy_{ds}"] = float(bench.test_acc[ds][i])
-    out["test_accuracy"] = out["test_accuracy_cifar10"]
-    return out
 
 
 # ----------------------------------------------------------------------------- step + setup
