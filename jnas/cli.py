@@ -325,6 +325,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     dataset = _dataset(args.dataset) if args.dataset is not None else None
     space = spaces.get_space(args.space)
     text, bench = args.arch, None
+    n_cells = len(spaces.NB201_OPS) ** len(spaces.NB201_EDGES)
+    if (args.space == "nb201" and text.strip().lstrip("-").isdigit()
+            and not 0 <= int(text) < n_cells):  # said before the table is needed
+        raise ValueError(f"NB201 index {int(text)} is out of range; use 0..{n_cells - 1}")
     if args.space == "nb201":
         from jnas import benchmarks
         try:

@@ -201,12 +201,7 @@ def plot_groups(groups: Sequence[Group], path: str | Path, from_query: int = 10)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return report.save_figure(fig, path, dpi=120)
 
 
 def compare(dirs: Sequence[str | Path], budgets: Sequence[int] = (50, 100, 200, 500), *,

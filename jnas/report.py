@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = ["Result", "jsonable", "write_json", "load_jsonl", "load_results", "score_at",
            "score_at_time", "summarise", "format_summary", "best_so_far_curve",
-           "plot_best_so_far", "plot_alpha"]
+           "plot_best_so_far", "plot_alpha", "save_figure"]
 
 
 def jsonable(o: Any) -> Any:
@@ -277,12 +277,7 @@ def plot_best_so_far(groups: Mapping[str, Sequence[Mapping[str, Any]]], path: st
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_alpha(history: Sequence[Mapping[str, Any]], ops: Sequence[str],
@@ -318,9 +313,16 @@ def plot_alpha(history: Sequence[Mapping[str, Any]], ops: Sequence[str],
     axes.ravel()[0].legend(fontsize=5)
     fig.supxlabel("epoch")
     fig.supylabel("softmax(α)")
+    return save_figure(fig, path, dpi=80)
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
+    """Lays out a matplotlib figure, writes it to ``path`` (parent folders made) and closes
+    it; returns the path."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
