@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -93,6 +94,7 @@ class _Plan:
     metric: str | None = None        # CSV benchmark columns
     report: str | None = None
     ws_overrides: tuple[str, ...] = ()
+    cluster: Any = None              # one-shot, several processes: distributed.ClusterSpec
 
 
 def _refuse(given: dict[str, Any], why: str) -> None:
@@ -126,9 +128,16 @@ def _plan(args: argparse.Namespace) -> _Plan:
         if args.epochs is not None and args.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
         implicit = {} if args.epochs is None else {"epochs": args.epochs}
+        from jnas import distributed
+        plan["cluster"] = distributed.cluster_spec(args.coordinator, args.num_processes,
+                                                   args.process_id,
+                                                   timeout_s=args.coordinator_timeout)
     else:
-        _refuse({"--epochs": args.epochs}, f"to the sample-based method {spec.name!r} (it "
-                "runs for --budget queries)")
+        _refuse({"--epochs": args.epochs, "--coordinator": args.coordinator,
+                 "--num-processes": args.num_processes is not None,
+                 "--process-id": args.process_id is not None},
+                f"to the sample-based method {spec.name!r} (it runs for --budget queries, "
+                "in one process)")
         if args.budget is not None and args.budget < 1:
             raise ValueError(f"--budget must be at least 1 query, got {args.budget}")
         plan.update(budget=args.budget or DEFAULT_BUDGET, **_check_evaluator(spec, args,
@@ -249,6 +258,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     from jnas import compare, report
     plan = _plan(args)
     args.out = str(plan.out)
+    primary = True  # several processes: process 0 alone reads and writes OUT and prints
+    if plan.cluster is not None:
+        from jnas import distributed
+        distributed.initialize(plan.cluster)
+        primary = distributed.is_primary()
+        args.quiet = args.quiet or not primary
     name, seeds = plan.spec.name, plan.seeds
     settings: dict[str, Any] = {"method": name, "space": args.space, "dataset": plan.dataset,
                                 "config": compare.jsonish(dataclasses.asdict(plan.config))}
@@ -261,23 +276,30 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"jnas: note: --budget {plan.budget} is more than the {len(table)} cells of "
                   f"the {Path(plan.benchmark).name} table; each run stops after {len(table)} "
                   "queries", file=sys.stderr, flush=True)
-    states = {seed: "new" if args.force else
-              compare.existing_run(plan.out / f"seed_{seed}", settings, plan.budget,
-                                   compare.jsonish(dataclasses.asdict(plan.spec.default_config())))
-              for seed in seeds}  # every folder checked before anything is written
+    def check() -> list[str]:  # every folder checked before anything is written
+        return ["new" if args.force else
+                compare.existing_run(plan.out / f"seed_{seed}", settings, plan.budget,
+                                     compare.jsonish(dataclasses.asdict(
+                                         plan.spec.default_config())))
+                for seed in seeds]
+    if plan.cluster is not None:
+        check = functools.partial(distributed.on_primary, check)
+    states = dict(zip(seeds, check()))
     _enable_cache()
     done = []
     for i, seed in enumerate(seeds):
         seed_dir = plan.out / f"seed_{seed}"
         path = seed_dir / "result.json"
         if states[seed] == "finished":
+            if not primary:
+                continue
             saved = json.loads(path.read_text())
             print(_summary_line(name, seed, saved, path) + " (finished earlier; --force runs "
                   "it again)", flush=True)
             done.append(saved)
             continue
         old = plan.out / ".replaced" / seed_dir.name  # --force: the old run, until success
-        if args.force and seed_dir.exists():
+        if args.force and seed_dir.exists() and primary:
             shutil.rmtree(old, ignore_errors=True)
             old.parent.mkdir(parents=True, exist_ok=True)
             seed_dir.rename(old)
@@ -294,11 +316,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         try:
             result = _run_seed(plan, args, seed, seed_dir, evaluator)
         except Exception:  # a failed forced run gives the old folder back (Ctrl-C keeps both)
-            if old.exists():
+            if old.exists() and primary:
                 shutil.rmtree(seed_dir, ignore_errors=True)
                 old.rename(seed_dir)
                 _rmdir_if_empty(old.parent)
             raise
+        if not primary:
+            continue
         report.write_json(path, result)
         if old.exists():
             shutil.rmtree(old)
@@ -306,7 +330,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         record = result.to_json()
         done.append(record)
         print(_summary_line(name, seed, record, path), flush=True)
-    if len(seeds) > 1:
+    if len(seeds) > 1 and primary:
         budgets = sorted({b for b in (10, 50, 100, 200, 500) if b < (plan.budget or 1)}
                          | {plan.budget or 1})
         group = compare.Group(str(plan.out), tuple(done), plan.spec.kind,

@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace OUT/seed_<S> by a fresh run, even a finished one (the old "
                         "one comes back if the new one fails)")
     s.add_argument("--quiet", action="store_true", help="print no progress (errors still print)")
+    m = s.add_argument_group("several processes (one-shot methods; jnas.distributed)")
+    m.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="process 0's address and a free port (or JAX_COORDINATOR_ADDRESS)")
+    m.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="number of processes, one per host (or JAX_NUM_PROCESSES)")
+    m.add_argument("--process-id", type=int, default=None, metavar="I",
+                   help="this process's id, 0..N-1; 0 writes the results (or JAX_PROCESS_ID)")
+    m.add_argument("--coordinator-timeout", type=int, default=300, metavar="S",
+                   help="seconds to wait for the coordinator and the other processes "
+                        "(default 300)")
     s.set_defaults(help_text=s.format_help)
 
     i = sub.add_parser("info", help="print an architecture's cells, params, FLOPs, accuracies")

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jnas import cells, report, spaces, train, xla
+from jnas import cells, distributed, report, spaces, train, xla
 from jnas.cells import Supernet, as_alpha_dict, make_supernet
 from jnas.config import check_choice, check_positive, check_range, config_to_dict
 from jnas.data import augment as augment_batch, load_cifar10, mock_cifar, normalize, search_split
@@ -201,6 +201,8 @@ class JitStep:
 
     def __init__(self, step: Callable, batch_size: int, xla_mode: str | None = "fast"):
         self.mesh = train.data_mesh(batch_size)  # replicate the state on it
+        if distributed.process_count() > 1:  # every process reads the whole new state
+            step = distributed.replicated_outputs(step, self.mesh)
         self.compiled = xla.Compiled(step, options=xla_mode, donate_argnums=0)
 
     @property
@@ -290,7 +292,9 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
     Resumes ``out_dir`` (:func:`jnas.train.resume_search`: another config raises instead of
     overwriting; fields the saved config lacks must be at ``config_defaults``). Epoch ``e``'s
     batch order is a function of ``(key, e)`` only, so a resumed run equals the uninterrupted
-    one. ``stop_after`` (tests) stops after that many epochs as if killed; ``epoch_hook(state,
+    one, on any process count (:mod:`jnas.distributed`: each process feeds its rows of each
+    global batch, only process 0 prints and writes checkpoints, resume reads on process 0).
+    ``stop_after`` (tests) stops after that many epochs as if killed; ``epoch_hook(state,
     epoch) -> state`` runs before the checkpoint (less-local exploit/explore). A non-finite
     metric raises :class:`jnas.train.NonFiniteLossError` naming the step (earlier checkpoints
     stay). Returns ``(state, history, compile_s)``.
@@ -299,9 +303,11 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
     ckpt_dir = Path(out_dir) / "ckpt" if out_dir is not None and checkpoint else None
     history: list[dict[str, Any]] = []
     start_epoch = 0
+    primary, quiet = distributed.is_primary(), quiet or not distributed.is_primary()
+    rows = distributed.local_rows(getattr(step_fn, "mesh", None), batch_size)
     if ckpt_dir is not None:
-        state, history, start_epoch = train.resume_search(out_dir, state, config_dict,
-                                                          config_defaults or {})
+        state, history, start_epoch = distributed.resume_search(out_dir, state, config_dict,
+                                                                config_defaults or {})
     compile_s = 0.0
     n_t, n_v = len(xt), len(xv)
     for epoch in range(start_epoch, epochs):
@@ -314,8 +320,8 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
         bar = tqdm(total=steps_per_epoch, desc=f"[{method}] epoch {epoch + 1}/{epochs}",
                    disable=quiet, leave=False, file=sys.stderr, dynamic_ncols=True)
         for s in range(steps_per_epoch):
-            it = pt[(s * batch_size) % n_t:][:batch_size]
-            iv = pv[(s * batch_size) % n_v:][:batch_size]
+            it = pt[(s * batch_size) % n_t:][:batch_size][rows]  # this process's rows
+            iv = pv[(s * batch_size) % n_v:][:batch_size][rows]
             batch = {"xt": xt[it], "yt": yt[it], "xv": xv[iv], "yv": yv[iv]}
             t0 = time.time()
             state, m = step_fn(state, batch)
@@ -345,7 +351,7 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
         history.append(rec)
         if not quiet:
             tqdm.write(_epoch_line(method, rec, epochs), file=sys.stdout)
-        if ckpt_dir is not None:
+        if ckpt_dir is not None and primary:
             train.save_checkpoint(ckpt_dir, state, epoch + 1)
             report.write_json(Path(out_dir) / "search_progress.json",
                               {"config": config_dict, "history": history}, indent=None)
@@ -368,7 +374,7 @@ def build_result(method: str, space: str, dataset: str, seed: int | None,
         "genotype": arch.to_string(),
         "alpha_history": [h["alpha"] for h in history],
         "alpha_final": {k: np.asarray(v).tolist() for k, v in alpha.items()}, **(extra or {})}
-    if out is not None and config.plot and history:
+    if out is not None and config.plot and history and distributed.is_primary():
         ops = spaces.NB201_OPS if space == "nb201" else spaces.DARTS_OPS
         p = report.plot_alpha(history, tuple(ops), out / "alpha.png")
         ext["alpha_plot"] = str(p) if p else None

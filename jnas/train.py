@@ -101,33 +101,60 @@ def make_mesh(devices: Sequence[Any] | None = None) -> Mesh:
 
 
 def data_mesh(batch_size: int) -> Mesh:
-    """A data-parallel mesh over the largest number of local devices dividing the batch."""
+    """A data-parallel mesh over the largest number of devices dividing the batch.
+
+    On several processes (:mod:`jnas.distributed`) the mesh takes the same number ``k`` of
+    devices from every process, ordered by process (``k``: the most local devices dividing
+    ``batch_size / processes``), so each process feeds one contiguous block of the batch."""
     devs = jax.devices()
-    n = max(d for d in range(1, len(devs) + 1) if batch_size % d == 0)
-    return make_mesh(devs[:n])
+    procs = jax.process_count()
+    if procs == 1:
+        n = max(d for d in range(1, len(devs) + 1) if batch_size % d == 0)
+        return make_mesh(devs[:n])
+    if batch_size % procs:
+        raise ValueError(f"batch_size={batch_size} is not a multiple of the {procs} processes; "
+                         f"use a multiple of {procs}")
+    per = {p: sorted((d for d in devs if d.process_index == p), key=lambda d: d.id)
+           for p in range(procs)}
+    local = min(len(v) for v in per.values())
+    k = max(d for d in range(1, local + 1) if (batch_size // procs) % d == 0)
+    return make_mesh([d for p in range(procs) for d in per[p][:k]])
 
 
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
     """Place every array of ``batch`` split along axis 0 over the mesh's ``"data"`` axis.
 
+    On a mesh spanning several processes each process passes only its own rows
+    (:func:`jnas.distributed.local_rows`) and gets the global batch
+    (:func:`jax.make_array_from_process_local_data`).
     Raises ``ValueError`` when the batch size is not divisible by the number of devices.
     """
     n = mesh.devices.size
     sh = NamedSharding(mesh, P("data"))
+    n_local = len(sh.addressable_devices)
 
     def put(x):
         x = np.asarray(x) if not isinstance(x, jax.Array) else x
-        if x.ndim == 0 or x.shape[0] % n:
-            raise ValueError(f"batch axis of shape {x.shape} is not divisible by the {n} devices"
-                             f" of the mesh; use a batch size that is a multiple of {n}")
+        if x.ndim == 0 or x.shape[0] % n_local:
+            raise ValueError(f"batch axis of shape {x.shape} is not divisible by the {n_local} "
+                             f"devices of the mesh; use a batch size that is a multiple of {n}")
+        if n_local < n:  # several processes: this process's rows of the global batch
+            return jax.make_array_from_process_local_data(
+                sh, np.asarray(x), (x.shape[0] * n // n_local, *x.shape[1:]))
         return jax.device_put(x, sh)
 
     return jax.tree_util.tree_map(put, batch)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Place a copy of every array of ``tree`` on every device of the mesh."""
+    """Place a copy of every array of ``tree`` on every device of the mesh (on a mesh over
+    several processes, each process fills its own devices from its copy of ``tree``)."""
     sh = NamedSharding(mesh, P())
+    if len(sh.addressable_devices) < mesh.devices.size:
+        def put(x):
+            v = np.asarray(jax.device_get(x))
+            return jax.make_array_from_callback(v.shape, sh, lambda i: v[i])
+        return jax.tree_util.tree_map(put, tree)
     return jax.tree_util.tree_map(lambda x: jax.device_put(x, sh), tree)
 
 
