@@ -1,15 +1,18 @@
-"""Table row "DARTS first order (Liu et al., ICLR 2019)" (issue 3): NB201 / CIFAR-10 one-shot
-search, the preset ``--method darts`` of :mod:`darts_nb201` (same flags, same reduced budget).
+"""DARTS first order (Liu et al., ICLR 2019) on NB201 / CIFAR-10: the preset ``--method darts``
+of :mod:`darts_nb201` (same flags; ``--protocol cpu17`` is issue 17's reduced CPU protocol,
+the method unchanged; ``--best-of 4 --seeds 0-11`` the best-of-P arm beside less-local).
 
 Command:
 
-    JNAS_DATA_DIR=/work/shared/data python experiments/darts_v1_nb201.py --seeds 0-2 --out runs/x
+    JNAS_DATA_DIR=/work/shared/data python experiments/darts_v1_nb201.py --protocol cpu17 \
+        --seeds 0-2 --out runs/x
 
-Machine and time: the 2-core CPU, no GPU (2026-11-23, load 5-9), 121-219 s wall per search.
-Result (seeds 0-2; NB201 200-epoch test accuracy of the found cell, CIFAR-10 / CIFAR-100 /
-ImageNet16-120): 92.08 ± 0.67 / 67.52 ± 1.76 / 39.34 ± 4.36. Expected at the reference budget:
-the known collapse towards skip connections (NB201 paper: 54.30 ± 0.00 on CIFAR-10). Not
-reached in 256 steps: the cells stay mostly convolutional.
+Results: RESULTS.md, "Seventh session: one-shot methods under a reduced CPU protocol
+(issue 17)". The default ``--protocol scaled256`` (2026-11-23, 2-core CPU, 121-219 s wall per
+search) gave 92.08 ± 0.67 / 67.52 ± 1.76 / 39.34 ± 4.36 (CIFAR-10 / CIFAR-100 /
+ImageNet16-120, seeds 0-2) with the α lr scaled 76× the reference, weight decay 3e-4 without
+Nesterov: a record of that budget, not a DARTS result. The reference search (NB201 paper:
+54.30 ± 0.00, the skip collapse) needs a GPU; none has been run.
 """
 from __future__ import annotations
 

@@ -1,18 +1,19 @@
-"""Table row "less-local DARTS (population P=4 in one vmapped step, exploit/explore each epoch)"
-(issue 3): NB201 / CIFAR-10 one-shot search, the preset ``--method less-local`` of
-:mod:`darts_nb201` (same flags, same reduced budget).
+"""less-local DARTS (population P=4 in one vmapped step, exploit/explore each epoch; after Bodin
+et al., 2021) on NB201 / CIFAR-10: the preset ``--method less-local`` of :mod:`darts_nb201`
+(same flags; ``--protocol cpu17`` is issue 17's reduced CPU protocol, the method unchanged; its
+equal-compute baseline is ``darts_v1_nb201.py --protocol cpu17 --best-of 4 --seeds 0-11``).
 
 Command:
 
-    JNAS_DATA_DIR=/work/shared/data python experiments/less_local_nb201.py --seeds 0-2 --out runs/x
+    JNAS_DATA_DIR=/work/shared/data python experiments/less_local_nb201.py --protocol cpu17 \
+        --seeds 0-2 --out runs/x
 
-Machine and time: the 2-core CPU, no GPU (2026-11-23, load ~5), 453-510 s wall per search.
-Result (seeds 0-2; NB201 200-epoch test accuracy of the found cell, CIFAR-10 / CIFAR-100 /
-ImageNet16-120): 93.05 ± 0.93 / 70.28 ± 1.55 / 43.25 ± 2.03 (re-run after the split-order fix
-of the third session; before it 93.13 ± 0.54). Target ≥ 93.5 and no collapse: no collapse,
-target missed by 0.45 (3 seeds; not significantly better than DARTS-V1 here). The final member
-choice uses the discretised cells' validation accuracy, which is about chance (3-19 % on 64
-images) at this budget, so it is close to arbitrary.
+Results: RESULTS.md, "Seventh session: one-shot methods under a reduced CPU protocol
+(issue 17)". The default ``--protocol scaled256`` (2026-11-23, 2-core CPU, 453-510 s wall per
+search) gave 93.05 ± 0.93 / 70.28 ± 1.55 / 43.25 ± 2.03 (CIFAR-10 / CIFAR-100 /
+ImageNet16-120, seeds 0-2) with the α lr scaled 76× the reference, compared with DARTS-V1 at
+equal *steps* (less-local costs P = 4×), its final member picked on 64 validation images (now
+the whole validation half): a record of that budget, not a less-local result.
 """
 from __future__ import annotations
 
