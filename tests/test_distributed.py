@@ -13,6 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -21,8 +22,9 @@ from jnas import darts, distributed, train
 from jnas.cli import main
 
 HERE = Path(__file__).resolve().parent
-# The toy supernet (one NB201-style cell, C=4) compiles in seconds; real images, batch 8.
-CFG = dict(TINY_DARTS, plot=False)
+# The toy supernet (one NB201-style cell, C=4) compiles in seconds; real images, batch 8
+# (no augmentation: its sharding invariance is test_oneshot's 1-vs-4-device test).
+CFG = dict(TINY_DARTS, plot=False, augment=False)
 
 
 def _free_port() -> int:
@@ -80,11 +82,13 @@ _SCRIPT = textwrap.dedent("""
     spec = distributed.cluster_spec({addr!r}, 2, int(sys.argv[1]), timeout_s=120)
     distributed.initialize(spec)
     import jax, numpy as np
-    from conftest import real_split, toy_net
+    from conftest import toy_net
     from jnas import darts
+    with np.load({data!r}) as f:  # the real images of the test process
+        data = tuple(f[k] for k in ("xt", "yt", "xv", "yv"))
     res, state = darts.run_darts(darts.DARTSConfig(**{cfg!r}), space="nb201",
                                  dataset="cifar10", key=0, out_dir=sys.argv[2],
-                                 data=real_split(), net=toy_net(), quiet=False)
+                                 data=data, net=toy_net(), quiet=False)
     print(json.dumps({{"process": jax.process_index(), "devices": jax.device_count(),
                       "local": jax.local_device_count(), "arch": res.best_arch,
                       "alpha": np.asarray(state.alpha["cell"]).tolist()}}))
@@ -92,40 +96,41 @@ _SCRIPT = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def two_processes(tmp_path_factory, data_dir):
+def two_processes(tmp_path_factory, real_data):
     """The toy search run by 2 processes of 2 fake devices each (process 1 writes to its own
-    folder, as a host without a shared filesystem would), and, at the same time, a CLI
-    process 1 whose coordinator never answers."""
+    folder, as a host without a shared filesystem would) and, meanwhile, the same search in
+    this process (1 process, 4 devices): ``(root, [per-process records], [(stdout, stderr)],
+    (result, state))``."""
     root = tmp_path_factory.mktemp("dist")
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
            "JAX_PLATFORMS": "cpu", "JNAS_XLA_CACHE_DIR": XLA_CACHE, "PYTHONUNBUFFERED": "1"}
     for k in distributed.ENV_VARS.values():
         env.pop(k, None)
-    script = _SCRIPT.format(here=str(HERE), addr=f"127.0.0.1:{_free_port()}", cfg=CFG)
+    np.savez(root / "data.npz", **dict(zip(("xt", "yt", "xv", "yv"), real_data)))
+    script = _SCRIPT.format(here=str(HERE), addr=f"127.0.0.1:{_free_port()}", cfg=CFG,
+                            data=str(root / "data.npz"))
     procs = [subprocess.Popen([sys.executable, "-c", script, str(i), str(root / f"out{i}")],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for i in (0, 1)]
-    lonely = subprocess.Popen(
-        [sys.executable, "-m", "jnas.cli", "search", "darts", "--out", str(root / "lonely"),
-         "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2",
-         "--process-id", "1", "--coordinator-timeout", "1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    outs = [p.communicate(timeout=600) for p in procs]
+    try:  # the one-process reference, while the others run
+        one = darts.run_darts(darts.DARTSConfig(**CFG), space="nb201", dataset="cifar10",
+                              key=0, out_dir=None, data=real_data, net=toy_net(), quiet=True)
+        outs = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
     for p, (o, e) in zip(procs, outs):
         assert p.returncode == 0, e[-3000:]
     got = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
-    lonely_out = lonely.communicate(timeout=120)
-    return root, got, outs, (lonely.returncode, *lonely_out)
+    return root, got, outs, one
 
 
-def test_two_processes_find_the_same_genotype_as_one(two_processes, real_data, tmp_path):
-    root, got, outs, _ = two_processes
+def test_two_processes_find_the_same_genotype_as_one(two_processes):
+    root, got, outs, (res, state) = two_processes
     assert [(g["process"], g["devices"], g["local"]) for g in got] == [(0, 4, 2), (1, 4, 2)]
     assert got[0]["alpha"] == got[1]["alpha"]  # one program: every process holds the same α
-    # one process of 4 devices, the same global batches
-    res, state = darts.run_darts(darts.DARTSConfig(**CFG), space="nb201", dataset="cifar10",
-                                 key=0, out_dir=tmp_path / "one", data=real_data,
-                                 net=toy_net(), quiet=True)
+    # one process of 4 devices, fed the same global batches
     assert got[0]["arch"] == res.best_arch
     np.testing.assert_allclose(got[0]["alpha"], np.asarray(state.alpha["cell"]), atol=1e-5)
     assert not np.allclose(got[0]["alpha"], 0, atol=1e-3)  # α moved: the test can fail
@@ -154,10 +159,21 @@ def test_resume_a_two_process_run_on_one_process(two_processes, real_data, tmp_p
     np.testing.assert_allclose(np.asarray(state.alpha["cell"]), got[0]["alpha"], atol=1e-5)
 
 
-def test_unreachable_coordinator_exits_2_with_one_line(two_processes):
-    root, _, _, (rc, out, err) = two_processes
-    lines = [ln for ln in err.strip().splitlines() if ln.startswith("jnas:")]
-    assert rc == 2, err[-2000:]
-    assert len(lines) == 1 and lines[0].startswith("jnas: error: "), err[-2000:]
-    assert "not reachable within 1 s" in lines[0] and "Traceback" not in err
-    assert not (root / "lonely").exists()
+def test_unreachable_coordinator_or_busy_port_exits_2_with_one_line(tmp_path, capsys):
+    """Checked before JAX's runtime starts (JAX would abort the process): process 1 waits
+    --coordinator-timeout for the coordinator, process 0 needs its port free."""
+    out = tmp_path / "o"
+    argv = ["search", "darts", "--out", str(out), "--num-processes", "2"]
+    assert main([*argv, "--coordinator", f"127.0.0.1:{_free_port()}", "--process-id", "1",
+                 "--coordinator-timeout", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jnas: error: "), err
+    assert "not reachable within 1 s" in err[0] and "--coordinator-timeout" in err[0]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main([*argv, "--coordinator", f"127.0.0.1:{port}", "--process-id", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"port {port}" in err[0] and "free port" in err[0], err
+    assert not out.exists() and not jax.distributed.is_initialized()
