@@ -6,7 +6,9 @@
 :func:`jnas.search.run_method` against a table (or BONAS's weight-sharing evaluator), one-shot
 methods through their registry entry point. The command only turns options into a config and an
 evaluator; options that do not apply are refused, and every bad input ends with exit code 2 and
-one line ``jnas: error: ...`` before anything is written.
+one line ``jnas: error: ...`` before anything is written. One-shot methods also run on several
+processes (``--coordinator HOST:PORT --num-processes N --process-id I``, :mod:`jnas.distributed`):
+every process runs the same command, process 0 alone reads and writes ``DIR`` and prints.
 """
 from __future__ import annotations
 
