@@ -1,17 +1,27 @@
-"""Table row "SNAS (Xie et al., ICLR 2019): single-level Gumbel-softmax, τ 1.0 -> 0.03, mild FLOPs
-penalty" (issue 3): NB201 / CIFAR-10 one-shot search, the preset ``--method snas`` of
-:mod:`darts_nb201` (same flags, same reduced budget).
+"""SNAS (Xie et al., ICLR 2019) on NB201 / CIFAR-10 at the reduced CPU budget of
+:mod:`darts_nb201` (the preset ``--method snas``, same flags): a smoke run of the method on a
+tiny supernet, **not a method result**.
 
 Command:
 
     JNAS_DATA_DIR=/work/shared/data python experiments/snas_nb201.py --seeds 0-2 --out runs/x
 
-Machine and time: the 2-core CPU, no GPU (2026-11-23, load 5-9), 102-141 s wall per search.
-Result (seeds 0-2; NB201 200-epoch test accuracy of the found cell, CIFAR-10 / CIFAR-100 /
-ImageNet16-120): 52.28 ± 0.35 / 10.57 ± 0.06 / 11.33 ± 0.29. Target (published re-run) 92.77 ±
-0.83: missed. The relaxation moves to parameter-free cells within 1-2 epochs; with ``--set
-eta=0`` (no resource penalty) 68.54 ± 11.62 / 32.26 ± 15.40 / 15.97 ± 4.58, so the penalty is
-not the cause.
+Defaults since issue 17 (the SNAS code's): the per-edge log resource penalty averaged over
+cells (``penalty=edge_log``, ``cost=all``, mild η 1.5e-3), the whole training set
+(``split=all``; at this budget 1,024 of its images), α gradient clip 10; drop-path 0.3 is
+DARTS-space only, so it does not apply here.
+
+Earlier runs (2026-11-23, 2-core CPU, load 5-9, 102-141 s per search), made with the earlier
+defaults (``penalty=total_log cost=flops split=halves``, no α clip) and the α learning rate
+scaled 76x the reference (:func:`darts_nb201.scaled_alpha_lr`, 256 steps): NB201 200-epoch
+test accuracy of the found cell C10 / C100 / IN16, seeds 0-2: 52.28 ± 0.35 / 10.57 ± 0.06 /
+11.33 ± 0.29; with ``--set eta=0`` 68.54 ± 11.62 / 32.26 ± 15.40 / 15.97 ± 4.58. These are
+not SNAS results and are not comparable with the published NB201 re-run (92.77 ± 0.83): at
+this budget every variant that samples ops (SNAS, GDAS, DARTS with Gumbel samples) drifts to
+parameter-free cells whatever the penalty or temperature, while softmax variants do not
+(the one-shot review, ``shared/reference/AUDIT.md`` part 1 (b)). The penalty is not needed
+for that drift (η=0 drifts too), but it speeds it up: 52.3 ± 0.4 with it against 68.5 ± 11.6
+without.
 """
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ import numpy as np
 from jnas.layers import (BatchNorm, ReLUConvBN, avg_pool, compute_dtype, conv, max_pool,
                          weighted)
 from jnas.spaces import DARTS, DARTS_OPS
+from jnas.spaces_darts import node_slices
 
 __all__ = ["DARTS_OPS", "check_nhwc", "FactorizedReduce", "SepConv", "DilConv", "DARTSMixedOp",
            "DARTSSupernet", "DARTSNetwork", "darts_cell_plan", "darts_edges_from"]
@@ -193,7 +194,8 @@ class _SearchCell(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, s0: jax.Array, s1: jax.Array, w: jax.Array) -> jax.Array:
+    def __call__(self, s0: jax.Array, s1: jax.Array, w: jax.Array,
+                 drop_prob: Any = None) -> jax.Array:
         a, t, C, d = self.affine, self.track_running_stats, self.C, self.dtype
         if self.reduction_prev:
             s0 = FactorizedReduce(C, a, t, d, name="pre0")(s0, self.train)
@@ -234,6 +236,8 @@ class _SearchCell(nn.Module):
                 for k, v in free.items():
                     if m[q, k]:
                         y = y + weighted(we[q, k], v)
+                if not isinstance(y, float):  # drop-path on the edge's mixed output (SNAS)
+                    y = _drop_path(self, y, drop_prob, self.train)
                 acc[node] = acc.get(node, 0.0) + y
             if src < self.steps:
                 v = acc.get(src, 0.0)
@@ -286,11 +290,11 @@ class _ScanSearchCell(nn.Module):
 
     @nn.compact
     def __call__(self, carry, w):
-        s0, s1 = carry
+        s0, s1, p = carry
         out = _SearchCell(self.C, False, False, self.train, affine=self.affine,
                           track_running_stats=self.track_running_stats,
-                          op_mask=self.op_mask, dtype=self.dtype, name="cell")(s0, s1, w)
-        return (s1, out), None
+                          op_mask=self.op_mask, dtype=self.dtype, name="cell")(s0, s1, w, p)
+        return (s1, out, p), None
 
 
 class DARTSSupernet(nn.Module):
@@ -301,6 +305,8 @@ class DARTSSupernet(nn.Module):
     ``sum_k w[e, k] * op_k(x)`` (zero weight -> no contribution). Cell BN: ``affine=False``;
     search-time BN uses batch statistics (``track_running_stats=False`` by default, as in
     NB201's search setting; the DARTS code tracks them but only uses them in eval mode).
+    ``drop_path_prob`` (keyword, training only; needs a ``'dropout'`` rng): drop-path on every
+    edge's mixed output, as the SNAS search (Xie et al., ICLR 2019; 0.3 in its code).
     ``op_masks``: optional static ``(mask_normal, mask_reduce)`` 14x8 0/1 tuples of ops to
     compute at all. ``dtype``: compute dtype (``None``/``"float32"`` or ``"bfloat16"``);
     params, BN statistics, the classifier and the logits stay float32.
@@ -319,8 +325,10 @@ class DARTSSupernet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, w_normal: Any, w_reduce: jax.Array | None = None,
-                 train: bool = True) -> jax.Array:
+                 train: bool = True, drop_path_prob: Any = None) -> jax.Array:
         check_nhwc(x)
+        p_drop = None if (isinstance(drop_path_prob, (int, float))
+                          and drop_path_prob == 0) else drop_path_prob
         if isinstance(w_normal, dict):  # the dict α form {"normal": ..., "reduce": ...}
             w_normal, w_reduce = w_normal["normal"], w_normal["reduce"]
         if w_reduce is None:
@@ -340,15 +348,16 @@ class DARTSSupernet(nn.Module):
             p = plan[i]
             if j - i >= 2:
                 scan = nn.scan(_ScanSearchCell, variable_axes={"params": 0, "batch_stats": 0},
-                               split_rngs={"params": True}, in_axes=0, length=j - i)
+                               split_rngs={"params": True, "dropout": True}, in_axes=0,
+                               length=j - i)
                 ws = jnp.broadcast_to(w_normal, (j - i,) + w_normal.shape)
-                (s0, s1), _ = scan(p["C"], train, self.affine, self.track_running_stats, mn, d,
-                                   name=f"cells_{i}_{j - 1}")((s0, s1), ws)
+                (s0, s1, _), _ = scan(p["C"], train, self.affine, self.track_running_stats, mn,
+                                      d, name=f"cells_{i}_{j - 1}")((s0, s1, p_drop), ws)
                 continue
             w = w_reduce if p["reduction"] else w_normal
             out = _SearchCell(p["C"], p["reduction"], p["reduction_prev"], train, self.steps,
                               self.multiplier, op_mask=mr if p["reduction"] else mn, dtype=d,
-                              name=f"cell_{i}", **kw)(s0, s1, w)
+                              name=f"cell_{i}", **kw)(s0, s1, w, p_drop)
             s0, s1 = s1, out
         pooled = s1.astype(jnp.float32).mean(axis=(1, 2))
         return nn.Dense(self.num_classes, name="classifier")(pooled)
@@ -381,9 +390,9 @@ class _EvalCell(nn.Module):
             s0 = ReLUConvBN(C, 1, dtype=d, name="pre0")(s0, self.train)
         s1 = ReLUConvBN(C, 1, dtype=d, name="pre1")(s1, self.train)
         states = [s0, s1]
-        for i in range(len(self.pairs) // 2):
+        for a, b in node_slices(len(self.pairs)):  # 2 inputs per node, or every edge (SNAS)
             node = 0.0
-            for q in (2 * i, 2 * i + 1):
+            for q in range(a, b):
                 name, j = self.pairs[q]
                 h = states[j]
                 stride = 2 if self.reduction and j < 2 else 1
@@ -433,7 +442,8 @@ class _AuxHead(nn.Module):
 
 
 class DARTSNetwork(nn.Module):
-    """DARTS evaluation network (``NetworkCIFAR``) of one genotype.
+    """DARTS evaluation network (``NetworkCIFAR``) of one genotype (8-pair cells, or the
+    14-pair edge-all cells of SNAS: every non-``none`` edge computed).
 
     ``__call__(x, *, train, drop_path_prob=None)``: ``x`` an NHWC batch, ``train`` required
     (batch statistics + drop path, or the running averages); ``drop_path_prob`` defaults to

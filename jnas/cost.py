@@ -10,7 +10,9 @@ trainable weight incl. BN scale/bias, excluding a DARTS auxiliary head (as DARTS
 
 * ``arch_cost(space, arch, ...)`` -> ``{"params_M", "flops_M"}`` of the discrete network.
 * ``op_costs(space, C, ...)`` -> per-edge, per-op tables summed over the cells of the search
-  network (SNAS resource penalty: ``E_Z[cost(Z)] = sum(Z * table)``).
+  network (the total-cost forms of the SNAS penalty: ``E_Z[cost(Z)] = sum(Z * table)``).
+* ``snas_op_costs(space, C, ...)`` -> per cell, per edge, per op (size, FLOPs, memory access)
+  in the SNAS code's counting (the SNAS resource penalty of :mod:`jnas.snas`).
 * ``cell_costs(space, arch, ...)`` -> per cell position, per node (NB101) / per edge (NB201)
   params and FLOPs (the ReNAS feature tensors).
 * ``nb201_reference_cost(op_counts, dataset)`` -> the FLOPs/params the NAS-Bench-201 tables
@@ -27,7 +29,8 @@ import numpy as np
 from jnas.spaces import DARTS_OPS, NB201_EDGES, NB201_OPS, get_space
 
 __all__ = ["count_params", "count_flops", "arch_cost", "op_costs", "cell_costs",
-           "nb201_reference_cost", "conv_edge_cost_nb201", "conv_node_costs_nb101"]
+           "snas_op_costs", "nb201_reference_cost", "conv_edge_cost_nb201",
+           "conv_node_costs_nb101"]
 
 
 def _space_name(space: Any) -> str:
@@ -322,6 +325,75 @@ def op_costs(space: Any, C: int = 16, N: int = 5, layers: int = 8,
             h_in = h_in // 4 if red else h_in
         return {k: (v / 1e6).astype(np.float32) for k, v in out.items()}
     raise ValueError(f"op_costs supports 'nb201' and 'darts', got {space!r}")
+
+
+# ----------------------------------------------------------------------------- SNAS code
+# The per-op counts of the SNAS code (SNAS-Series ``operations.py``; Xie et al., ICLR 2019):
+# size = conv weights, FLOPs = size * (output pixels), memory access (MAC) = feature maps read
+# and written + weights; pools and identity have no size; 'none' costs nothing. ``y`` is the
+# output side, ``h // stride``.
+def _snas_op(op: str, c: int, h: int, stride: int) -> tuple[int, int, int]:
+    y = h // stride
+    area = y * y
+    if op == "none":
+        return 0, 0, 0
+    if op in ("max_pool_3x3", "avg_pool_3x3"):
+        return 0, 9 * area * c, (2 if stride == 1 else 5) * area * c
+    if op == "skip_connect" and stride == 1:
+        return 0, 0, 2 * c * area
+    if op == "skip_connect":  # FactorizedReduce(c, c)
+        size = 2 * c * (c // 2)
+        return size, size * area, 2 * area * (4 * c + c // 2) + size
+    if op in ("nor_conv_1x1", "nor_conv_3x3"):  # NB201 ReLU-Conv-BN, stride 1
+        size = c * c * int(op[-1]) ** 2
+        return size, size * area, area * 2 * c + size
+    k = int(op[-1])
+    if op.startswith("sep_conv"):
+        size = 2 * c * k * k + 2 * c * c
+        return size, size * area, area * (8 if stride == 1 else 11) * c + size
+    if op.startswith("dil_conv"):
+        size = c * k * k + c * c
+        return size, size * area, area * (4 if stride == 1 else 7) * c + size
+    raise ValueError(f"unknown op {op!r}")
+
+
+def snas_op_costs(space: Any, C: int = 16, N: int = 5, layers: int = 8,
+                  image_hw: int = 32) -> dict[str, np.ndarray]:
+    """Per cell, per edge, per op ``(size, FLOPs, MAC)`` of the search network in the counting
+    of the SNAS code (Xie et al., ICLR 2019; raw counts, not millions): the SNAS resource
+    penalty's tables.
+
+    NB201: ``{"cell": f64[3N, 6, 5, 3]}`` (3 stages of N cells, C, 2C, 4C channels at
+    ``image_hw``, /2, /4 pixels; ``nor_conv`` as the SNAS code's ReLU-Conv-BN, ``avg_pool`` as
+    its stride-1 pool). DARTS space: ``{"normal": f64[n_normal, 14, 8, 3], "reduce":
+    f64[n_reduce, 14, 8, 3]}`` over the ``layers``-cell search net (reductions at 1/3 and 2/3;
+    the edges from the two cell inputs of a reduction cell have stride 2).
+    """
+    space = _space_name(space)
+    if space == "nb201":
+        out = np.zeros((3 * N, len(NB201_EDGES), len(NB201_OPS), 3))
+        for i in range(3 * N):
+            c, h = C * 2 ** (i // N), image_hw // 2 ** (i // N)
+            out[i] = [_snas_op(op, c, h, 1) for op in NB201_OPS]
+        return {"cell": out}
+    if space == "darts":
+        from jnas.cells_darts import darts_cell_plan
+        tabs: dict[str, list[np.ndarray]] = {"normal": [], "reduce": []}
+        h = image_hw
+        for cell in darts_cell_plan(C, layers):
+            red, c = cell["reduction"], cell["C"]
+            t = np.zeros((14, len(DARTS_OPS), 3))
+            e = 0
+            for i in range(4):
+                for j in range(i + 2):
+                    stride = 2 if red and j < 2 else 1
+                    hh = h if j < 2 else (h // 2 if red else h)
+                    t[e] = [_snas_op(op, c, hh, stride) for op in DARTS_OPS]
+                    e += 1
+            tabs["reduce" if red else "normal"].append(t)
+            h = h // 2 if red else h
+        return {k: np.stack(v) for k, v in tabs.items()}
+    raise ValueError(f"snas_op_costs supports 'nb201' and 'darts', got {space!r}")
 
 
 def cell_costs(space: Any, arch: Any, C: int | None = None, N: int = 5,

@@ -3,7 +3,8 @@ benchmark table.
 
 NB201: argmax op of every edge (the NB201 DARTS baselines, Dong & Yang, ICLR 2020). DARTS
 space: the DARTS rule, per intermediate node the two strongest non-``none`` incoming edges
-(Liu et al., ICLR 2019, Sec. 2.4).
+(Liu et al., ICLR 2019, Sec. 2.4; DARTS, GDAS), or the SNAS rule (Xie et al., ICLR 2019),
+the argmax op of every edge, ``none`` removing the edge (the 14-pair edge-all genotype).
 """
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ import numpy as np
 from jnas import benchmarks, spaces
 from jnas.cells import as_alpha_dict
 
-__all__ = ["alpha_probs", "discretise", "score_arch"]
+__all__ = ["alpha_probs", "discretise", "score_arch", "DERIVE_RULES"]
+
+#: Derivation rules of the DARTS space: DARTS's top-2 per node, SNAS's argmax of every edge.
+DERIVE_RULES = ("top2", "argmax")
 
 
 def alpha_probs(alpha: Any) -> dict[str, np.ndarray]:
@@ -43,14 +47,27 @@ def _darts_cell(probs: np.ndarray, ops: tuple[str, ...]) -> tuple[tuple[str, int
     return tuple(pairs)
 
 
-def discretise(space: str | Any, alpha: Any) -> Any:
+def _edge_all_cell(probs: np.ndarray, ops: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    pairs: list[tuple[str, int]] = []
+    start = 0
+    for node in range(4):
+        pairs.extend((ops[int(probs[start + j].argmax())], j) for j in range(node + 2))
+        start += node + 2
+    return tuple(pairs)
+
+
+def discretise(space: str | Any, alpha: Any, rule: str = "top2") -> Any:
     """The discrete architecture of α (NB201: a bare ``[6, 5]`` array or ``{"cell": α}``;
     DARTS space: ``{"normal": α_n, "reduce": α_r}``).
 
-    NB201: argmax op on every edge (``none`` allowed, as in the NB201 DARTS baselines).
-    DARTS space: per intermediate node the 2 incoming edges with the strongest non-``none``
-    op, each with that op (Liu et al., 2019, Sec. 2.4).
+    NB201: argmax op on every edge (``none`` allowed, as in the NB201 DARTS baselines); both
+    rules agree there. DARTS space, ``rule='top2'`` (DARTS, GDAS): per intermediate node the 2
+    incoming edges with the strongest non-``none`` op, each with that op (Liu et al., 2019,
+    Sec. 2.4). ``rule='argmax'`` (SNAS, Xie et al., 2019): every edge with its argmax op, the
+    14-pair edge-all genotype (a ``none`` pair is no edge).
     """
+    if rule not in DERIVE_RULES:
+        raise ValueError(f"unknown derivation rule {rule!r}; valid: {', '.join(DERIVE_RULES)}")
     space = spaces.get_space(space).name
     if space == "nb201":
         a = np.asarray(as_alpha_dict(alpha)["cell"])
@@ -60,8 +77,8 @@ def discretise(space: str | Any, alpha: Any) -> Any:
     if space == "darts":
         ops = tuple(spaces.DARTS_OPS)
         p = alpha_probs(as_alpha_dict(alpha, ("normal", "reduce")))
-        return spaces.DARTSGenotype(normal=_darts_cell(p["normal"], ops),
-                                    reduce=_darts_cell(p["reduce"], ops))
+        cell = _darts_cell if rule == "top2" else _edge_all_cell
+        return spaces.DARTSGenotype(normal=cell(p["normal"], ops), reduce=cell(p["reduce"], ops))
     raise ValueError(f"unknown space {space!r}; valid: nb201, darts")
 
 

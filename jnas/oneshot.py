@@ -119,16 +119,30 @@ def load_search_data(dataset: str, config: OneShotConfig, key: jax.Array
     """uint8 train/val halves ``(xt, yt, xv, yv)`` of the training set (the search split).
 
     ``dataset='mock'`` gives random images (tests); ``'cifar10'`` reads CIFAR-10 through
-    :func:`jnas.data.load_cifar10` (tfds or the shared JPEG zip).
+    :func:`jnas.data.load_cifar10` (tfds or the shared JPEG zip). A config with
+    ``split='all'`` (single-level SNAS, Xie et al., ICLR 2019: the whole 50k training set)
+    gets ``train_size`` images of the whole set as both ``(xt, yt)`` and ``(xv, yv)``: there is
+    no held-out half (``val_size`` is not used).
     """
+    split = getattr(config, "split", "halves")
+    if split not in ("halves", "all"):
+        raise ValueError(f"unknown search split {split!r}; valid: halves, all (--set split=...)")
     k_data, k_split = jax.random.split(as_key(key))
     if dataset == "mock":
-        x, y = mock_cifar(config.train_size + config.val_size, k_data)
+        x, y = mock_cifar(config.train_size + (config.val_size if split == "halves" else 0),
+                          k_data)
     elif dataset == "cifar10":
         x, y = load_cifar10(source=config.data_source, split="train")
     else:
         raise ValueError(f"one-shot search supports datasets 'cifar10' (and 'mock' for tests), "
                          f"not {dataset!r}")
+    if split == "all":
+        if config.train_size > len(x):
+            raise ValueError(f"train_size={config.train_size} exceeds the {len(x)} training "
+                             f"images; lower it")
+        ia = np_rng(jax.random.fold_in(k_split, 1)).permutation(len(x))[:config.train_size]
+        xa, ya = np.asarray(x)[ia], np.asarray(y)[ia].astype(np.int32)
+        return xa, ya, xa, ya
     (xt, yt), (xv, yv) = search_split(np.asarray(x), np.asarray(y), k_split)
     if config.train_size > len(xt) or config.val_size > len(xv):
         raise ValueError(f"train_size={config.train_size}/val_size={config.val_size} exceed the "
@@ -369,7 +383,7 @@ def build_result(method: str, space: str, dataset: str, seed: int | None,
     accuracy of that epoch's cell]]; ``extra`` also holds ``alpha_history`` (softmax(α) per
     epoch) and ``alpha_final``.
     """
-    arch = discretise(space, alpha)
+    arch = discretise(space, alpha, getattr(config, "derive", "top2"))
     ext: dict[str, Any] = {
         "genotype": arch.to_string(),
         "alpha_history": [h["alpha"] for h in history],
@@ -411,7 +425,7 @@ def run_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Cal
 
     def on_epoch(st: SearchState, epoch: int) -> dict[str, Any]:
         alpha = jax.device_get(st.alpha)
-        arch = discretise(space, alpha)
+        arch = discretise(space, alpha, getattr(config, "derive", "top2"))
         rec = {"arch": arch.to_string(),
                "alpha": {k: v.tolist() for k, v in alpha_probs(alpha).items()}}
         sc = score_arch(space, arch)

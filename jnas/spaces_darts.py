@@ -1,10 +1,12 @@
 """The DARTS search space (Liu et al., ICLR 2019, arXiv 1806.09055).
 
 A genotype has a normal and a reduction cell, each 4 intermediate nodes with two
-``(op, input)`` pairs, ops from 8 candidates (:data:`DARTS_OPS`). Graph form: per cell, 2
-input nodes, 8 op nodes (one per ``(op, input)`` pair) and the concat output node (11 nodes);
-the two cells are block-diagonal in one 22-node graph with separate node types for normal and
-reduction cells. Re-exported by :mod:`jnas.spaces`.
+``(op, input)`` pairs, ops from 8 candidates (:data:`DARTS_OPS`). A cell may also take the
+*edge-all* form of SNAS (Xie et al., ICLR 2019; ``genotype_edge_all`` of its code): 14 pairs,
+every edge with its op (``none`` = no edge), node i with its i + 2 inputs. Graph form (DARTS
+form only): per cell, 2 input nodes, 8 op nodes (one per ``(op, input)`` pair) and the concat
+output node (11 nodes); the two cells are block-diagonal in one 22-node graph with separate
+node types for normal and reduction cells. Re-exported by :mod:`jnas.spaces`.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from jnas.rng import np_rng
 from jnas.space_base import ArchParsing, dedup_by
 
 __all__ = ["DARTS_OPS", "DARTS_CELL_NODE_TYPES", "DARTS_NODE_TYPES", "DARTS_STEPS",
-           "DARTSGenotype", "DARTSSpace", "DARTS"]
+           "DARTSGenotype", "DARTSSpace", "DARTS", "node_slices"]
 
 DARTS_OPS: tuple[str, ...] = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
                               "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
@@ -30,9 +32,26 @@ DARTS_NODE_TYPES: tuple[str, ...] = (tuple(f"normal:{t}" for t in DARTS_CELL_NOD
 DARTS_STEPS = 4  # intermediate nodes per cell
 _DARTS_SAMPLE_OPS = DARTS_OPS[1:]  # discrete genotypes never use 'none'
 _DARTS_STEPS = DARTS_STEPS
+_EDGES = sum(i + 2 for i in range(DARTS_STEPS))  # 14 supernet edges per cell
 
 
 Cell = tuple[tuple[str, int], ...]
+
+
+def node_slices(n_pairs: int) -> tuple[tuple[int, int], ...]:
+    """``[start, end)`` of each intermediate node's pairs in a cell of ``n_pairs`` pairs: 8
+    (the DARTS form, 2 inputs per node) or 14 (the edge-all form of SNAS, every edge: node i
+    has its i + 2 inputs); ``ValueError`` otherwise."""
+    if n_pairs == 2 * _DARTS_STEPS:
+        sizes = [2] * _DARTS_STEPS
+    elif n_pairs == _EDGES:
+        sizes = [i + 2 for i in range(_DARTS_STEPS)]
+    else:
+        raise ValueError(f"wrong edge count: a DARTS cell needs {2 * _DARTS_STEPS} (op, input) "
+                         f"pairs (2 per intermediate node) or {_EDGES} (every edge, the SNAS "
+                         f"form), got {n_pairs}")
+    ends = np.cumsum(sizes)
+    return tuple((int(e - n), int(e)) for n, e in zip(sizes, ends))
 
 
 def _check_cell(cell: Any, which: str) -> Cell:
@@ -41,21 +60,22 @@ def _check_cell(cell: Any, which: str) -> Cell:
     except (TypeError, ValueError) as e:
         raise ValueError(f"DARTS {which} cell must be a list of (op, input) pairs, got "
                          f"{cell!r}") from e
-    if len(pairs) != 2 * _DARTS_STEPS:
-        raise ValueError(f"wrong edge count: the DARTS {which} cell needs {2 * _DARTS_STEPS} "
-                         f"(op, input) pairs (2 per intermediate node), got {len(pairs)}")
-    for p, (op, j) in enumerate(pairs):
-        node = p // 2
-        if op not in DARTS_OPS:
-            raise ValueError(f"unknown DARTS op {op!r} in the {which} cell; valid ops: "
-                             f"{', '.join(DARTS_OPS)}")
-        if not 0 <= j < node + 2:
-            raise ValueError(f"{which} cell: intermediate node {node} (state {node + 2}) can only "
-                             f"take inputs 0..{node + 1}, got {j}")
-    for node in range(_DARTS_STEPS):
-        if pairs[2 * node][1] == pairs[2 * node + 1][1]:
-            raise ValueError(f"{which} cell: the two inputs of intermediate node {node} must be "
-                             f"different, both are {pairs[2 * node][1]}")
+    try:
+        slices = node_slices(len(pairs))
+    except ValueError as e:
+        raise ValueError(f"{which} cell: {e}") from None
+    for node, (a, b) in enumerate(slices):
+        for op, j in pairs[a:b]:
+            if op not in DARTS_OPS:
+                raise ValueError(f"unknown DARTS op {op!r} in the {which} cell; valid ops: "
+                                 f"{', '.join(DARTS_OPS)}")
+            if not 0 <= j < node + 2:
+                raise ValueError(f"{which} cell: intermediate node {node} (state {node + 2}) can "
+                                 f"only take inputs 0..{node + 1}, got {j}")
+        inputs = [j for _, j in pairs[a:b]]
+        if len(set(inputs)) != len(inputs):
+            raise ValueError(f"{which} cell: the inputs of intermediate node {node} must be "
+                             f"different, got {inputs}")
     return pairs
 
 
@@ -74,10 +94,12 @@ def _check_concat(concat: Any, which: str) -> tuple[int, ...]:
 class DARTSGenotype:
     """A DARTS genotype (Liu et al., ICLR 2019): normal and reduction cells.
 
-    Each cell is 8 ``(op, input)`` pairs, 2 per intermediate node in node order; inputs 0, 1 are
-    the two previous cells' outputs, 2.. earlier intermediate nodes. The cell output is the
-    concat of the ``*_concat`` states. Construction validates (``ValueError`` naming the op,
-    the pair count or the bad input index).
+    Each cell is 8 ``(op, input)`` pairs, 2 per intermediate node in node order, or 14 (the
+    SNAS edge-all form: node i has its i + 2 inputs, each once, ``none`` = no edge; see
+    :func:`node_slices`); inputs 0, 1 are the two previous cells' outputs, 2.. earlier
+    intermediate nodes. The cell output is the concat of the ``*_concat`` states. Construction
+    validates (``ValueError`` naming the op, the pair count or the bad input index). The graph
+    encodings and the mutations of :class:`DARTSSpace` are defined for the 8-pair form.
     """
 
     normal: Cell
@@ -132,12 +154,22 @@ class DARTSGenotype:
                              f"required), got {sorted(kw)}")
         return cls(**kw)
 
+    def nodes(self, which: str) -> tuple[Cell, ...]:
+        """The pairs of each intermediate node of the ``which`` ('normal' or 'reduce') cell."""
+        cell = getattr(self, which)
+        return tuple(cell[a:b] for a, b in node_slices(len(cell)))
+
+    @property
+    def edge_all(self) -> bool:
+        """Whether a cell has the 14-pair SNAS edge-all form."""
+        return len(self.normal) == _EDGES or len(self.reduce) == _EDGES
+
     def canonical(self) -> DARTSGenotype:
-        """The same genotype with each node's two pairs sorted (the cell computes the same)."""
+        """The same genotype with each node's pairs sorted (the cell computes the same)."""
         def canon(cell: Cell) -> Cell:
             out: list[tuple[str, int]] = []
-            for n in range(_DARTS_STEPS):
-                out += sorted(cell[2 * n: 2 * n + 2], key=lambda p: (p[1], p[0]))
+            for a, b in node_slices(len(cell)):
+                out += sorted(cell[a:b], key=lambda p: (p[1], p[0]))
             return tuple(out)
         return DARTSGenotype(canon(self.normal), canon(self.reduce),
                              tuple(sorted(self.normal_concat)), tuple(sorted(self.reduce_concat)))
@@ -145,7 +177,10 @@ class DARTSGenotype:
     def to_cell_graphs(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-cell node-op graphs ``(adj f32[2, 11, 11], ops f32[2, 11, 11])`` (normal,
         reduce): nodes 0, 1 inputs, 2..9 the op of each pair, 10 the concat output; one-hot over
-        ``DARTS_CELL_NODE_TYPES``."""
+        ``DARTS_CELL_NODE_TYPES``. ``ValueError`` for an edge-all (14-pair) cell."""
+        if self.edge_all:
+            raise ValueError("the DARTS graph encoding is defined for 8-pair cells (2 inputs per "
+                             "node), not for the 14-pair SNAS edge-all form")
         adjs, opss = [], []
         for cell, concat in ((self.normal, self.normal_concat), (self.reduce, self.reduce_concat)):
             adj = np.zeros((11, 11), np.float32)
@@ -255,6 +290,9 @@ class DARTSSpace(ArchParsing):
 
     @staticmethod
     def _changes(g: DARTSGenotype) -> list[DARTSGenotype]:
+        if g.edge_all:
+            raise ValueError("DARTS mutations are defined for 8-pair cells (2 inputs per node), "
+                             "not for the 14-pair SNAS edge-all form")
         out = []
         for which in ("normal", "reduce"):
             cell = getattr(g, which)

@@ -263,6 +263,47 @@ def test_darts_dedup_and_graph():
     assert spaces.DARTS_CELL_NODE_TYPES[o[0][9].argmax()] == "dil_conv_3x3"
 
 
+def _edge_all_cell(ops_per_edge):
+    """A 14-pair SNAS edge-all cell: node i lists its inputs i+1, ..., 0 (any order is valid)."""
+    pairs, it = [], iter(ops_per_edge)
+    for node in range(4):
+        pairs += [(next(it), j) for j in reversed(range(node + 2))]
+    return pairs
+
+
+def test_darts_edge_all_genotypes():
+    """The SNAS edge-all form (14 pairs, every edge, 'none' = no edge) validates, parses back
+    from its string (also with range(2, 6)), keeps its node boundaries, and canonicalises
+    per node; graph encodings and mutations refuse it."""
+    ops = ["sep_conv_3x3", "none", "skip_connect", "dil_conv_5x5", "none", "max_pool_3x3",
+           "none", "none", "avg_pool_3x3", "sep_conv_5x5", "none", "none", "skip_connect",
+           "dil_conv_3x3"]
+    g = DARTSGenotype(_edge_all_cell(ops), _edge_all_cell(ops[::-1]))
+    assert g.edge_all and not DARTS.parse(DARTS_V2).edge_all
+    s = g.to_string()
+    assert DARTSGenotype.from_string(s) == g == DARTS.parse(s)
+    assert DARTSGenotype.from_string(s.replace("[2, 3, 4, 5]", "range(2, 6)")) == g
+    assert [len(n) for n in g.nodes("normal")] == [2, 3, 4, 5]
+    assert g.nodes("normal")[1] == (("skip_connect", 2), ("dil_conv_5x5", 1), ("none", 0))
+    c = g.canonical()
+    assert c.nodes("normal")[1] == (("none", 0), ("dil_conv_5x5", 1), ("skip_connect", 2))
+    assert c.canonical() == c and c != g
+    with pytest.raises(ValueError, match="inputs of intermediate node 1 must be different"):
+        bad = _edge_all_cell(ops)
+        bad[2] = (bad[2][0], 1)
+        DARTSGenotype(bad, g.reduce)
+    with pytest.raises(ValueError, match="needs 8 .* or 14"):
+        DARTSGenotype(_edge_all_cell(ops)[:13], g.reduce)
+    with pytest.raises(ValueError, match="inputs 0..2, got 3"):
+        bad = _edge_all_cell(ops)
+        bad[2] = (bad[2][0], 3)
+        DARTSGenotype(bad, g.reduce)
+    with pytest.raises(ValueError, match="8-pair"):
+        g.to_graph()
+    with pytest.raises(ValueError, match="8-pair"):
+        DARTS.mutate(0, g)
+
+
 # ----------------------------------------------------------------------------- NB101
 def test_nb101_hash_matches_official_records(data_dir):
     """The keys of the official-layout records are the official hashes of their cells."""
