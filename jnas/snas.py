@@ -18,7 +18,10 @@ counts) and ``max1`` sets an edge cost below 1 to 1 (no gradient through it). Th
 inside the log, so the gradient reaches α through the Gumbel-softmax sample. The code divides
 the sums by 6 and 2, the normal and reduction cell counts of its 8-cell search; here by the
 counts of the network searched. ``cost`` = one of ``params``/``flops``/``mac`` keeps that
-resource only (the code's ``--separation``).
+resource only (the code's ``--separation``). ``penalty='total_log'`` (η · log of the whole
+network's expected cost, jnas's form before issue 17) and ``'total_linear'`` are kept only to
+reproduce earlier runs: they are not SNAS's penalty, and their per-edge push is about 1/E of
+it at the same η (E = 6 edges on NB201, 28 on the DARTS space).
 
 Other defaults of the code: drop-path 0.3 on every edge's mixed output during the search (DARTS
 space only: the NB201 supernet has no drop-path, and SNAS has no NB201 code); the α gradient
