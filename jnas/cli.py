@@ -147,6 +147,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
         implicit = {}
     config = cfg.apply_overrides(cfg.apply_overrides(spec.config_cls(), implicit), main_over)
     out = Path(args.out) if args.out else Path("runs") / spec.name
+    if getattr(args, "vmap_seeds", False):
+        _check_vmap(spec, seeds, plan.get("cluster"))
     return _Plan(spec, config, dataset, seeds, out, **plan)
 
 
@@ -208,6 +210,51 @@ def _make_evaluator(plan: _Plan, space: str, seed: int) -> Any:
             plan.benchmark, space=space, metric=plan.metric, report=plan.report))
     return benchmarks.make_evaluator(plan.benchmark, dataset=plan.dataset,
                                      protocol=plan.protocol)
+
+
+def _check_vmap(spec: Any, seeds: list[int], cluster: Any) -> None:
+    """``--vmap-seeds``: a one-shot method with one (w, α) per seed, >= 2 seeds, 1 process."""
+    if spec.kind != "oneshot":
+        raise ValueError(f"--vmap-seeds does not apply to the sample-based method "
+                         f"{spec.name!r} (it vmaps one-shot searches); leave it out")
+    if cluster is not None:
+        raise ValueError("--vmap-seeds and several processes are exclusive (a vmapped run "
+                         "splits its batch over one process's devices); leave one out")
+    from jnas import oneshot_seeds
+    oneshot_seeds.check_vmap_seeds(spec.name, seeds)
+
+
+def _run_vmapped(plan: _Plan, args: argparse.Namespace, todo: list[int]) -> dict[int, Any]:
+    """``--vmap-seeds``: the unfinished seeds as one vmapped search
+    (:func:`jnas.oneshot_seeds.run_vmapped_seeds`); ``{seed: Result}``. With ``--force`` the
+    old folders move aside first and come back if the run fails."""
+    from jnas import oneshot_seeds
+    if not todo:
+        return {}
+    moved = []
+    for seed in todo if args.force else []:
+        seed_dir, old = plan.out / f"seed_{seed}", plan.out / ".replaced" / f"seed_{seed}"
+        if seed_dir.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            old.parent.mkdir(parents=True, exist_ok=True)
+            seed_dir.rename(old)
+            moved.append((seed_dir, old))
+    args.saved_hint = (f"the finished epochs (checkpoints) of seeds {todo} are saved under "
+                       f"{plan.out}; re-running the same command resumes")
+    if not args.quiet:
+        print(f"== {plan.spec.name} seeds {','.join(map(str, todo))} as one vmapped search "
+              f"-> {plan.out}", flush=True)
+    try:
+        results, _states = oneshot_seeds.run_vmapped_seeds(
+            plan.spec.name, plan.config, seeds=todo, space=args.space, dataset=plan.dataset,
+            out_dir=plan.out, quiet=args.quiet)
+    except Exception:
+        for seed_dir, old in moved:
+            shutil.rmtree(seed_dir, ignore_errors=True)
+            old.rename(seed_dir)
+        _rmdir_if_empty(plan.out / ".replaced")
+        raise
+    return results
 
 
 def _run_seed(plan: _Plan, args: argparse.Namespace, seed: int, seed_dir: Path,
@@ -289,6 +336,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     states = dict(zip(seeds, check()))
     _enable_cache()
     done = []
+    pre = (_run_vmapped(plan, args, [s for s in seeds if states[s] != "finished"])
+           if getattr(args, "vmap_seeds", False) else {})  # {seed: Result} run vmapped
     for i, seed in enumerate(seeds):
         seed_dir = plan.out / f"seed_{seed}"
         path = seed_dir / "result.json"
@@ -301,7 +350,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             done.append(saved)
             continue
         old = plan.out / ".replaced" / seed_dir.name  # --force: the old run, until success
-        if args.force and seed_dir.exists() and primary:
+        if args.force and seed_dir.exists() and primary and seed not in pre:
             shutil.rmtree(old, ignore_errors=True)
             old.parent.mkdir(parents=True, exist_ok=True)
             seed_dir.rename(old)
@@ -310,13 +359,14 @@ def cmd_search(args: argparse.Namespace) -> int:
                 else "nothing (checkpoint=false)")
         args.saved_hint = (f"{len(done)} finished seed(s) and seed {seed}'s {kept} are saved "
                            f"under {plan.out}; re-running the same command resumes")
-        if len(seeds) > 1 and not args.quiet:
+        if len(seeds) > 1 and not args.quiet and seed not in pre:
             print(f"== {name} seed {seed} ({i + 1}/{len(seeds)}) -> {seed_dir}", flush=True)
         evaluator = None
         if plan.spec.kind == "sample":  # a fresh one per seed (it counts queries and cost)
             evaluator = first if seed == seeds[0] else _make_evaluator(plan, args.space, seed)
         try:
-            result = _run_seed(plan, args, seed, seed_dir, evaluator)
+            result = pre[seed] if seed in pre else _run_seed(plan, args, seed, seed_dir,
+                                                             evaluator)
         except Exception:  # a failed forced run gives the old folder back (Ctrl-C keeps both)
             if old.exists() and primary:
                 shutil.rmtree(seed_dir, ignore_errors=True)

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = s.add_mutually_exclusive_group()
     g.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
     g.add_argument("--seeds", default=None, help="several seeds, e.g. 0-9 or 0,2,5")
+    s.add_argument("--vmap-seeds", action="store_true",
+                   help="darts, darts2, gdas, snas: run the --seeds as one vmapped search "
+                        "(one program; each seed's result equals its sequential run)")
     s.add_argument("--out", default=None, help="output folder (default runs/METHOD)")
     s.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config field (repeatable; ws.KEY "
