@@ -10,7 +10,8 @@ one-shot stack:
   ``relax`` (continuous relaxations), ``create_train_state``, ``sgd_cosine`` (:mod:`jnas.train`);
 * data: ``load_cifar10``, ``search_split``, ``normalize``, ``augment`` (:mod:`jnas.data`);
 * one-shot flow: ``OneShotConfig``, ``discretise``, ``run_oneshot`` (:mod:`jnas.oneshot`),
-  ``run_darts``, ``run_gdas``, ``run_snas``, ``run_less_local``;
+  ``run_darts``, ``run_gdas``, ``run_snas``, ``run_less_local``, ``run_vmapped_seeds``
+  (seeds of a one-shot search as one vmapped search, :mod:`jnas.oneshot_seeds`);
 * sample-based flow: ``Searcher``, ``Evaluator``, ``Query``, ``run_search``, ``run_method``
   (:mod:`jnas.search`), ``RandomSearch``, ``RegularizedEvolution``, ``BONASSearcher``,
   ``GANASSearcher``, ``ReNASSearcher``; predictors on architecture values ``GraphPredictor``
@@ -27,7 +28,8 @@ __version__ = "0.1.0"
 
 #: Submodules reachable as ``jnas.<name>`` (imported on first use).
 SUBMODULES = ("spaces", "cost", "cells", "relax", "train", "data", "benchmarks", "tables",
-              "search", "oneshot", "darts", "snas", "less_local", "gcn", "bo",
+              "search", "oneshot", "darts", "snas", "less_local", "oneshot_seeds", "gcn",
+              "bo",
               "weight_sharing", "gan", "renas", "metrics", "report", "registry", "config",
               "rng", "download", "xla")
 
@@ -53,6 +55,7 @@ _EXPORTS_BY_MODULE = {
     "darts": ("run_darts", "run_gdas", "DARTSConfig", "DARTS2Config", "GDASConfig"),
     "snas": ("run_snas", "SNASConfig"),
     "less_local": ("run_less_local", "LessLocalConfig"),
+    "oneshot_seeds": ("run_vmapped_seeds",),
     "gcn": ("GraphPredictor",),
     "bo": ("BONASSearcher", "BONASConfig"),
     "weight_sharing": ("WeightSharingEvaluator", "WSConfig"),

@@ -266,10 +266,11 @@ def run_vmapped_seeds(method: str, config: OneShotConfig, *, seeds: Sequence[int
                       out_dir: str | Path | None = None, quiet: bool = False,
                       costs: dict[str, np.ndarray] | None = None, **kw: Any
                       ) -> tuple[dict[int, report.Result], list[SearchState]]:
-    """Runs ``seeds`` of the one-shot ``method`` ('darts', 'darts2', 'gdas' or 'snas', with
-    its config class) as one vmapped search (:func:`vmap_oneshot`): ``{seed: Result}`` equal
-    to ``run_darts`` / ``run_gdas`` / ``run_snas`` with ``key=seed`` up to float rounding,
-    and the stacked final states. ``out_dir/seed_<s>`` holds seed ``s``'s checkpoints (the
+    """Runs ``seeds`` of the one-shot ``method`` as one vmapped search (:func:`vmap_oneshot`):
+    'darts' / 'darts2' (DARTS, Liu et al., ICLR 2019), 'gdas' (Dong & Yang, CVPR 2019) or
+    'snas' (Xie et al., ICLR 2019), each with its config class. Returns ``{seed: Result}``,
+    equal to ``run_darts`` / ``run_gdas`` / ``run_snas`` with ``key=seed`` up to float
+    rounding (plus ``vmapped_seeds``), and the stacked final states. ``out_dir/seed_<s>`` holds seed ``s``'s checkpoints (the
     CLI writes ``result.json`` there). ``costs``: SNAS's op cost table (tests); ``kw``:
     ``net``, ``data``, ``stop_after``."""
     name, make, finish = _method(method, config, costs)
