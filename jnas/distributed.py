@@ -271,20 +271,24 @@ def broadcast_json(obj: Any) -> Any:
 
 
 def on_primary(fn: Callable[[], Any]) -> Any:
-    """``fn()`` run on process 0 only, its JSON-able value broadcast to every process; a
-    ``ValueError`` or ``OSError`` it raises is raised on every process (as ``ValueError``), so
-    the processes agree and none waits for a collective the others skip."""
+    """``fn()`` run on process 0 only, its JSON-able value broadcast to every process. An
+    exception it raises is re-raised on process 0 and raised on the others as a
+    ``ValueError`` with its message, so the processes agree and none waits for a collective
+    the others skip."""
     if jax.process_count() == 1:
         return fn()
     payload: dict[str, Any] = {}
+    error: Exception | None = None
     if is_primary():
         try:
             payload = {"ok": fn()}
-        except (ValueError, OSError) as e:
-            payload = {"error": str(e)}
+        except Exception as e:  # noqa: BLE001 - re-raised below, after the broadcast
+            error, payload = e, {"error": " ".join(str(e).split()) or type(e).__name__}
     payload = broadcast_json(payload)
+    if error is not None:
+        raise error
     if "error" in payload:
-        raise ValueError(payload["error"])
+        raise ValueError(f"process 0: {payload['error']}")
     return payload["ok"]
 
 

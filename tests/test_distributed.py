@@ -89,9 +89,15 @@ _SCRIPT = textwrap.dedent("""
     res, state = darts.run_darts(darts.DARTSConfig(**{cfg!r}), space="nb201",
                                  dataset="cifar10", key=0, out_dir=sys.argv[2],
                                  data=data, net=toy_net(), quiet=False)
+    def refuse():  # e.g. a saved run of other settings, seen by process 0 only
+        raise ValueError("OUT holds other settings")
+    try:
+        distributed.on_primary(refuse)
+    except ValueError as e:
+        error = str(e)
     print(json.dumps({{"process": jax.process_index(), "devices": jax.device_count(),
                       "local": jax.local_device_count(), "arch": res.best_arch,
-                      "alpha": np.asarray(state.alpha["cell"]).tolist()}}))
+                      "alpha": np.asarray(state.alpha["cell"]).tolist(), "error": error}}))
 """)
 
 
@@ -130,6 +136,9 @@ def test_two_processes_find_the_same_genotype_as_one(two_processes):
     root, got, outs, (res, state) = two_processes
     assert [(g["process"], g["devices"], g["local"]) for g in got] == [(0, 4, 2), (1, 4, 2)]
     assert got[0]["alpha"] == got[1]["alpha"]  # one program: every process holds the same α
+    # an error of process 0 (on_primary) reaches every process: none waits for the others
+    assert [g["error"] for g in got] == ["OUT holds other settings",
+                                         "process 0: OUT holds other settings"]
     # one process of 4 devices, fed the same global batches
     assert got[0]["arch"] == res.best_arch
     np.testing.assert_allclose(got[0]["alpha"], np.asarray(state.alpha["cell"]), atol=1e-5)
