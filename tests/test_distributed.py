@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import TINY_DARTS, XLA_CACHE, toy_net
+from conftest import TINY_DARTS, toy_net
 from jnas import darts, distributed, train
 from jnas.cli import main
 
@@ -109,7 +109,7 @@ def two_processes(tmp_path_factory, real_data):
     (result, state))``."""
     root = tmp_path_factory.mktemp("dist")
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-           "JAX_PLATFORMS": "cpu", "JNAS_XLA_CACHE_DIR": XLA_CACHE, "PYTHONUNBUFFERED": "1"}
+           "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
     for k in distributed.ENV_VARS.values():
         env.pop(k, None)
     np.savez(root / "data.npz", **dict(zip(("xt", "yt", "xv", "yv"), real_data)))
