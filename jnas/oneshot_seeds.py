@@ -130,6 +130,9 @@ def vmap_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Ca
     seeds = [int(s) for s in seeds]
     if len(seeds) != len(set(seeds)) or not seeds:
         raise ValueError(f"vmap_oneshot needs distinct seeds, got {seeds}")
+    if jax.process_count() > 1:
+        raise ValueError("vmapped seeds run in one process (their batch split over its local "
+                         "devices); run the seeds sequentially on several processes")
     space = spaces.get_space(space).name
     net = net if net is not None else make_supernet(space, config)
     if data is None or isinstance(data[0], np.ndarray):
