@@ -14,8 +14,19 @@ What it measures, in ONE process, for every combination of the flags:
   logits float32), through the config's ``compute_dtype`` when ``jnas.oneshot`` has it,
   else by cloning the module with ``dtype``;
 * the convolution implementation ``--conv-impls xla,matmul`` (``jnas.layers.set_conv_impl``
-  while the step is traced: XLA's convolution, the default, or ``jnas.fastconv``'s im2col
-  matmuls with a matmul backward); field ``conv_impl`` of each jnas line;
+  while the step is traced: XLA's convolution, or ``jnas.fastconv``'s XLA forward/input
+  gradient with matmul kernel gradients, the CPU default); field ``conv_impl`` of each jnas
+  line; ``--fused 1,0``: the NB201 supernet's fused cell (``jnas.cells_fast``, one conv per
+  source node and op, the default) or the per-edge ``vmap`` cell (field ``fused_cells``);
+* ``--methods darts,darts2,gdas,snas,less-local`` (issue 17): each method's own step
+  (config defaults of ``DARTSConfig``, ``GDASConfig`` with the sampled-op supernet,
+  ``SNASConfig``, the less-local population of ``max(--populations)`` or 8) instead of the
+  ``--orders``/``--populations`` grid; every jnas line has ``method``, ``flops``
+  (``compiled.cost_analysis()``), ``flops_lowered`` (the un-optimised HLO's), and GDAS
+  ``flops_sampled`` (the lowered step with its sampled ops fixed, mean of ``--gdas-samples`` (4) uniform samples:
+  what a step executes; XLA counts a ``lax.switch`` as its costliest branch); a final
+  ``{"check": "gdas_flops_le_half_darts", "ratio_sampled": ..., "ok": ...}`` line compares
+  GDAS with DARTS. ``--flops-only`` lowers the steps without compiling or timing them;
 * the PyTorch reference (eager, synthetic data, fp32) on the device jnas runs on (CUDA when
   JAX's backend is a GPU, else the CPU with ``torch.set_num_threads(--threads)``; default
   ``os.cpu_count()``, the thread count XLA-CPU uses), when ``torch`` and ``xautodl`` (PyPI
@@ -49,26 +60,35 @@ options on CPU, XLA's defaults elsewhere; state built from ``jax.eval_shape`` sh
 ``experiments/compile_cpu.fill_shapes`` so the init graph is never compiled; ``compile_cpu_s`` the
 process CPU seconds of the same, robust to a shared machine's load); one warm-up call is
 excluded; ``step_ms`` = median over ``--steps`` calls, each followed by
-``block_until_ready`` (torch on CUDA: ``torch.cuda.synchronize``). ``images_per_s`` = 2·batch
+``block_until_ready`` (torch on CUDA: ``torch.cuda.synchronize``). Each jnas line that is
+comparable with the reference (first-order DARTS, one member) is timed *interleaved* with
+it: ``--steps`` rounds of one reference step then one jnas step (A B A B ...), so that load
+from other jobs hits both alike; the line has ``ref_step_ms`` (median), ``ref_step_ms_all``,
+``step_ms_all``, ``speedup_paired_median`` (median of the per-round ratios),
+``loadavg_1m_start`` / ``loadavg_1m`` (``--no-interleave``: the reference timed once per
+space and batch, before). ``--cpus 0,1`` pins the process (both implementations) to those
+CPUs. ``OMP_WAIT_POLICY=PASSIVE`` is set unless given: torch's OpenMP threads then sleep
+rather than spin while waiting, which on a shared CPU keeps the reference from collapsing
+(that would flatter jnas). ``images_per_s`` = 2·batch
 (train + val batch) · P / step time. ``peak_mem_gb``: jax
 ``device.memory_stats()['peak_bytes_in_use']`` (process-wide peak, monotone over the run, so
 an upper bound for later configs; null on CPU), ``exec_mem_gb`` the compiled step's own
 ``memory_analysis()`` (arguments + outputs + temps − aliased), torch
 ``torch.cuda.max_memory_allocated`` (reset per config). ``speedup_vs_ref`` = reference
 first-order fp32 step ms / this step ms at the same space and batch, timed in the same
-process just before (jnas first-order lines of one member; ``ref_step_ms`` too).
+process, interleaved (above; jnas first-order lines of one member).
 ``ratio_vs_fp32_o1`` = this step / the jnas fp32 first-order single step of the same space,
 batch and conv implementation (second order ≤ 3x, population of 8 ≤ 3x, bf16 < 1
 are issue-8 targets). Each line is appended to ``--out`` as soon as it is measured, so a run
 killed by a time limit keeps what it finished.
 
-CPU command at the paper's size (BENCHMARKS.md; on the shared 2-core machine 10-20 minutes,
-most of it the XLA-convolution step, ~250 s each: split by ``--conv-impls`` under a
-10-minute limit; the DARTS-space reference at batch 64 needs > 11 GB)::
+CPU command at the paper's size (BENCHMARKS.md, seventh session; the XLA-convolution step
+alone takes ~250 s a step on this CPU, so it is left out; the DARTS-space reference at
+batch 64 needs > 11 GB)::
 
     . /work/benchvenv/bin/activate
     nice -n 10 python experiments/bench_jit.py --spaces nb201 --batches 64 --dtypes fp32 \
-        --orders 1 --populations "" --steps 3 --out /tmp/bench_cpu_nb201.jsonl
+        --orders 1 --populations "" --steps 5 --conv-impls matmul --out /tmp/bench_cpu.jsonl
 
 GPU: ``experiments/gpu_suite.sh`` (every space, batch, dtype, order and population, split
 into parts under a time limit; each part re-times the reference). Defaults:
@@ -84,9 +104,14 @@ import os
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+# torch's OpenMP workers sleep instead of spinning while they wait: on a CPU shared with other
+# jobs spinning threads collapse the reference's speed (BENCHMARKS.md run B), which would
+# flatter jnas; set before torch loads its OpenMP runtime (an explicit setting wins)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_HERE, ".."))
@@ -96,16 +121,21 @@ from compile_cpu import fill_shapes  # noqa: E402  (sets JAX_PLATFORMS=cpu: undo
 if _prev_platforms is None:
     os.environ.pop("JAX_PLATFORMS", None)
 
-from jnas import cells, layers  # noqa: E402
-from jnas.darts import DARTSConfig, make_bilevel_step  # noqa: E402
+from jnas import cells, cells_fast, layers  # noqa: E402
+from jnas.darts import DARTSConfig, GDASConfig, bilevel_maker, make_bilevel_step  # noqa: E402
+from jnas.snas import SNASConfig, make_snas_step  # noqa: E402
+from bench_ref import (bench_torch, check_gdas_flops, exec_gb, flops_of,  # noqa: E402,F401
+                       jax_peak_gb, plot, prepare_torch, torch_available, torch_peak_gb)
 from jnas.less_local import make_population_step  # noqa: E402
 from jnas.oneshot import (SearchState, alpha_optimizer, init_alpha, make_supernet,  # noqa: E402
                           weight_optimizer)
 
-__all__ = ["bench_jnas", "bench_torch", "torch_available", "plot", "main", "DTYPES"]
+__all__ = ["bench_jnas", "prepare_jnas", "bench_torch", "prepare_torch", "interleave",
+           "torch_available", "plot", "main", "DTYPES", "METHODS"]
 
 TOTAL_STEPS = 10_000  # cosine schedule length (only sets the lr value; no effect on speed)
 DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
+METHODS = ("darts", "darts2", "gdas", "snas", "less-local")
 
 
 def _supernet(space: str, config, dtype: str):
@@ -151,185 +181,186 @@ def _batch(batch: int) -> dict:
             "yv": jnp.asarray(rng.integers(0, 10, batch), jnp.int32)}
 
 
-def _peak_gb() -> float | None:
-    try:
-        ms = jax.devices()[0].memory_stats()
-    except Exception:  # noqa: BLE001
-        return None
-    if not ms or "peak_bytes_in_use" not in ms:
-        return None
-    return round(ms["peak_bytes_in_use"] / 2**30, 3)
-
-
-def _exec_gb(compiled) -> float | None:
-    try:
-        m = compiled.memory_analysis()
-        b = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-             - m.alias_size_in_bytes)
-        return round(b / 2**30, 3)
-    except Exception:  # noqa: BLE001
-        return None
+def _method_setup(method: str, space: str, batch: int, args: argparse.Namespace,
+                  P: int) -> tuple[object, int, object]:
+    """``(config, order, make_step)`` of a one-shot ``method`` (``METHODS``) at the bench
+    size; ``make_step(net, config, w_opt, a_opt, total)`` returns the single-member step."""
+    kw = dict(C=args.C, N=args.N, layers=args.layers, batch_size=batch)
+    if method in ("darts", "darts2", "less-local"):
+        order = 2 if method == "darts2" else 1
+        cfg = DARTSConfig(**kw, order=order)
+        return cfg, order, lambda n, c, w, a, t: make_bilevel_step(n, c, w, a, t, order=order)
+    if method == "gdas":
+        return GDASConfig(**kw), 1, bilevel_maker(1, "hard_gumbel")
+    if method == "snas":
+        return SNASConfig(**kw), 1, make_snas_step
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
 def bench_jnas(space: str, order: int, batch: int, P: int, args: argparse.Namespace,
-               dtype: str = "fp32", conv_impl: str = "xla") -> dict:
-    """Compile and time one jnas search step. P = 0: the plain DARTS step; P >= 1: the
-    less-local population step of P members; ``conv_impl`` while the step is traced."""
+               dtype: str = "fp32", conv_impl: str = "xla", method: str | None = None) -> dict:
+    """Compile and time one jnas search step alone (``--steps`` calls). P = 0: the plain
+    DARTS step of ``order``; P >= 1: the less-local population step of P members;
+    ``method``: one of ``METHODS`` instead (its own step and config); ``conv_impl`` while
+    the step is traced. See :func:`prepare_jnas` for the fields."""
+    run, rec = prepare_jnas(space, order, batch, P, args, dtype, conv_impl, method)
+    times = [run() for _ in range(args.steps)]
+    return rec | _timing(times, batch, P)
+
+
+def _timing(times: list[float], batch: int, P: int) -> dict:
+    ms = 1e3 * float(np.median(times))
+    return {"step_ms": round(ms, 3), "step_ms_all": [round(1e3 * x, 1) for x in times],
+            "images_per_s": round(2 * batch * max(P, 1) / ms * 1e3, 1),
+            "loadavg_1m": round(os.getloadavg()[0], 2), "peak_mem_gb": jax_peak_gb()}
+
+
+def prepare_jnas(space: str, order: int, batch: int, P: int, args: argparse.Namespace,
+                 dtype: str = "fp32", conv_impl: str = "xla", method: str | None = None
+                 ) -> tuple[object, dict]:
+    """Compile one jnas step and run its warm-up call; returns ``(run, record)``: ``run()``
+    does one step (state donated and replaced) and returns its wall seconds; ``record``
+    has ``compile_s``, ``compile_cpu_s``, ``flops`` (``compiled.cost_analysis()``),
+    ``flops_lowered`` (the un-optimised HLO's), for GDAS ``flops_sampled`` (the lowered
+    step's FLOPs with the sampled ops fixed, mean over 4 uniform samples: what a step
+    executes; XLA counts a ``lax.switch`` as its costliest branch), ``exec_mem_gb``,
+    ``train_loss`` of the warm-up, ``method``, ``conv_impl``, ``fused_cells``."""
+    method = method or ("less-local" if P else ("darts2" if order == 2 else "darts"))
     with layers.conv_impl(conv_impl):
-        return _bench_jnas(space, order, batch, P, args, dtype) | {"conv_impl": conv_impl}
+        run, rec = _prepare_jnas(space, batch, P, args, dtype, method)
+    return run, rec | {"conv_impl": conv_impl}
 
 
-def _bench_jnas(space, order, batch, P, args, dtype):
-    config = DARTSConfig(C=args.C, N=args.N, layers=args.layers, batch_size=batch, order=order)
+def _prepare_jnas(space, batch, P, args, dtype, method):
+    if method == "less-local" and not P:
+        P = 8  # LessLocalConfig's default population
+    config, order, make = _method_setup(method, space, batch, args, P)
     net = _supernet(space, config, dtype)
     w_opt, a_opt = weight_optimizer(config, TOTAL_STEPS), alpha_optimizer(config)
-    single = make_bilevel_step(net, config, w_opt, a_opt, TOTAL_STEPS, order=order)
+    single = make(net, config, w_opt, a_opt, TOTAL_STEPS)
     step = single if P == 0 else make_population_step(single)
     state = _state(net, config, w_opt, a_opt, batch, P)
     data = _batch(batch)
     jax.block_until_ready((state, data))
     t, c = time.perf_counter(), time.process_time()
     opts = cells.compiler_options(None if args.xla_options == "default" else args.xla_options)
-    compiled = jax.jit(step, donate_argnums=0).lower(state, data).compile(compiler_options=opts)
+    lowered = jax.jit(step, donate_argnums=0).lower(state, data)
+    compiled = None if args.flops_only else lowered.compile(compiler_options=opts)
     compile_s, compile_cpu_s = time.perf_counter() - t, time.process_time() - c
-    state, m = compiled(state, data)  # warm-up (first call), excluded
-    jax.block_until_ready((state, m))
-    times = []
-    for _ in range(args.steps):
-        t = time.perf_counter()
-        state, m = compiled(state, data)
-        jax.block_until_ready((state, m))
-        times.append(time.perf_counter() - t)
-    ms = 1e3 * float(np.median(times))
-    loss = float(np.mean(np.asarray(m["train_loss"])))
-    return {"impl": "jnas", "space": space, "order": order, "batch": batch, "dtype": dtype,
-            "population": P if P else None, "xla_options": args.xla_options,
-            "compile_s": round(compile_s, 2), "compile_cpu_s": round(compile_cpu_s, 2),
-            "loadavg_1m": round(os.getloadavg()[0], 2), "step_ms": round(ms, 3),
-            "step_ms_all": [round(1e3 * x, 1) for x in times],
-            "images_per_s": round(2 * batch * max(P, 1) / ms * 1e3, 1),
-            "peak_mem_gb": _peak_gb(), "exec_mem_gb": _exec_gb(compiled),
-            "train_loss": loss, "finite": bool(np.isfinite(loss))}
+    flops_sampled = None
+    if method == "gdas" and hasattr(net.module, "fixed_ops"):
+        rng = np.random.default_rng(0)
+        fl = []
+        for _ in range(args.gdas_samples):
+            ops = tuple(int(i) for i in rng.integers(0, 5, 6))
+            n2 = dataclasses.replace(net, module=net.module.clone(fixed_ops=ops))
+            s2 = make(n2, config, w_opt, a_opt, TOTAL_STEPS)
+            s2 = s2 if P == 0 else make_population_step(s2)
+            fl.append(flops_of(jax.jit(s2).lower(state, data).cost_analysis()))
+        flops_sampled = None if None in fl else float(np.mean(fl))
+    box = {"state": state}
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        box["state"], m = compiled(box["state"], data)
+        jax.block_until_ready((box["state"], m))
+        box["m"] = m
+        return time.perf_counter() - t0
+
+    rec = {"impl": "jnas", "method": method, "space": space, "order": 1 if method != "darts2"
+           else 2, "batch": batch, "dtype": dtype, "population": P if P else None,
+           "flops_lowered": flops_of(lowered.cost_analysis()), "flops_sampled": flops_sampled}
+    if compiled is None:  # --flops-only
+        return None, rec | {"flops": None, "note": "--flops-only: lowered, not compiled"}
+    run()  # warm-up (first call), excluded
+    loss = float(np.mean(np.asarray(box["m"]["train_loss"])))
+    return run, {"impl": "jnas", "method": method, "space": space, "order": order,
+                 "batch": batch, "dtype": dtype, "population": P if P else None,
+                 "xla_options": args.xla_options, "fused_cells": cells_fast.get_fused(),
+                 "compile_s": round(compile_s, 2), "compile_cpu_s": round(compile_cpu_s, 2),
+                 "flops": flops_of(compiled.cost_analysis()),
+                 "flops_lowered": flops_of(lowered.cost_analysis()),
+                 "flops_sampled": flops_sampled, "exec_mem_gb": exec_gb(compiled),
+                 "train_loss": loss, "finite": bool(np.isfinite(loss))}
 
 
-# ----------------------------------------------------------------------------- torch
-def torch_available() -> tuple[bool, str]:
-    """Whether the PyTorch reference can run here: torch and xautodl's model classes import,
-    and CUDA is available when JAX runs on a GPU (the reference runs on JAX's device kind)."""
-    try:
-        import torch
-    except Exception as e:  # noqa: BLE001
-        return False, f"torch not importable: {e}"
-    try:
-        from xautodl.models import get_search_spaces  # noqa: F401
-        from xautodl.models.cell_searchs import NASNetworkDARTS, TinyNetworkDarts  # noqa: F401
-    except Exception as e:  # noqa: BLE001
-        return False, (f"xautodl not importable (pip install --no-deps xautodl==1.0.0): "
-                       f"{type(e).__name__}: {e}")
-    if jax.default_backend() == "gpu" and not torch.cuda.is_available():
-        return False, "JAX runs on a GPU but torch.cuda.is_available() is False"
-    return True, ""
-
-
-def _torch_model(space: str, args: argparse.Namespace):
-    """The xautodl search model of ``space`` and its cell count (see the module docstring)."""
-    from xautodl.models import get_search_spaces
-    from xautodl.models.cell_searchs import NASNetworkDARTS, TinyNetworkDarts
-    if space == "nb201":
-        ops = get_search_spaces("cell", "nas-bench-201")
-        return TinyNetworkDarts(args.C, args.N, 4, 10, ops, False, False), 3 * args.N
-    n = max(1, -(-args.layers // 3))  # 3N cells: the smallest N with 3N >= --layers
-    ops = get_search_spaces("cell", "darts")
-    return NASNetworkDARTS(args.C, n, 4, 4, 3, 10, ops, False, False), 3 * n
-
-
-def bench_torch(space: str, batch: int, args: argparse.Namespace) -> dict:
-    """Time the xautodl first-order DARTS step (weight step + α step) on JAX's device kind."""
-    import torch
-    cuda = jax.default_backend() == "gpu"
-    dev = torch.device("cuda" if cuda else "cpu")
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-    else:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model, ref_cells = _torch_model(space, args)
-    model = model.to(dev).train()
-    w_params, a_params = list(model.get_weights()), list(model.get_alphas())
-    w_opt = torch.optim.SGD(w_params, 0.025, momentum=0.9, weight_decay=3e-4)
-    a_opt = torch.optim.Adam(a_params, 3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-    crit = torch.nn.CrossEntropyLoss()
-    g = torch.Generator(device=dev).manual_seed(0)
-    xt = torch.randn(batch, 3, 32, 32, device=dev, generator=g)
-    xv = torch.randn(batch, 3, 32, 32, device=dev, generator=g)
-    yt = torch.randint(0, 10, (batch,), device=dev, generator=g)
-    yv = torch.randint(0, 10, (batch,), device=dev, generator=g)
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-
-    def step():
-        w_opt.zero_grad(set_to_none=True)
-        _, logits = model(xt)
-        loss = crit(logits, yt)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(w_params, 5.0)
-        w_opt.step()
-        a_opt.zero_grad(set_to_none=True)
-        _, logits = model(xv)
-        crit(logits, yv).backward()
-        a_opt.step()
-        return loss
-
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    sync()
-    t, c = time.perf_counter(), time.process_time()
-    loss = step()  # warm-up (cudnn autotune), excluded; reported as compile_s
-    sync()
-    first_s, first_cpu_s = time.perf_counter() - t, time.process_time() - c
-    times = []
-    for _ in range(args.steps):
-        t = time.perf_counter()
-        loss = step()
-        sync()
-        times.append(time.perf_counter() - t)
-    ms = 1e3 * float(np.median(times))
-    return {"impl": "torch-xautodl", "space": space, "order": 1, "batch": batch,
-            "dtype": "fp32", "population": None, "compile_s": round(first_s, 2),
-            "compile_cpu_s": round(first_cpu_s, 2),
-            "compile_note": "eager: first (warm-up) call time", "step_ms": round(ms, 3),
-            "step_ms_all": [round(1e3 * x, 1) for x in times],
-            "loadavg_1m": round(os.getloadavg()[0], 2),
-            "images_per_s": round(2 * batch / ms * 1e3, 1),
-            "peak_mem_gb": (round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda
-                            else None),
-            "torch_device": str(dev), "torch_threads": torch.get_num_threads(),
-            "ref_cells": ref_cells, "train_loss": loss.item(), "torch": torch.__version__}
+def interleave(runs: list, steps: int) -> list[list[float]]:
+    """Time the step functions of ``runs`` alternately (A B A B ...: ``steps`` rounds, each
+    calling every function once in order), so that a change of the machine's load hits
+    every implementation alike; returns each function's list of seconds."""
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(steps):
+        for i, r in enumerate(runs):
+            times[i].append(r())
+    return times
 
 
 # ----------------------------------------------------------------------------- main
-def plot(lines: list[dict], path: str) -> None:
-    """A log-scale bar chart of ``step_ms`` of the records that have one, as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = [r for r in lines if r.get("step_ms") is not None]
-    if not rows:
-        return
-    labels = [f"{r['impl']} {r.get('conv_impl', '')}\n{r['space']} o{r['order']} "
-              f"b{r['batch']}\n{r['dtype']}"
-              + (f" P{r['population']}" if r.get("population") else "") for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4.5))
-    colors = ["tab:orange" if r["impl"] != "jnas" else "tab:blue" for r in rows]
-    ax.bar(range(len(rows)), [r["step_ms"] for r in rows], color=colors)
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels(labels, fontsize=6, rotation=90)
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=min(r["step_ms"] for r in rows) / 3)
-    ax.set_ylabel("step ms (median, log)")
-    ax.set_title(f"search step time on {rows[0].get('device', jax.devices()[0].device_kind)}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def _bench_space_batch(space, batch, args, ok, impls, dtypes, orders, pops, pop_orders,
+                       methods, emit) -> None:
+    """Every jnas line of one space and batch, each comparable one (first order, one
+    member, DARTS) timed alternately with the reference (:func:`interleave`)."""
+    ref_run, ref_rec, ref_times = None, None, []
+    if ok:
+        try:
+            ref_run, ref_rec = prepare_torch(space, batch, args)
+        except Exception as e:  # noqa: BLE001
+            emit({"impl": "torch-xautodl", "space": space, "batch": batch,
+                  "status": "failed", "reason": f"{type(e).__name__}: {e}"})
+    if ref_run is not None and args.no_interleave:
+        ref_times = [ref_run() for _ in range(args.steps)]
+    for impl, fz in [(i, f) for i in impls for f in args.fused.split(",")]:
+        base = None  # the jnas fp32 first-order single DARTS step of this space, batch, impl
+        for dtype in dtypes:
+            runs = ([(1 if m != "darts2" else 2,
+                      (max(pops) if pops else 8) if m == "less-local" else 0, m)
+                     for m in methods] if methods else
+                    [(o, 0, None) for o in orders] + [(o, p, None) for o in pop_orders
+                                                      for p in pops])
+            for order, P, method in runs:
+                try:
+                    with cells_fast.fused(fz == "1"):
+                        run, r = prepare_jnas(space, order, batch, P, args, dtype, impl,
+                                              method)
+                    if run is None:  # --flops-only
+                        emit(r | {"conv_impl": impl})
+                        continue
+                    comparable = (r["method"] == "darts" and r["order"] == 1
+                                  and (r["population"] or 1) == 1)
+                    load0 = os.getloadavg()[0]
+                    if comparable and ref_run is not None and not args.no_interleave:
+                        rt, jt = interleave([ref_run, run], args.steps)
+                        ref_times += rt
+                        r |= {"ref_step_ms": round(1e3 * float(np.median(rt)), 3),
+                              "ref_step_ms_all": [round(1e3 * x, 1) for x in rt],
+                              "speedup_paired_median": round(float(np.median(
+                                  np.asarray(rt) / np.asarray(jt))), 2),
+                              "timing": "interleaved"}
+                    else:
+                        jt = [run() for _ in range(args.steps)]
+                        if comparable and ref_times:
+                            r |= {"ref_step_ms": round(1e3 * float(np.median(ref_times)), 3),
+                                  "timing": "reference timed before"}
+                    r |= _timing(jt, batch, P or (8 if r["method"] == "less-local" else 0))
+                    r["loadavg_1m_start"] = round(load0, 2)
+                    del run
+                except Exception as e:  # noqa: BLE001
+                    emit({"impl": "jnas", "method": method, "space": space, "order": order,
+                          "batch": batch, "dtype": dtype, "population": P or None,
+                          "conv_impl": impl, "status": "failed",
+                          "reason": f"{type(e).__name__}: {e}"})
+                    continue
+                if r["method"] == "darts" and P == 0 and dtype == "fp32":
+                    base = r["step_ms"]
+                if base is not None:
+                    r["ratio_vs_fp32_o1"] = round(r["step_ms"] / base, 3)
+                if "ref_step_ms" in r:
+                    r["speedup_vs_ref"] = round(r["ref_step_ms"] / r["step_ms"], 2)
+                emit(r)
+    if ref_rec is not None:
+        if not ref_times:
+            ref_times = [ref_run() for _ in range(args.steps)]
+        emit(ref_rec | _timing(ref_times, batch, 0) | {"peak_mem_gb": torch_peak_gb()})
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -344,7 +375,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     help="orders of the population step (subset of --orders)")
     ap.add_argument("--conv-impls", default="xla,matmul",
                     help="comma list of jnas convolution implementations (xla, matmul)")
+    ap.add_argument("--methods", default="",
+                    help="comma list of one-shot methods (darts, darts2, gdas, snas, "
+                         "less-local): time each method's own step instead of the "
+                         "--orders/--populations grid; every line has 'method' and 'flops'")
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--fused", default="1",
+                    help="comma list of 0/1: NB201 supernets with the fused cell "
+                         "(jnas.cells_fast, the default) or the per-edge vmap cell")
+    ap.add_argument("--gdas-samples", type=int, default=4,
+                    help="GDAS: sampled cells whose fixed-op steps give flops_sampled")
+    ap.add_argument("--flops-only", action="store_true",
+                    help="only lower each jnas step and print its HLO cost analysis (fast; "
+                         "no compile, no timing, no reference)")
+    ap.add_argument("--no-interleave", action="store_true",
+                    help="time the reference once per space/batch instead of alternating "
+                         "its steps with each comparable jnas line's")
+    ap.add_argument("--cpus", default=None,
+                    help="pin the process (jnas and the reference alike) to these CPUs, "
+                         "e.g. 0,1 (os.sched_setaffinity)")
     ap.add_argument("--C", type=int, default=16)
     ap.add_argument("--N", type=int, default=5)
     ap.add_argument("--layers", type=int, default=8)
@@ -399,41 +448,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
             with open(args.out, "a") as f:
                 f.write(s + "\n")
 
-    ref: dict[tuple[str, int], float] = {}
-    ok, why = (False, "--no-torch") if args.no_torch else torch_available()
+    methods = [m for m in args.methods.split(",") if m]
+    for m in methods:
+        if m not in METHODS:
+            ap.error(f"unknown method {m!r} in --methods; choose from {', '.join(METHODS)}")
+    if args.cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
+    ok, why = ((False, "--no-torch") if args.no_torch else
+               (False, "--flops-only") if args.flops_only else torch_available())
     if not ok:
         emit({"impl": "torch-xautodl", "status": "skipped", "reason": why})
     for space in spaces:
         for batch in batches:
-            if ok:
-                try:
-                    r = bench_torch(space, batch, args)
-                    ref[(space, batch)] = r["step_ms"]
-                    emit(r)
-                except Exception as e:  # noqa: BLE001
-                    emit({"impl": "torch-xautodl", "space": space, "batch": batch,
-                          "status": "failed", "reason": f"{type(e).__name__}: {e}"})
-            for impl in impls:
-                base = None  # the jnas fp32 first-order single step of this space, batch, impl
-                for dtype in dtypes:
-                    runs = [(o, 0) for o in orders] + [(o, p) for o in pop_orders for p in pops]
-                    for order, P in runs:
-                        try:
-                            r = bench_jnas(space, order, batch, P, args, dtype, impl)
-                        except Exception as e:  # noqa: BLE001
-                            emit({"impl": "jnas", "space": space, "order": order,
-                                  "batch": batch, "dtype": dtype, "population": P or None,
-                                  "conv_impl": impl, "status": "failed",
-                                  "reason": f"{type(e).__name__}: {e}"})
-                            continue
-                        if order == 1 and P == 0 and dtype == "fp32":
-                            base = r["step_ms"]
-                        if base is not None:
-                            r["ratio_vs_fp32_o1"] = round(r["step_ms"] / base, 3)
-                        if order == 1 and P <= 1 and (space, batch) in ref:
-                            r["ref_step_ms"] = ref[(space, batch)]
-                            r["speedup_vs_ref"] = round(ref[(space, batch)] / r["step_ms"], 2)
-                        emit(r)
+            _bench_space_batch(space, batch, args, ok, impls, dtypes, orders, pops, pop_orders,
+                               methods, emit)
+    if methods:
+        check_gdas_flops(lines, emit)
     if args.plot:
         plot(lines, args.plot)
     return lines

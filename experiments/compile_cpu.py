@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from jnas import cells, layers, train  # noqa: E402
+from jnas import cells, cells_fast, layers, train  # noqa: E402
 
 __all__ = ["fill_shapes", "bench", "OPTIONS", "main"]
 
@@ -73,12 +73,14 @@ OPTIONS = {"default": None, "fast": cells.CPU_FAST_COMPILE,
 
 
 def bench(name: str, model: Any, alpha_shapes: dict, batch: int, steps: int,
-          options: str = "default", flat: bool = False, conv_impl: str = "xla") -> dict:
+          options: str = "default", flat: bool = False, conv_impl: str = "xla",
+          fused: bool = True) -> dict:
     """Compile and time one first-order step of ``model`` (see the module docstring);
-    ``conv_impl``: :func:`jnas.layers.set_conv_impl` while the step is traced."""
-    with layers.conv_impl(conv_impl):
+    ``conv_impl``: :func:`jnas.layers.set_conv_impl` and ``fused``:
+    :func:`jnas.cells_fast.set_fused` (NB201 cells) while the step is traced."""
+    with layers.conv_impl(conv_impl), cells_fast.fused(fused):
         return _bench(name, model, alpha_shapes, batch, steps, options, flat) | {
-            "conv_impl": conv_impl}
+            "conv_impl": conv_impl, "fused_cells": fused}
 
 
 def _bench(name, model, alpha_shapes, batch, steps, options, flat):
@@ -150,6 +152,8 @@ def main() -> None:
     ap.add_argument("--conv-impls", default="xla",
                     help="comma list of convolution implementations: xla, matmul "
                          "(jnas.layers.set_conv_impl)")
+    ap.add_argument("--fused", default="1",
+                    help="comma list of 0/1: the fused NB201 supernet cell (jnas.cells_fast)")
     args = ap.parse_args()
     for o in args.options.split(","):
         if o not in OPTIONS:
@@ -169,14 +173,15 @@ def main() -> None:
         for opts in args.options.split(","):
             for flat in args.flat.split(","):
                 for impl in args.conv_impls.split(","):
-                    rec = bench(name, model, shapes, batch, args.steps, opts, flat == "1",
-                                impl)
-                    rec["dtype"] = args.dtype or "float32"
-                    line = json.dumps(rec)
-                    print(line, flush=True)
-                    if args.out:
-                        with open(args.out, "a") as f:
-                            f.write(line + "\n")
+                    for fz in args.fused.split(","):
+                        rec = bench(name, model, shapes, batch, args.steps, opts,
+                                    flat == "1", impl, fz == "1")
+                        rec["dtype"] = args.dtype or "float32"
+                        line = json.dumps(rec)
+                        print(line, flush=True)
+                        if args.out:
+                            with open(args.out, "a") as f:
+                                f.write(line + "\n")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,24 @@
 """2-D convolutions with matmul gradients (a CPU speed option), and the switch that selects them.
 
-XLA-CPU lowers the kernel-gradient convolution of the supernets' ``vmap``-ed edge convs to a
-slow form (BENCHMARKS.md: ~80 % of a C=16 NB201 step). :func:`conv2d` with ``impl="matmul"``
-is the same function as :func:`jax.lax.conv_general_dilated` (NHWC input, HWIO kernel,
-symmetric padding, stride, kernel dilation, feature groups) computed as im2col matmuls: the
-``k*k`` shifted, strided slices of the padded input stacked ("patches") and one ``einsum``
-with the kernel (a multiply-add per tap for depthwise kernels). A ``jax.custom_vjp`` gives
-the kernel gradient as the patches contracted with the output cotangent (float32
-accumulation) and the input gradient as the cotangent times the kernel, added back at
-the patch places (col2im). The backward rule is made of differentiable ops, so ``grad`` of
-``grad`` works (second-order DARTS); forward-mode (``jvp``) is not defined.
+XLA-CPU lowers the kernel-gradient convolution of the supernets' edge convs to a slow form
+(BENCHMARKS.md: ~80 % of a C=16 NB201 step; 4-12x slower than the forward convolution),
+while its forward and input-gradient convolutions are fast. :func:`conv2d` with
+``impl="matmul"`` is the same function as :func:`jax.lax.conv_general_dilated` (NHWC input,
+HWIO kernel, symmetric padding, stride, kernel dilation, feature groups) with a
+``jax.custom_vjp``: for an ungrouped kernel the forward and the input gradient are XLA's
+convolutions, and the kernel gradient is the im2col patches (the ``k*k`` shifted, strided
+slices of the padded input) contracted with the output cotangent in float32, summed over
+batch chunks (``lax.scan``) whose patch buffer stays in cache. Grouped and depthwise
+kernels use im2col for all three (an ``einsum`` with the kernel, a multiply-add per tap for
+depthwise; the input gradient added back at the patch places, col2im). The backward rule
+is made of differentiable ops, so ``grad`` of ``grad`` works (second-order DARTS);
+forward-mode (``jvp``) is not defined.
 
 The implementation is chosen when a model is traced: :func:`set_conv_impl` (or the
-environment variable ``JNAS_CONV_IMPL``, read at import) sets ``"xla"`` (the default: plain
-``flax.linen.Conv``, bit-identical to earlier releases) or ``"matmul"``. A function that was
-already jitted keeps the implementation it was traced with.
+environment variable ``JNAS_CONV_IMPL``, read at import) sets ``"xla"`` (plain
+``flax.linen.Conv``), ``"matmul"`` or ``"auto"`` (the default: :func:`default_conv_impl`,
+``xla`` on every platform for now; BENCHMARKS.md, seventh session). A function that was already jitted keeps the
+implementation it was traced with.
 """
 from __future__ import annotations
 
@@ -28,7 +32,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["CONV_IMPLS", "set_conv_impl", "get_conv_impl", "conv_impl", "conv2d", "Conv"]
+__all__ = ["CONV_IMPLS", "DEFAULT_CONV_IMPL", "set_conv_impl", "get_conv_impl",
+           "default_conv_impl", "conv_impl",
+           "conv2d", "Conv"]
 
 CONV_IMPLS: tuple[str, ...] = ("xla", "matmul")
 _ENV = "JNAS_CONV_IMPL"
@@ -41,27 +47,48 @@ def _check_impl(impl: str, where: str) -> str:
     return impl
 
 
-_impl = _check_impl(os.environ.get(_ENV, "xla").strip().lower() or "xla",
-                    f"environment variable {_ENV}")
+#: the default per backend, by the rule of BENCHMARKS.md (seventh session, written before
+#: the runs): ``matmul`` on CPU once it is faster than ``xla`` at the test size and at the
+#: paper's in one run *and* the test-size compile is within 10 CPU-s; ``xla`` on GPU/TPU.
+#: CPU stays ``xla``: the step-time part held, the compile part could not be verified on
+#: the loaded machine (every variant, the old default too, measured ~2x its quiet figure).
+DEFAULT_CONV_IMPL: dict[str, str] = {"cpu": "xla", "gpu": "xla", "tpu": "xla"}
 
 
-def set_conv_impl(impl: str) -> None:
+def default_conv_impl(backend: str | None = None) -> str:
+    """The default convolution implementation of ``backend`` (``jax.default_backend()``
+    if None): :data:`DEFAULT_CONV_IMPL`, ``"xla"`` for an unlisted backend."""
+    return DEFAULT_CONV_IMPL.get(backend or jax.default_backend(), "xla")
+
+
+def _from_env() -> str | None:
+    v = os.environ.get(_ENV, "").strip().lower()
+    return None if v in ("", "auto") else _check_impl(v, f"environment variable {_ENV}")
+
+
+_impl: str | None = _from_env()  # None: default_conv_impl(), resolved when first traced
+
+
+def set_conv_impl(impl: str | None) -> None:
     """Select the convolution of :func:`jnas.layers.conv` for models traced from now on:
-    ``"xla"`` (``flax.linen.Conv``, the default) or ``"matmul"`` (:func:`conv2d` with matmul
-    gradients, faster on CPU). Raises ``ValueError`` for another name."""
+    ``"xla"`` (``flax.linen.Conv``), ``"matmul"`` (:func:`conv2d`: XLA's forward and
+    input-gradient convolutions, matmul kernel gradients; faster on CPU) or ``None`` /
+    ``"auto"`` (:func:`default_conv_impl`, the default). Raises ``ValueError`` for
+    another name."""
     global _impl
-    _impl = _check_impl(impl, "set_conv_impl")
+    _impl = None if impl in (None, "auto") else _check_impl(impl, "set_conv_impl")
 
 
 def get_conv_impl() -> str:
-    """The convolution implementation models traced now use (``"xla"`` or ``"matmul"``)."""
-    return _impl
+    """The convolution implementation models traced now use (``"xla"`` or ``"matmul"``):
+    the one set, else :func:`default_conv_impl` of the default backend."""
+    return default_conv_impl() if _impl is None else _impl
 
 
 @contextlib.contextmanager
 def conv_impl(impl: str) -> Iterator[None]:
     """Context manager: :func:`set_conv_impl` inside the block, the previous choice after."""
-    prev = _impl
+    prev = _impl  # None (auto) stays None
     set_conv_impl(impl)
     try:
         yield
@@ -141,10 +168,37 @@ def _input_grad(g, k, xshape, stride, padding, dilation, groups):
     return out[:, padding:padding + h, padding:padding + w, :]
 
 
+_CHUNK_BYTES = 1 << 20  # patch buffer per batch chunk of the kernel gradient (~ L2 size)
+
+
+def _batch_chunks(b: int, bytes_per_image: int) -> int:
+    """The number of equal batch chunks (a divisor of ``b``) whose patch buffers are about
+    :data:`_CHUNK_BYTES` each (1 when a single image's is larger, and when the whole
+    buffer is under 4x that: small graphs compile faster without the loop)."""
+    if b * bytes_per_image <= 4 * _CHUNK_BYTES:
+        return 1
+    want = max(1, _CHUNK_BYTES // max(1, bytes_per_image))
+    per = max(d for d in range(1, b + 1) if b % d == 0 and d <= want)
+    return b // per
+
+
 def _kernel_grad(x, g, kshape, stride, padding, dilation, groups):
-    """d loss / d kernel (HWIO): the patches contracted with the output cotangent."""
+    """d loss / d kernel (HWIO): the patches contracted with the output cotangent; for an
+    ungrouped kernel summed over batch chunks (``lax.scan``) whose patch buffer stays in
+    cache, which is ~2x faster on CPU than one patch buffer for the whole batch."""
     kh, kw, cg, cout = kshape
     b, ho, wo, _ = g.shape
+    if groups == 1 and b > 1:
+        nb = _batch_chunks(b, ho * wo * kh * kw * cg * x.dtype.itemsize)
+        if nb > 1:
+            xs = x.reshape((nb, b // nb) + x.shape[1:])
+            gs = g.reshape((nb, b // nb) + g.shape[1:])
+
+            def body(acc, xg):
+                return acc + _kernel_grad(xg[0], xg[1], kshape, stride, padding, dilation,
+                                          1).astype(jnp.float32), None
+            acc, _ = jax.lax.scan(body, jnp.zeros(kshape, jnp.float32), (xs, gs))
+            return acc.astype(x.dtype)
     p = _patches(x, kh, kw, stride, padding, dilation, ho, wo)  # [B, Ho, Wo, T, Cin]
     n, t, og = b * ho * wo, kh * kw, cout // groups
     if groups == 1:  # [Cout, T*Cin] = g^T patches: the patches stay in their layout
@@ -162,6 +216,8 @@ def _kernel_grad(x, g, kshape, stride, padding, dilation, groups):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _matmul_conv(x, k, stride, padding, dilation, groups):
+    if groups == 1:  # XLA-CPU's forward convolution is fast (~10x the im2col einsum)
+        return _xla_conv(x, k, stride, padding, dilation, 1)
     return _forward(x, k, stride, padding, dilation, groups)
 
 
@@ -171,13 +227,16 @@ def _pointwise(x, k):
 
 
 def _matmul_conv_fwd(x, k, stride, padding, dilation, groups):
-    return _forward(x, k, stride, padding, dilation, groups), (x, k)
+    return _matmul_conv(x, k, stride, padding, dilation, groups), (x, k)
 
 
 def _matmul_conv_bwd(stride, padding, dilation, groups, res, g):
     x, k = res
-    return (_input_grad(g, k, x.shape, stride, padding, dilation, groups),
-            _kernel_grad(x, g, k.shape, stride, padding, dilation, groups))
+    if groups == 1:  # XLA-CPU's input-gradient convolution is fast: keep it
+        dx = jax.vjp(lambda x_: _xla_conv(x_, k, stride, padding, dilation, 1), x)[1](g)[0]
+    else:
+        dx = _input_grad(g, k, x.shape, stride, padding, dilation, groups)
+    return dx, _kernel_grad(x, g, k.shape, stride, padding, dilation, groups)
 
 
 _matmul_conv.defvjp(_matmul_conv_fwd, _matmul_conv_bwd)

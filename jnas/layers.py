@@ -131,9 +131,9 @@ def conv(features: int, kernel: int, stride: int = 1, dilation: int = 1, groups:
     """A PyTorch-padded (``(k-1)//2 * dilation`` each side) convolution, no bias by default.
 
     ``dtype``: compute dtype (``None``: the input's); the kernel is stored in float32. The
-    module is ``flax.linen.Conv``, or :class:`jnas.fastconv.Conv` (same parameters,
-    matmul kernel gradients: faster on CPU) after ``set_conv_impl("matmul")`` /
-    ``JNAS_CONV_IMPL=matmul``."""
+    module is ``flax.linen.Conv`` (:func:`get_conv_impl` ``"xla"``, the default), or
+    :class:`jnas.fastconv.Conv` (same parameters, matmul kernel gradients: faster on CPU)
+    after ``set_conv_impl("matmul")`` / ``JNAS_CONV_IMPL=matmul``."""
     p = (kernel - 1) // 2 * dilation
     if get_conv_impl() == "matmul":
         return fastconv.Conv(features, kernel, stride, p, dilation, groups, bias, conv_init,

@@ -57,3 +57,23 @@ def test_bench_jit_rejects_unknown_conv_impl():
                         "--conv-impls", "cudnn", "--no-torch"], capture_output=True, text=True,
                        timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert p.returncode == 2 and "unknown conv implementation 'cudnn'" in p.stderr
+
+
+def test_bench_jit_methods_lines_and_gdas_flops(tmp_path):
+    """--methods: one line per method with its step's XLA FLOPs (--flops-only: the lowered
+    steps' cost analysis, no compile); GDAS's sampled-op step executes at most half the
+    DARTS step's FLOPs (issue 17), checked by the script's own line."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import bench_jit
+    out = tmp_path / "m.jsonl"
+    lines = bench_jit.main(["--spaces", "nb201", "--batches", "2", "--C", "4", "--N", "1",
+                            "--dtypes", "fp32", "--conv-impls", "xla", "--methods",
+                            "darts,gdas", "--gdas-samples", "2", "--flops-only",
+                            "--out", str(out)])
+    assert [json.loads(s) for s in out.read_text().splitlines()] == lines
+    jn = {r["method"]: r for r in lines if r.get("impl") == "jnas"}
+    assert set(jn) == {"darts", "gdas"}
+    assert all(r["flops_lowered"] > 0 for r in jn.values()), jn
+    assert jn["gdas"]["flops_sampled"] > 0 and jn["darts"]["flops_sampled"] is None
+    check = [r for r in lines if r.get("check") == "gdas_flops_le_half_darts"]
+    assert len(check) == 1 and check[0]["ok"] and check[0]["ratio_sampled"] <= 0.5, check

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jnas import cells, fastconv, layers
+from jnas import cells, cells_fast, fastconv, layers
 
 # (kernel, stride, dilation, groups, cin, cout): every form the cells use (NB201 1x1/3x3,
 # the stride-2 ResNet conv, DARTS-space depthwise 3x3/5x5 with dilation 2 and stride 2) and
@@ -96,18 +96,32 @@ def test_matmul_conv_bf16_kernel_grad_accumulates_in_f32():
 
 
 def test_conv_impl_switch_and_validation(monkeypatch):
-    assert layers.get_conv_impl() == "xla"  # the default
+    # the platform default comes from the table (BENCHMARKS.md's rule); "auto" resolves it
+    assert fastconv.default_conv_impl("gpu") == fastconv.default_conv_impl("tpu") == "xla"
+    assert fastconv.default_conv_impl("no-such-backend") == "xla"
+    default = fastconv.default_conv_impl()
+    assert layers.get_conv_impl() == default
+    monkeypatch.setitem(fastconv.DEFAULT_CONV_IMPL, jax.default_backend(), "matmul")
+    assert layers.get_conv_impl() == "matmul" and cells_fast.get_fused()
+    monkeypatch.setitem(fastconv.DEFAULT_CONV_IMPL, jax.default_backend(), "xla")
+    assert layers.get_conv_impl() == "xla" and not cells_fast.get_fused()
+    default = fastconv.default_conv_impl()
     with layers.conv_impl("matmul"):
         assert layers.get_conv_impl() == "matmul"
         assert isinstance(layers.conv(4, 3), fastconv.Conv)
-    assert layers.get_conv_impl() == "xla"
-    assert type(layers.conv(4, 3)).__name__ == "Conv" and not isinstance(layers.conv(4, 3),
-                                                                         fastconv.Conv)
+    assert layers.get_conv_impl() == default
+    with layers.conv_impl("xla"):
+        assert layers.get_conv_impl() == "xla"
+        assert type(layers.conv(4, 3)).__name__ == "Conv" and not isinstance(
+            layers.conv(4, 3), fastconv.Conv)
+        with layers.conv_impl("auto"):
+            assert layers.get_conv_impl() == default
+        assert layers.get_conv_impl() == "xla"
     with pytest.raises(ValueError, match="unknown convolution implementation 'cudnn'"):
         layers.set_conv_impl("cudnn")
     with pytest.raises(ValueError, match="groups"):
         fastconv.conv2d(jnp.zeros((1, 4, 4, 3)), jnp.zeros((3, 3, 2, 4)), groups=1)
-    assert layers.get_conv_impl() == "xla"
+    assert layers.get_conv_impl() == default
 
 
 def test_matmul_supernet_same_params_and_function():
@@ -143,6 +157,9 @@ def test_conv_impl_env_var():
     env = {**os.environ, "JNAS_CONV_IMPL": "matmul", "JAX_PLATFORMS": "cpu"}
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.strip() == "matmul", p.stderr
+    p = subprocess.run([sys.executable, "-c", code], env={**env, "JNAS_CONV_IMPL": "xla"},
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == "xla", p.stderr
     p = subprocess.run([sys.executable, "-c", code], env={**env, "JNAS_CONV_IMPL": "fft"},
                        capture_output=True, text=True)
     assert p.returncode != 0 and "JNAS_CONV_IMPL" in p.stderr and "'fft'" in p.stderr
