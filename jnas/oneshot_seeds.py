@@ -23,7 +23,8 @@ Costs: memory and step time grow ~linearly in the number of seeds (one program, 
 re-compiles); GDAS's sampled forward computes every op under vmap (``lax.switch`` with a
 per-seed index becomes a select), so its results are unchanged but it loses the sampled
 forward's saving (CPU, test size: 4 vmapped GDAS seeds 3.4x the time of 4 sequential steps;
-DARTS 1.4x faster vmapped; BENCHMARKS.md). Population methods (less-local DARTS) and multi-process runs are refused.
+DARTS 1.4x faster vmapped; BENCHMARKS.md). Population methods (less-local DARTS) and
+multi-process runs are refused.
 """
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
@@ -154,7 +154,7 @@ def vmap_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Ca
             raise ValueError("the seeds' search splits differ in size; vmapped seeds need "
                              "equal train/val sizes")
         if build is None:  # one program for every seed's init (the sequential init_state's)
-            w_opt, a_opt = setup.w_opt, setup.a_opt
+            w_opt, a_opt = setup.w_opt, setup.a_opt  # equal for every seed (same sizes)
             build = jax.jit(lambda k, a, x: build_state(net, k, a, w_opt, a_opt, x),
                             compiler_options=xla.compiler_options("fastest"))
         alpha = init_alpha(net, setup.keys[2], config.alpha_init_std)
@@ -274,9 +274,9 @@ def run_vmapped_seeds(method: str, config: OneShotConfig, *, seeds: Sequence[int
     'darts' / 'darts2' (DARTS, Liu et al., ICLR 2019), 'gdas' (Dong & Yang, CVPR 2019) or
     'snas' (Xie et al., ICLR 2019), each with its config class. Returns ``{seed: Result}``,
     equal to ``run_darts`` / ``run_gdas`` / ``run_snas`` with ``key=seed`` up to float
-    rounding (plus ``vmapped_seeds``), and the stacked final states. ``out_dir/seed_<s>`` holds seed ``s``'s checkpoints (the
-    CLI writes ``result.json`` there). ``costs``: SNAS's op cost table (tests); ``kw``:
-    ``net``, ``data``, ``stop_after``."""
+    rounding (plus ``vmapped_seeds``), and the stacked final states. ``out_dir/seed_<s>``
+    holds seed ``s``'s checkpoints (the CLI writes ``result.json`` there). ``costs``: SNAS's
+    op cost table (tests); ``kw``: ``net``, ``data``, ``stop_after``."""
     name, make, finish = _method(method, config, costs)
     return vmap_oneshot(name, config, make, space=space, dataset=dataset, seeds=seeds,
                         out_dir=out_dir, quiet=quiet, finish=finish, **kw)
