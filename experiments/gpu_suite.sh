@@ -19,10 +19,12 @@
 #   4. darts_b256  batch 256: fp32/bf16, first order
 #   5. matmul_b64  NB201 batch 64 fp32 first order with JNAS_CONV_IMPL's matmul convolution
 #   6. search      reference-budget NB201 DARTS-V1 search (C=16, N=5, batch 64, 25k/25k
-#                  images, 50 epochs, a_lr 3e-4) for the rest of the budget (checkpointed
-#                  per epoch: a cut-short run leaves its epochs under $OUT/search)
+#                  images, 50 epochs, a_lr 3e-4), seeds 0-3 vmapped in one program
+#                  (`jnas search darts --vmap-seeds`), for the rest of the budget
+#                  (checkpointed per epoch: a cut-short run leaves its epochs under
+#                  $OUT/search/seed_<s>)
 # Output under $OUT: bench.jsonl (bench_jit lines), parts.jsonl (one line per part: rc,
-# wall_s, timeout_s), bench.png (step-time plot), search/ (result.json, alpha.png,
+# wall_s, timeout_s), bench.png (step-time plot), search/seed_<s>/ (result.json, alpha.png,
 # checkpoints), log.txt (everything printed). The PyTorch lines need torch + xautodl
 # (bench_jit.py docstring: `pip install -e '.[torch-bench]' && pip install --no-deps
 # xautodl==1.0.0`); without them bench_jit writes one "skipped" line and times jnas alone.
@@ -73,6 +75,7 @@ if [ $DRY = 1 ]; then
     --orders 1 --populations "" --conv-impls xla,matmul
   part darts_b64 $(( BUDGET * 30 / 100 )) $B $T --spaces darts --batches 2 --dtypes fp32 \
     --orders 1 --populations "" --conv-impls xla
+  SEEDS=0-1
   SEARCH="--epochs 1 --set C=4 --set N=1 --set batch_size=8 --set train_size=16
           --set val_size=16 --set eval_batches=1 --set xla=fastest --set augment=false"
 else
@@ -86,14 +89,17 @@ else
     --populations "" --conv-impls xla
   part matmul_b64 30 $B --no-torch --spaces nb201 --batches 64 --dtypes fp32 --orders 1 \
     --populations "" --conv-impls matmul
-  SEARCH="--epochs 50 --no-scale-alpha-lr --set C=16 --set N=5 --set batch_size=64
+  SEEDS=0-3
+  SEARCH="--epochs 50 --set C=16 --set N=5 --set batch_size=64
           --set train_size=25000 --set val_size=25000"
 fi
 $PY experiments/bench_jit.py --plot-from "$OUT/bench.jsonl" --plot "$OUT/bench.png" \
   >> "$OUT/log.txt" 2>&1
-# the search: a DARTS-V1 run of experiments/darts_v1_nb201.py for the rest of the budget
+# the search: DARTS-V1 at its defaults (a_lr 3e-4), seeds $SEEDS as one vmapped program
+# (jnas.oneshot_seeds), for the rest of the budget
 # shellcheck disable=SC2086
-part search 100000 $PY experiments/darts_v1_nb201.py --seeds 0 --out "$OUT/search" $SEARCH
+part search 100000 $PY -m jnas.cli search darts --space nb201 --dataset cifar10 --quiet \
+  --seeds $SEEDS --vmap-seeds --out "$OUT/search" $SEARCH
 echo "{\"part\": \"total\", \"wall_s\": $(( SECONDS - START )), \"budget_s\": $BUDGET}" \
   >> "$OUT/parts.jsonl"
 cat "$OUT/parts.jsonl"

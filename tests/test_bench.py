@@ -36,7 +36,10 @@ def test_gpu_suite_dry_run_jnas_parts(suite):
     assert all(r["finite"] and r["step_ms"] > 0 and r["compile_s"] > 0 for r in jn)
     names = {p["part"]: p for p in parts}
     assert names["nb201_b64"]["rc"] == 0 and names["darts_b64"]["rc"] == 0
-    assert "search" in names and "total" in names
+    assert "search" in names and "total" in names and names["search"]["rc"] == 0
+    res = [json.loads((out / "search" / f"seed_{i}" / "result.json").read_text())
+           for i in (0, 1)]  # the two dry-run seeds, one vmapped program
+    assert all(r["vmapped_seeds"] and r["genotype"] for r in res), res
     assert (out / "bench.png").stat().st_size > 0
 
 
