@@ -206,7 +206,7 @@ def test_real_ctrl_c_in_a_process_is_one_line(data_dir, tmp_path):
     while time.time() - t0 < 120 and not (hist.is_file() and hist.stat().st_size > 2000):
         time.sleep(0.1)
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
+    _, err = p.communicate(timeout=240)  # a loaded CI machine needs more than a minute
     assert p.returncode == 130
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("jnas: interrupted: "), err
