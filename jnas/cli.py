@@ -6,9 +6,7 @@
 :func:`jnas.search.run_method` against a table (or BONAS's weight-sharing evaluator), one-shot
 methods through their registry entry point. The command only turns options into a config and an
 evaluator; options that do not apply are refused, and every bad input ends with exit code 2 and
-one line ``jnas: error: ...`` before anything is written. One-shot methods also run on several
-processes (``--coordinator HOST:PORT --num-processes N --process-id I``, :mod:`jnas.distributed`):
-every process runs the same command, process 0 alone reads and writes ``DIR`` and prints.
+one line ``jnas: error: ...`` before anything is written (several processes: jnas.distributed).
 """
 from __future__ import annotations
 
@@ -26,6 +24,7 @@ from typing import Any, Sequence
 from jnas.cli_parser import (DATASET_ALIASES, DATASETS, DEFAULT_BUDGET, INPUT, SPACES, UsageError,
                              build_parser)
 from jnas.config import parse_seeds  # re-exported: experiments import it from here
+from jnas.interrupt import delivered
 
 __all__ = ["main", "build_parser", "UsageError", "SPACES", "DATASETS", "config_help",
            "parse_seeds"]
@@ -480,7 +479,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args: argparse.Namespace | None = None
     try:
         args = parser.parse_args(argv)
-        return _HANDLERS[args.command](args)
+        with delivered():  # Ctrl-C is not lost in a GC callback
+            return _HANDLERS[args.command](args)
     except SystemExit as e:  # --help of the top-level parser
         return int(e.code or 0) if not isinstance(e.code, str) else 2
     except KeyboardInterrupt:

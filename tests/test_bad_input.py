@@ -200,7 +200,10 @@ def test_real_ctrl_c_in_a_process_is_one_line(data_dir, tmp_path):
     out = tmp_path / "rea"
     p = subprocess.Popen([sys.executable, "-m", "jnas.cli", "search", "rea", "--budget",
                           "15000", "--quiet", "--out", str(out)], cwd=tmp_path,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         # Ctrl-C as in a terminal, also when pytest itself was started in
+                         # the background (which leaves SIGINT ignored, and inherited)
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     hist = out / "seed_0" / "history.jsonl"
     t0 = time.time()
     while time.time() - t0 < 120 and not (hist.is_file() and hist.stat().st_size > 2000):
