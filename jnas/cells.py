@@ -84,10 +84,6 @@ class NB201MixedOp(nn.Module):
         return out
 
 
-def _edges_from(src: int) -> list[int]:
-    return [e for e, (_, j) in enumerate(NB201_EDGES) if j == src]
-
-
 class _NB201SuperCell(nn.Module):
     C: int
     affine: bool
@@ -98,14 +94,12 @@ class _NB201SuperCell(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array) -> tuple[jax.Array, None]:
-        mask = np.ones((6, 5), bool) if self.op_mask is None else np.asarray(self.op_mask, bool)
-        if mask.shape != (6, 5):
-            raise ValueError(f"op_mask must be 6x5 (edges x ops), got shape {mask.shape}")
+        mask = cells_fast.op_mask_array(self.op_mask)
         nodes = [x]
         acc = {1: 0.0, 2: 0.0, 3: 0.0}
         for src in range(3):
             h = nodes[src]
-            edges = _edges_from(src)
+            edges = cells_fast.edges_from(src)
             m = mask[edges]
             # [n_edges, 5]; statically masked (edge, op) pairs get weight exactly 0
             we = w[np.asarray(edges)] * m
@@ -120,11 +114,7 @@ class _NB201SuperCell(nn.Module):
             pooled = avg_pool(h) if m[:, 4].any() else None
             for k, e in enumerate(edges):
                 to = NB201_EDGES[e][0]
-                y = 0.0
-                if m[k, 1]:
-                    y = y + weighted(we[k, 1], h)
-                if pooled is not None and m[k, 4]:
-                    y = y + weighted(we[k, 4], pooled)
+                y = cells_fast.param_free_sum(we[k], m[k], h, pooled)
                 if learn is not None:
                     y = y + learn[k]
                 acc[to] = acc[to] + y
@@ -278,7 +268,7 @@ def nb201_subnet_params(supernet_params: Any, arch: Any) -> Any:
             if op not in ("nor_conv_1x1", "nor_conv_3x3"):
                 continue
             src = NB201_EDGES[e][1]
-            k = _edges_from(src).index(e)
+            k = cells_fast.edges_from(src).index(e)
             tag = "1x1" if op == "nor_conv_1x1" else "3x3"
             kern = sp[f"edges_from_{src}"][f"conv_{tag}"]["kernel"][:, k]  # [N, kh, kw, C, C]
             c = kern.shape[-1]

@@ -41,7 +41,8 @@ from jnas.fastconv import conv2d, get_conv_impl
 from jnas.layers import avg_pool, batch_norm_train, conv_init, weighted
 from jnas.spaces import NB201_EDGES
 
-__all__ = ["NB201FusedSuperCell", "fused_relu_conv_bn", "set_fused", "get_fused", "fused"]
+__all__ = ["NB201FusedSuperCell", "fused_relu_conv_bn", "set_fused", "get_fused", "fused", "edges_from", "op_mask_array",
+           "param_free_sum"]
 
 def _env() -> bool | None:
     v = os.environ.get("JNAS_FUSED_CELLS", "").strip().lower()
@@ -115,6 +116,32 @@ def fused_relu_conv_bn(h: jax.Array, kernels: jax.Array, eps: float = 1e-5,
     return batch_norm_train(y, ones, zeros, eps)[0]
 
 
+
+def edges_from(src: int) -> list[int]:
+    """Indices (``NB201_EDGES`` order) of the NB201 cell edges leaving node ``src``."""
+    return [e for e, (_, j) in enumerate(NB201_EDGES) if j == src]
+
+
+def op_mask_array(op_mask: Any) -> np.ndarray:
+    """A static NB201 op mask (``None`` = every op, else 6x5 of 0/1) as a bool array; raises
+    ``ValueError`` naming the shape otherwise."""
+    mask = np.ones((6, 5), bool) if op_mask is None else np.asarray(op_mask, bool)
+    if mask.shape != (6, 5):
+        raise ValueError(f"op_mask must be 6x5 (edges x ops), got shape {mask.shape}")
+    return mask
+
+
+def param_free_sum(w_edge: jax.Array, mask_edge: np.ndarray, h: jax.Array,
+                   pooled: jax.Array | None) -> Any:
+    """One edge's weighted skip-connect and avg-pool terms (NB201 op order; ``none`` adds
+    nothing), each only where the static mask keeps it; ``0.0`` when neither is kept."""
+    y: Any = 0.0
+    if mask_edge[1]:
+        y = y + weighted(w_edge[1], h)
+    if pooled is not None and mask_edge[4]:
+        y = y + weighted(w_edge[4], pooled)
+    return y
+
 class NB201FusedSuperCell(nn.Module):
     """An NB201 search cell (``(x, w[6, 5]) -> (node 3, None)``, the ``nn.scan`` body of
     :class:`jnas.cells.NB201Supernet`) with one convolution per source node and kernel size
@@ -127,15 +154,13 @@ class NB201FusedSuperCell(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array) -> tuple[jax.Array, None]:
-        mask = np.ones((6, 5), bool) if self.op_mask is None else np.asarray(self.op_mask, bool)
-        if mask.shape != (6, 5):
-            raise ValueError(f"op_mask must be 6x5 (edges x ops), got shape {mask.shape}")
+        mask = op_mask_array(self.op_mask)
         c = self.C
         nodes = [x]
         acc: dict[int, Any] = {1: 0.0, 2: 0.0, 3: 0.0}
         for src in range(3):
             h = nodes[src]
-            edges = [e for e, (_, j) in enumerate(NB201_EDGES) if j == src]
+            edges = edges_from(src)
             m = mask[edges]
             we = w[np.asarray(edges)] * m  # statically masked (edge, op) pairs weigh 0
             use1, use3 = bool(m[:, 2].any()), bool(m[:, 3].any())
@@ -153,11 +178,7 @@ class NB201FusedSuperCell(nn.Module):
             pooled = avg_pool(h) if m[:, 4].any() else None
             for k, e in enumerate(edges):
                 to = NB201_EDGES[e][0]
-                y = 0.0
-                if m[k, 1]:
-                    y = y + weighted(we[k, 1], h)
-                if pooled is not None and m[k, 4]:
-                    y = y + weighted(we[k, 4], pooled)
+                y = param_free_sum(we[k], m[k], h, pooled)
                 learn = None
                 for t, yy in ((2, y1), (3, y3)):
                     if yy is not None:
