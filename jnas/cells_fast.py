@@ -173,8 +173,10 @@ class NB201FusedSuperCell(nn.Module):
                 r = nn.relu(h)
                 if self.dtype is not None:
                     r = r.astype(self.dtype)
-                y1 = fused_relu_conv_bn(r, k1) if use1 else None
-                y3 = fused_relu_conv_bn(r, k3) if use3 else None
+                # one split (its transpose is one concatenate), not E channel slices (E
+                # zero-pads and adds of the full E*C cotangent in the backward)
+                y1 = jnp.split(fused_relu_conv_bn(r, k1), len(edges), -1) if use1 else None
+                y3 = jnp.split(fused_relu_conv_bn(r, k3), len(edges), -1) if use3 else None
             pooled = avg_pool(h) if m[:, 4].any() else None
             for k, e in enumerate(edges):
                 to = NB201_EDGES[e][0]
@@ -182,7 +184,7 @@ class NB201FusedSuperCell(nn.Module):
                 learn = None
                 for t, yy in ((2, y1), (3, y3)):
                     if yy is not None:
-                        part = weighted(we[k, t], yy[..., k * c:(k + 1) * c])
+                        part = weighted(we[k, t], yy[k])
                         learn = part if learn is None else learn + part
                 if learn is not None:
                     y = y + learn

@@ -168,7 +168,7 @@ def _input_grad(g, k, xshape, stride, padding, dilation, groups):
     return out[:, padding:padding + h, padding:padding + w, :]
 
 
-_CHUNK_BYTES = 1 << 20  # patch buffer per batch chunk of the kernel gradient (~ L2 size)
+_CHUNK_BYTES = 4 << 20  # patch buffer per batch chunk of the kernel gradient (BENCHMARKS.md)
 
 
 def _batch_chunks(b: int, bytes_per_image: int) -> int:
@@ -230,9 +230,23 @@ def _matmul_conv_fwd(x, k, stride, padding, dilation, groups):
     return _matmul_conv(x, k, stride, padding, dilation, groups), (x, k)
 
 
+def _input_grad_conv(g, k, padding, dilation):
+    """d loss / d input of a stride-1 ungrouped convolution: a forward convolution of the
+    cotangent with the flipped kernel whose in/out axes are swapped, materialised in HWIO
+    first (``optimization_barrier``). Left to itself XLA folds the flip and swap into an
+    ``01oi`` kernel layout, for which XLA-CPU runs a slow convolution (6-8x the forward
+    time in a C=16 NB201 step; BENCHMARKS.md, eighth session); HWIO runs as fast as the
+    forward."""
+    kh = k.shape[0]
+    kt = jax.lax.optimization_barrier(jnp.flip(k, (0, 1)).transpose(0, 1, 3, 2))
+    return _xla_conv(g, kt, 1, dilation * (kh - 1) - padding, dilation, 1)
+
+
 def _matmul_conv_bwd(stride, padding, dilation, groups, res, g):
     x, k = res
-    if groups == 1:  # XLA-CPU's input-gradient convolution is fast: keep it
+    if groups == 1 and stride == 1:
+        dx = _input_grad_conv(g, k, padding, dilation)
+    elif groups == 1:  # strided: XLA's own input gradient (an lhs-dilated convolution)
         dx = jax.vjp(lambda x_: _xla_conv(x_, k, stride, padding, dilation, 1), x)[1](g)[0]
     else:
         dx = _input_grad(g, k, x.shape, stride, padding, dilation, groups)

@@ -12,10 +12,11 @@ from jnas import cells, cells_fast, fastconv, layers
 
 # (kernel, stride, dilation, groups, cin, cout): every form the cells use (NB201 1x1/3x3,
 # the stride-2 ResNet conv, DARTS-space depthwise 3x3/5x5 with dilation 2 and stride 2) and
-# a general grouped one.
+# a general grouped one; ungrouped stride-1 dilated, 5x5 and even kernels (the flipped-kernel
+# input gradient).
 CASES = [(1, 1, 1, 1, 3, 4), (3, 1, 1, 1, 3, 4), (3, 2, 1, 1, 3, 5), (3, 1, 1, 3, 3, 3),
          (5, 2, 1, 3, 3, 3), (3, 1, 2, 3, 3, 3), (5, 2, 2, 3, 3, 3), (3, 1, 1, 2, 4, 6),
-         (2, 2, 1, 1, 3, 4)]
+         (2, 2, 1, 1, 3, 4), (3, 1, 2, 1, 3, 4), (5, 1, 1, 1, 3, 4), (2, 1, 1, 1, 3, 4)]
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
