@@ -155,7 +155,6 @@ class NB201FusedSuperCell(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array) -> tuple[jax.Array, None]:
         mask = op_mask_array(self.op_mask)
-        c = self.C
         nodes = [x]
         acc: dict[int, Any] = {1: 0.0, 2: 0.0, 3: 0.0}
         for src in range(3):
@@ -169,7 +168,7 @@ class NB201FusedSuperCell(nn.Module):
                 vm = nn.vmap(_EdgeKernels, in_axes=0, out_axes=0,
                              variable_axes={"params": 0, "batch_stats": 0},
                              split_rngs={"params": True})
-                k1, k3 = vm(c, h.shape[-1], use1, use3, name=f"edges_from_{src}")(we)
+                k1, k3 = vm(self.C, h.shape[-1], use1, use3, name=f"edges_from_{src}")(we)
                 r = nn.relu(h)
                 if self.dtype is not None:
                     r = r.astype(self.dtype)
