@@ -8,9 +8,9 @@ HWIO kernel, symmetric padding, stride, kernel dilation, feature groups) with a
 ``jax.custom_vjp``: for an ungrouped kernel the forward and the input gradient are XLA's
 convolutions (at stride 1 the input gradient convolves with an explicitly flipped HWIO
 kernel, :func:`_input_grad_conv`), and the kernel gradient is the im2col patches (the
-``k*k`` shifted, strided slices of the padded input) contracted with the output cotangent in float32, summed over
-batch chunks (``lax.scan``) whose patch buffer stays in cache. Grouped and depthwise
-kernels use im2col for all three (an ``einsum`` with the kernel, a multiply-add per tap for
+``k*k`` shifted, strided slices of the padded input) contracted with the output cotangent
+in float32, summed over batch chunks (``lax.scan``) whose patch buffer stays in cache.
+Grouped and depthwise kernels use im2col for all three (an ``einsum`` with the kernel, a multiply-add per tap for
 depthwise; the input gradient added back at the patch places, col2im). The backward rule
 is made of differentiable ops, so ``grad`` of ``grad`` works (second-order DARTS);
 forward-mode (``jvp``) is not defined.
