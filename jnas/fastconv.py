@@ -11,9 +11,9 @@ kernel, :func:`_input_grad_conv`), and the kernel gradient is the im2col patches
 ``k*k`` shifted, strided slices of the padded input) contracted with the output cotangent
 in float32, summed over batch chunks (``lax.scan``) whose patch buffer stays in cache.
 Grouped and depthwise kernels use im2col for all three (an ``einsum`` with the kernel, a
-multiply-add per tap for depthwise; the input gradient added back at the patch places, col2im). The backward rule
-is made of differentiable ops, so ``grad`` of ``grad`` works (second-order DARTS);
-forward-mode (``jvp``) is not defined.
+multiply-add per tap for depthwise; the input gradient added back at the patch places,
+col2im). The backward rule is made of differentiable ops, so ``grad`` of ``grad`` works
+(second-order DARTS); forward-mode (``jvp``) is not defined.
 
 The implementation is chosen when a model is traced: :func:`set_conv_impl` (or the
 environment variable ``JNAS_CONV_IMPL``, read at import) sets ``"xla"`` (plain
