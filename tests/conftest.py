@@ -14,6 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _default = Path(__file__).resolve().parents[2] / "shared" / "data"
 if "JNAS_DATA_DIR" not in os.environ and _default.is_dir():
     os.environ["JNAS_DATA_DIR"] = str(_default)
+elif os.environ.get("JNAS_DATA_DIR"):  # the README's relative path must survive tests' chdir
+    os.environ["JNAS_DATA_DIR"] = str(Path(os.environ["JNAS_DATA_DIR"]).resolve())
 
 import atexit  # noqa: E402
 import contextlib  # noqa: E402
