@@ -23,8 +23,8 @@ What it measures, in ONE process, for every combination of the flags:
   ``SNASConfig``, the less-local population of ``max(--populations)`` or 8) instead of the
   ``--orders``/``--populations`` grid; every jnas line has ``method``, ``flops``
   (``compiled.cost_analysis()``), ``flops_lowered`` (the un-optimised HLO's), and GDAS
-  ``flops_sampled`` (the lowered step with its sampled ops fixed, mean of ``--gdas-samples`` (4) uniform samples:
-  what a step executes; XLA counts a ``lax.switch`` as its costliest branch); a final
+  ``flops_sampled`` (the lowered step with its sampled ops fixed, mean of ``--gdas-samples``
+  (4) uniform samples: what a step executes; XLA counts a ``lax.switch`` as its costliest branch); a final
   ``{"check": "gdas_flops_le_half_darts", "ratio_sampled": ..., "ok": ...}`` line compares
   GDAS with DARTS. ``--flops-only`` lowers the steps without compiling or timing them;
 * the PyTorch reference (eager, synthetic data, fp32) on the device jnas runs on (CUDA when

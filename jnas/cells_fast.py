@@ -41,8 +41,8 @@ from jnas.fastconv import conv2d, get_conv_impl
 from jnas.layers import avg_pool, batch_norm_train, conv_init, weighted
 from jnas.spaces import NB201_EDGES
 
-__all__ = ["NB201FusedSuperCell", "fused_relu_conv_bn", "set_fused", "get_fused", "fused", "edges_from", "op_mask_array",
-           "param_free_sum"]
+__all__ = ["NB201FusedSuperCell", "fused_relu_conv_bn", "set_fused", "get_fused", "fused",
+           "edges_from", "op_mask_array", "param_free_sum"]
 
 def _env() -> bool | None:
     v = os.environ.get("JNAS_FUSED_CELLS", "").strip().lower()

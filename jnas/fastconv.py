@@ -18,8 +18,8 @@ col2im). The backward rule is made of differentiable ops, so ``grad`` of ``grad`
 The implementation is chosen when a model is traced: :func:`set_conv_impl` (or the
 environment variable ``JNAS_CONV_IMPL``, read at import) sets ``"xla"`` (plain
 ``flax.linen.Conv``), ``"matmul"`` or ``"auto"`` (the default: :func:`default_conv_impl`,
-``xla`` on every platform for now; BENCHMARKS.md, seventh session). A function that was already jitted keeps the
-implementation it was traced with.
+``xla`` on every platform for now; BENCHMARKS.md, seventh session). A function that was
+already jitted keeps the implementation it was traced with.
 """
 from __future__ import annotations
 

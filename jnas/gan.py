@@ -349,7 +349,8 @@ class GANASSearcher:
             "mle_nll": float(met["mle_nll"]),
             "g_loss_first": float(met["g_loss_first"]), "g_loss_last": float(met["g_loss_last"]),
             "entropy": ents[0] if ents else float("nan"), "valid_frac": n_valid / max(n_cand, 1),
-            "unique_frac": len(uniq) / max(n_valid, 1), "over_budget_frac": n_over / max(n_valid, 1),
+            "unique_frac": len(uniq) / max(n_valid, 1),
+            "over_budget_frac": n_over / max(n_valid, 1),
             "random_fill": n_fill, "proposal_batches": len(ents),
             "time_s": time.perf_counter() - t0 - (self.compile_s - c0)})
         return [(a, t) for a, t, _ in out] + filled

@@ -109,7 +109,8 @@ class CellCodec:
         owed_after = (NB101_NODES - 1) - j  # later nodes that each still need an in-edge
         allow_one = used + 1 + owed_after <= NB101_MAX_EDGES
         allow_zero = has_in | (i < j - 1)
-        edge_mask = jnp.stack([allow_zero, allow_one] + [jnp.zeros_like(allow_one)] * (self.K - 2), -1)
+        edge_mask = jnp.stack([allow_zero, allow_one]
+                              + [jnp.zeros_like(allow_one)] * (self.K - 2), -1)
         return jnp.where(kind[t] == 1, edge_mask, jnp.ones_like(edge_mask))
 
     # ---- graph form (jnp, one row) -----------------------------------------------------

@@ -179,8 +179,8 @@ class GCNPredictor(nn.Module):
     Graph conv (Kipf & Welling): ``h_i' = W sum_{j->i} h_j / sqrt(d_i d_j)`` over the given edges
     (self-loops and node->global edges included by :func:`graphs_to_arrays`); with
     ``bidirectional`` (default) a second weight matrix carries messages against the edges too
-    (measured on NB201: Kendall tau 0.41 vs 0.26 from 50 cells, 0.49 vs 0.40 from 200). The head outputs
-    ``sigmoid(Linear(64->1))``, an accuracy in [0, 1].
+    (measured on NB201: Kendall tau 0.41 vs 0.26 from 50 cells, 0.49 vs 0.40 from 200). The
+    head outputs ``sigmoid(Linear(64->1))``, an accuracy in [0, 1].
     """
     hidden: int = 64
     layers: int = 4

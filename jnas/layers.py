@@ -21,8 +21,8 @@ import numpy as np
 from jnas import fastconv
 from jnas.fastconv import CONV_IMPLS, conv_impl, get_conv_impl, set_conv_impl
 
-__all__ = ["nb201_macro", "conv_init", "batch_norm_train", "BatchNorm", "conv", "avg_pool", "max_pool",
-           "weighted", "ReLUConvBN", "ResNetBasicBlock", "CPU_FAST_COMPILE",
+__all__ = ["nb201_macro", "conv_init", "batch_norm_train", "BatchNorm", "conv", "avg_pool",
+           "max_pool", "weighted", "ReLUConvBN", "ResNetBasicBlock", "CPU_FAST_COMPILE",
            "CPU_FASTEST_COMPILE", "compiler_options", "compute_dtype", "set_conv_impl",
            "get_conv_impl", "conv_impl", "CONV_IMPLS"]
 

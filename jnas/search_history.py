@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["arch_str", "arch_key", "nb201_canonical", "iso_key", "History", "open_history", "replay", "append_rows"]
+__all__ = ["arch_str", "arch_key", "nb201_canonical", "iso_key", "History", "open_history",
+           "replay", "append_rows"]
 
 
 def arch_str(arch: Any) -> str:
