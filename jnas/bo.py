@@ -316,8 +316,7 @@ class BONASConfig:
     gcn_batch: int = 128         # GCN minibatch size
     acquisition: str = "ucb"     # acquisition function: 'ucb' or 'ei'
     ucb_coef: float = 0.5        # UCB exploration weight on the predictive std
-    # pool: 'evolution' (official EA), 'random' (BONAS_random), 'top_mutations'
-    sampler: str = "evolution"
+    sampler: str = "evolution"   # pool: 'evolution' (official EA), 'random', 'top_mutations'
     n_candidates: int = 10000    # pool size of the 'random' and 'top_mutations' samplers
     population: int = 30         # evolution: aging population size ('top_mutations': best kept)
     tournament: int = 10         # evolution sampler: tournament size

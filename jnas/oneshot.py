@@ -39,7 +39,7 @@ __all__ = ["OneShotConfig", "SearchState", "Supernet", "Setup", "make_supernet",
            "weight_lr", "alpha_optimizer", "build_state", "init_state", "alpha_probs",
            "as_alpha_dict", "discretise", "score_arch", "data_mesh", "JitStep", "jit_step",
            "prepare", "search_config_dict", "run_epochs", "build_result", "run_oneshot",
-           "check_finite_fields"]
+           "check_finite_fields", "epoch_perms", "step_batch"]
 
 
 def check_finite_fields(cfg: Any, *names: str) -> None:
@@ -292,6 +292,25 @@ def _first_non_finite(ms: list[dict[str, Any]]) -> tuple[int, str, float] | None
     return None
 
 
+def epoch_perms(key: jax.Array | int, epoch: int, n_train: int, n_val: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The train and val index permutations of ``epoch``: a function of ``(key, epoch)``
+    only, so a resumed search (and each seed of a vmapped one) sees the same batches."""
+    rng = np_rng(jax.random.fold_in(as_key(key), epoch))
+    return rng.permutation(n_train), rng.permutation(n_val)
+
+
+def step_batch(data: tuple[np.ndarray, ...], perms: tuple[np.ndarray, np.ndarray], s: int,
+               batch_size: int, rows: Any = slice(None)) -> dict[str, np.ndarray]:
+    """Step ``s``'s batch ``{xt, yt, xv, yv}`` of the split ``data = (xt, yt, xv, yv)`` at the
+    epoch permutations ``perms`` (wrapping around each set); ``rows``: this process's rows
+    of the global batch (:func:`jnas.distributed.local_rows`)."""
+    xt, yt, xv, yv = data
+    it = perms[0][(s * batch_size) % len(xt):][:batch_size][rows]
+    iv = perms[1][(s * batch_size) % len(xv):][:batch_size][rows]
+    return {"xt": xt[it], "yt": yt[it], "xv": xv[iv], "yv": yv[iv]}
+
+
 def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], epochs: int,
                steps_per_epoch: int, batch_size: int, key: jax.Array, out_dir: Path | None,
                config_dict: dict[str, Any], on_epoch: Callable[[Any, int], dict[str, Any]],
@@ -313,7 +332,6 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
     metric raises :class:`jnas.train.NonFiniteLossError` naming the step (earlier checkpoints
     stay). Returns ``(state, history, compile_s)``.
     """
-    xt, yt, xv, yv = data
     ckpt_dir = Path(out_dir) / "ckpt" if out_dir is not None and checkpoint else None
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -323,20 +341,16 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
         state, history, start_epoch = distributed.resume_search(out_dir, state, config_dict,
                                                                 config_defaults or {})
     compile_s = 0.0
-    n_t, n_v = len(xt), len(xv)
+    n_t, n_v = len(data[0]), len(data[2])
     for epoch in range(start_epoch, epochs):
         if stop_after is not None and epoch >= stop_after:
             break
-        ek = jax.random.fold_in(as_key(key), epoch)
-        rng = np_rng(ek)
-        pt, pv = rng.permutation(n_t), rng.permutation(n_v)
+        perms = epoch_perms(key, epoch, n_t, n_v)
         metrics = []
         bar = tqdm(total=steps_per_epoch, desc=f"[{method}] epoch {epoch + 1}/{epochs}",
                    disable=quiet, leave=False, file=sys.stderr, dynamic_ncols=True)
         for s in range(steps_per_epoch):
-            it = pt[(s * batch_size) % n_t:][:batch_size][rows]  # this process's rows
-            iv = pv[(s * batch_size) % n_v:][:batch_size][rows]
-            batch = {"xt": xt[it], "yt": yt[it], "xv": xv[iv], "yv": yv[iv]}
+            batch = step_batch(data, perms, s, batch_size, rows)
             t0 = time.time()
             state, m = step_fn(state, batch)
             if epoch == start_epoch and s == 0:

@@ -41,9 +41,8 @@ from tqdm.auto import tqdm
 from jnas import report, spaces, train, xla
 from jnas.config import config_to_dict
 from jnas.oneshot import (OneShotConfig, SearchState, Supernet, alpha_probs, build_result,
-                          build_state, discretise, init_alpha, make_supernet, prepare,
-                          score_arch, search_config_dict)
-from jnas.rng import as_key, np_rng
+                          build_state, discretise, epoch_perms, init_alpha, make_supernet,
+                          prepare, score_arch, search_config_dict, step_batch)
 
 __all__ = ["VMAP_METHODS", "check_vmap_seeds", "stack_states", "seed_state", "seed_batches",
            "vmap_oneshot", "run_vmapped_seeds"]
@@ -85,13 +84,8 @@ def seed_batches(data: Sequence[Split], perms: Sequence[tuple[np.ndarray, np.nda
     """Step ``s``'s batch of every seed stacked on axis 0: seed ``i`` takes the images of its
     own split ``data[i]`` at its own epoch permutation ``perms[i]``, as
     :func:`jnas.oneshot.run_epochs` does for one seed."""
-    parts: dict[str, list[np.ndarray]] = {"xt": [], "yt": [], "xv": [], "yv": []}
-    for (xt, yt, xv, yv), (pt, pv) in zip(data, perms):
-        it = pt[(s * batch_size) % len(xt):][:batch_size]
-        iv = pv[(s * batch_size) % len(xv):][:batch_size]
-        for k, v in (("xt", xt[it]), ("yt", yt[it]), ("xv", xv[iv]), ("yv", yv[iv])):
-            parts[k].append(v)
-    return {k: np.stack(v) for k, v in parts.items()}
+    parts = [step_batch(d, p, s, batch_size) for d, p in zip(data, perms)]
+    return {k: np.stack([b[k] for b in parts]) for k in ("xt", "yt", "xv", "yv")}
 
 
 def _non_finite(ms: list[dict[str, np.ndarray]], i: int) -> tuple[int, str, float] | None:
@@ -200,10 +194,8 @@ def _run_group(method: str, config: OneShotConfig, space: str, dataset: str,
     for epoch in range(epoch0, epochs):
         if stop_after is not None and epoch >= stop_after:
             break
-        perms = []
-        for r, (xt, _, xv, _) in zip(runs, data):
-            rng = np_rng(jax.random.fold_in(as_key(r.setup.keys[3]), epoch))
-            perms.append((rng.permutation(len(xt)), rng.permutation(len(xv))))
+        perms = [epoch_perms(r.setup.keys[3], epoch, len(d[0]), len(d[2]))
+                 for r, d in zip(runs, data)]
         bar = tqdm(total=spe, desc=f"[{tag}] epoch {epoch + 1}/{epochs}", disable=quiet,
                    leave=False, file=sys.stderr, dynamic_ncols=True)
         metrics = []
