@@ -41,6 +41,12 @@ enable_compilation_cache(_XLA_CACHE)
 atexit.register(shutil.rmtree, _XLA_CACHE, True)
 
 
+def randn(seed: int, shape, dtype=jnp.float32) -> jax.Array:
+    """Standard-normal test inputs from NumPy (an eager ``jax.random.normal`` compiles a
+    program per shape: ~1 s each on the 2-core CPU)."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(tuple(shape)), dtype)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The offline benchmark/CIFAR folder (``$JNAS_DATA_DIR``); skips with a reason if absent."""

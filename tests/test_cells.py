@@ -17,6 +17,8 @@ import pytest
 
 from jnas import cells, cost, spaces
 
+from conftest import randn
+
 OPT = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 ZC201_OPS = ["skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3"]
 
@@ -52,7 +54,7 @@ def _fast_init(model, *args):
 @pytest.fixture(scope="module")
 def nb201():
     """A C=4, N=1 supernet, its params, and a batch (initialised once: jit compile)."""
-    x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
+    x = randn(1, (4, 16, 16, 3))
     sup = cells.NB201Supernet(C=4, N=1, num_classes=10)
     w = jnp.full((6, 5), 0.2)
     v = _fast_init(sup, x, w)
@@ -156,7 +158,7 @@ def test_darts_supernet_and_network_shapes():
 @pytest.fixture(scope="module")
 def darts3():
     """A tiny 3-layer DARTS supernet (C=4, 8x8 images), its variables and a jitted forward."""
-    x = jax.random.normal(jax.random.key(2), (2, 8, 8, 3))
+    x = randn(2, (2, 8, 8, 3))
     sup = cells.DARTSSupernet(C=4, layers=3)
     w = jnp.zeros((14, 8)).at[:, 4].set(1.0)  # only sep_conv_3x3
     v = _fast_init(sup, x, w, w)
@@ -244,7 +246,7 @@ def test_op_costs_tables_are_consistent():
 def _grad_fn(sup, v, x):
     """Grads (params, alpha) of a non-degenerate scalar of the supernet logits (a random
     projection per sample: ``logits.sum()`` has ~zero gradient through the last BN)."""
-    r = jax.random.normal(jax.random.key(5), (x.shape[0], 10))
+    r = randn(5, (x.shape[0], 10))
 
     def loss(params, alpha):
         y, _ = sup.apply({"params": params, "batch_stats": v["batch_stats"]}, x,
@@ -259,8 +261,8 @@ def nb201_grad(nb201):
     batch 8, 32x32), compiled once with ``cells.compiler_options('fastest')``; with the
     process CPU seconds its lowering + compilation took."""
     sup, v, _, _ = nb201
-    x = jax.random.normal(jax.random.key(3), (8, 32, 32, 3))
-    alpha = 0.5 * jax.random.normal(jax.random.key(4), (6, 5))
+    x = randn(3, (8, 32, 32, 3))
+    alpha = 0.5 * randn(4, (6, 5))
     # process CPU seconds, not wall time: the shared test machine is often heavily loaded
     t = time.process_time()
     g = _jit(_grad_fn(sup, v, x)).lower(v["params"], alpha).compile()
@@ -282,10 +284,9 @@ def test_compiler_options_per_backend_and_mode():
 def test_batch_norm_custom_vjp_matches_autodiff():
     """The closed-form BN backward equals autodiff of the forward, to second order, and
     also for the cotangents of the returned statistics."""
-    k = jax.random.split(jax.random.key(0), 5)
-    x = 2.0 * jax.random.normal(k[0], (4, 5, 5, 3)) + 1.0
-    sc, b = jax.random.normal(k[1], (3,)), jax.random.normal(k[2], (3,))
-    r1, r2 = jax.random.normal(k[3], x.shape), jax.random.normal(k[4], (3,))
+    x = 2.0 * randn(10, (4, 5, 5, 3)) + 1.0
+    sc, b = randn(11, (3,)), randn(12, (3,))
+    r1, r2 = randn(13, x.shape), randn(14, (3,))
 
     def ref(x, sc, b):
         xf = x.astype(jnp.float32)
@@ -360,14 +361,14 @@ def test_darts_edge_input_broadcast_is_the_same_function(darts3, monkeypatch):
     layout (shared input, kernels batched) compute the same supernet."""
     from jnas import cells_darts
     sup, v, x, w, f = darts3
-    wn = jax.nn.softmax(jax.random.normal(jax.random.key(7), w.shape))
+    wn = jax.nn.softmax(randn(7, w.shape))
     assert cells_darts.broadcast_edge_inputs()  # CPU default: the fixture's ``f`` broadcasts
     y_cpu = f(v["params"], x, wn)
     monkeypatch.setattr(cells_darts, "BROADCAST_EDGE_INPUTS", False)
     assert not cells_darts.broadcast_edge_inputs()
     y_gpu = _jit(lambda p: sup.apply({**v, "params": p}, x, wn, wn, train=True,
                                      mutable=["batch_stats"])[0])(v["params"])
-    np.testing.assert_allclose(y_cpu, y_gpu, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y_cpu, y_gpu, rtol=1e-4, atol=1e-4)  # f32 rounding, 3 cells
     assert float(jnp.abs(y_cpu).max()) > 1e-3
 
 

@@ -10,11 +10,13 @@ import numpy as np
 
 from jnas import cells, cells_fast, fastconv, layers
 
+from conftest import randn
+
 
 def _loss_and_grads(fused: bool, impl: str, mask=None):
-    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+    x = randn(0, (4, 8, 8, 3))
     y = jnp.arange(4) % 10
-    w = jax.nn.softmax(jax.random.normal(jax.random.key(1), (6, 5)))
+    w = jax.nn.softmax(randn(1, (6, 5)))
     with cells_fast.fused(fused), layers.conv_impl(impl):
         net = cells.NB201Supernet(C=4, N=1, op_mask=mask)
         fastest = layers.compiler_options("fastest")
@@ -83,9 +85,9 @@ def test_chunked_kernel_gradient_matches_lax(monkeypatch):
     monkeypatch.setattr(fastconv, "_CHUNK_BYTES", 2 * 6 * 6 * 9 * 3 * 4 - 1)  # < 2 images
     assert fastconv._batch_chunks(8, 6 * 6 * 9 * 3 * 4) == 8
     assert fastconv._batch_chunks(3, 6 * 6 * 9 * 3 * 4) == 1  # small: no loop
-    x = jax.random.normal(jax.random.key(0), (8, 6, 6, 3))
-    k = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
-    ct = jax.random.normal(jax.random.key(2), (8, 6, 6, 5))
+    x = randn(0, (8, 6, 6, 3))
+    k = randn(1, (3, 3, 3, 5))
+    ct = randn(2, (8, 6, 6, 5))
 
     def loss(impl):
         return lambda x_, k_: jnp.sum(fastconv.conv2d(x_, k_, padding=1, impl=impl) * ct)

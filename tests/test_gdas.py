@@ -11,6 +11,8 @@ from jnas import cells, relax, xla
 from jnas.cells_gdas import NB201SampledSupernet, sampled_edge
 from jnas.layers import avg_pool, batch_norm_train
 
+from conftest import randn
+
 
 def _bn(y):
     c = y.shape[-1]
@@ -31,11 +33,11 @@ def _reference_edge(x, h, k1, k3, idx):
 
 def test_sampled_edge_matches_xautodl_formula_values_and_gradients(key):
     kx, k1, k3, ka, kg, kc = jax.random.split(key, 6)
-    x = jax.random.normal(kx, (8, 6, 6, 4))
-    kern = {"k1": 0.5 * jax.random.normal(k1, (3, 1, 1, 4, 4)),
-            "k3": 0.2 * jax.random.normal(k3, (3, 3, 3, 4, 4))}
-    alpha = jax.random.normal(ka, (3, 5))
-    target = jax.random.normal(kc, (8, 6, 6, 4))
+    x = randn(20, (8, 6, 6, 4))
+    kern = {"k1": 0.5 * randn(21, (3, 1, 1, 4, 4)),
+            "k3": 0.2 * randn(22, (3, 3, 3, 4, 4))}
+    alpha = randn(23, (3, 5))
+    target = randn(24, (8, 6, 6, 4))
     for trial in range(4):  # different samples select different ops
         g = jax.random.fold_in(kg, trial)
         idx = [int(i) for i in np.argmax(np.asarray(relax.hard_gumbel(g, alpha, 1.0)), -1)]
@@ -64,8 +66,8 @@ def test_sampled_edge_matches_xautodl_formula_values_and_gradients(key):
 
 def test_sampled_supernet_matches_mixed_supernet_for_the_sample(key):
     kx, ki, ka = jax.random.split(key, 3)
-    x = jax.random.normal(kx, (8, 16, 16, 3))
-    alpha = jax.random.normal(ka, (6, 5))
+    x = randn(25, (8, 16, 16, 3))
+    alpha = randn(26, (6, 5))
     h = relax.hard_gumbel(jax.random.key(5), alpha, 1.0)
     mixed = cells.NB201Supernet(C=4, N=1)
     sampled = NB201SampledSupernet(C=4, N=1)

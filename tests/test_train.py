@@ -12,6 +12,8 @@ import pytest
 
 from jnas import cells, train
 
+from conftest import randn
+
 
 class _Tiny(nn.Module):
     """conv -> BN -> relu -> GAP -> dense: small, but with BN statistics."""
@@ -24,9 +26,7 @@ class _Tiny(nn.Module):
 
 
 def _data(n=8, seed=0, hw=8):
-    k1, k2 = jax.random.split(jax.random.key(seed))
-    return (jax.random.normal(k1, (n, hw, hw, 3)),
-            jax.random.randint(k2, (n,), 0, 10))
+    return randn(seed, (n, hw, hw, 3)), jnp.asarray(np.random.default_rng(seed).integers(0, 10, n))
 
 
 def test_sgd_cosine_schedule_and_validation():
