@@ -35,10 +35,17 @@ from jnas.data import load_cifar10, mock_cifar  # noqa: E402
 from jnas.train import enable_compilation_cache  # noqa: E402
 
 # Tests are bound by XLA compile time and many build the same programs (the same toy search
-# run fresh, resumed and killed): a per-session persistent cache compiles each program once.
-XLA_CACHE = _XLA_CACHE = tempfile.mkdtemp(prefix="jnas-test-xla-")
-enable_compilation_cache(_XLA_CACHE)
-atexit.register(shutil.rmtree, _XLA_CACHE, True)
+# run fresh, resumed and killed, by several test files and by the CLI in subprocesses): one
+# persistent cache per test session compiles each program once. The first process to load
+# this file (pytest, or pytest-xdist's controller) makes the folder and removes it at exit;
+# xdist workers and the CLI subprocesses inherit it through the environment. (A worker that
+# reads an entry another is still writing gets a decompression error, which JAX reports as a
+# warning and answers by compiling.)
+if "JNAS_TEST_XLA_CACHE" not in os.environ:
+    os.environ["JNAS_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="jnas-test-xla-")
+    atexit.register(shutil.rmtree, os.environ["JNAS_TEST_XLA_CACHE"], True)
+XLA_CACHE = os.environ["JNAS_XLA_CACHE_DIR"] = os.environ["JNAS_TEST_XLA_CACHE"]
+enable_compilation_cache(XLA_CACHE)
 
 
 def randn(seed: int, shape, dtype=jnp.float32) -> jax.Array:
