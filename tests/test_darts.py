@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import TINY, toy_darts_net, toy_data, toy_net, randn
+from conftest import TINY, randn, toy_darts_net, toy_data, toy_net
 from jnas import darts, less_local, oneshot, relax, registry, snas, spaces, xla
 from jnas.config import apply_overrides, config_to_dict
 
