@@ -218,7 +218,8 @@ def run_darts(config: DARTSConfig, *, space: str = "nb201", dataset: str = "cifa
     :func:`jnas.oneshot.run_oneshot`."""
     method = "darts2" if config.order == 2 else "darts"
     return run_oneshot(method, config, bilevel_maker(config.order), space=space,
-                       dataset=dataset, key=key, out_dir=out_dir, quiet=quiet, **kw)
+                       dataset=dataset, key=key, out_dir=out_dir, quiet=quiet,
+                       step_key=("bilevel", config.order, "softmax"), **kw)
 
 
 def run_darts2(config: DARTS2Config, *, space: str = "nb201", dataset: str = "cifar10",
@@ -238,4 +239,5 @@ def run_gdas(config: GDASConfig, *, space: str = "nb201", dataset: str = "cifar1
     """GDAS-style search (bilevel, straight-through hard Gumbel): the result and the final
     state."""
     return run_oneshot("gdas", config, bilevel_maker(1, "hard_gumbel"), space=space,
-                       dataset=dataset, key=key, out_dir=out_dir, quiet=quiet, **kw)
+                       dataset=dataset, key=key, out_dir=out_dir, quiet=quiet,
+                       step_key=("bilevel", 1, "hard_gumbel"), **kw)

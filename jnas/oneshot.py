@@ -12,6 +12,7 @@ the result keep the named form.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import sys
@@ -26,7 +27,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jnas import cells, distributed, report, spaces, train, xla
+from jnas import cells, cells_darts, cells_fast, distributed, fastconv, report, spaces, train, xla
 from jnas.cells import Supernet, as_alpha_dict, make_supernet
 from jnas.config import check_choice, check_positive, check_range, config_to_dict
 from jnas.data import augment as augment_batch, load_cifar10, mock_cifar, normalize, search_split
@@ -39,7 +40,8 @@ __all__ = ["OneShotConfig", "SearchState", "Supernet", "Setup", "make_supernet",
            "weight_lr", "alpha_optimizer", "build_state", "init_state", "alpha_probs",
            "as_alpha_dict", "discretise", "score_arch", "data_mesh", "JitStep", "jit_step",
            "prepare", "search_config_dict", "run_epochs", "build_result", "run_oneshot",
-           "check_finite_fields", "epoch_perms", "step_batch"]
+           "check_finite_fields", "epoch_perms", "step_batch", "program_key",
+           "clear_program_cache"]
 
 
 def check_finite_fields(cfg: Any, *names: str) -> None:
@@ -234,6 +236,57 @@ def jit_step(step: Callable, batch_size: int, xla_mode: str | None = "fast") -> 
     return JitStep(step, batch_size, xla_mode)
 
 
+# The compiled (init, step) programs of recent runs in this process, by program_key: a run of
+# the same method and config (another seed, a resumed or repeated search) skips tracing,
+# lowering and compiling. Small: each entry holds compiled executables.
+_PROGRAMS: collections.OrderedDict[tuple, tuple[xla.Compiled, JitStep]] = (
+    collections.OrderedDict())
+_MAX_PROGRAMS = 4
+
+
+def program_key(step_key: Any, space: str, net: Supernet, config: OneShotConfig,
+                total_steps: int) -> tuple | None:
+    """What a one-shot run's compiled programs depend on: the method's ``step_key`` (a
+    hashable description of its ``make_step``; ``None``: not shareable), the space, the
+    supernet module, the config, the step count (the cosine schedule's horizon), the
+    trace-time switches (convolution implementation, fused NB201 cell, DARTS edge-input
+    broadcast), the devices and the process count. ``None`` when any part is unhashable."""
+    if step_key is None:
+        return None
+    key = (step_key, space, net.module, config, int(total_steps), fastconv.get_conv_impl(),
+           cells_fast.get_fused(), cells_darts.broadcast_edge_inputs(), jax.default_backend(),
+           tuple(d.id for d in jax.devices()), distributed.process_count())
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def clear_program_cache() -> None:
+    """Forget the compiled programs kept for later runs in this process (frees their memory)."""
+    _PROGRAMS.clear()
+
+
+def _programs(key: tuple | None, net: Supernet, config: OneShotConfig, setup: "Setup",
+              make_step: Callable[..., Callable]) -> tuple[xla.Compiled, JitStep]:
+    """The (init, step) programs of a run: reused from :data:`_PROGRAMS` when ``key`` is
+    there, else built (and kept when ``key`` is not None)."""
+    if key is not None and key in _PROGRAMS:
+        _PROGRAMS.move_to_end(key)
+        return _PROGRAMS[key]
+    w_opt, a_opt = setup.w_opt, setup.a_opt
+    init = xla.Compiled(lambda k, a, x: build_state(net, k, a, w_opt, a_opt, x),
+                        options="fastest")  # run once per run: as xla.run_once
+    step = jit_step(make_step(net, config, w_opt, a_opt, setup.total_steps),
+                    config.batch_size, config.xla)
+    if key is not None:
+        _PROGRAMS[key] = (init, step)
+        while len(_PROGRAMS) > _MAX_PROGRAMS:
+            _PROGRAMS.popitem(last=False)
+    return init, step
+
+
 class Setup(NamedTuple):
     """What every one-shot run builds first (:func:`prepare`)."""
     net: Supernet
@@ -418,23 +471,26 @@ def build_result(method: str, space: str, dataset: str, seed: int | None,
 def run_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Callable], *,
                 space: str | Any, dataset: str, key: int | jax.Array, out_dir: str | Path | None,
                 quiet: bool = False, net: Supernet | None = None,
-                data: tuple[np.ndarray, ...] | None = None, stop_after: int | None = None
-                ) -> tuple[report.Result, SearchState]:
+                data: tuple[np.ndarray, ...] | None = None, stop_after: int | None = None,
+                step_key: Any = None) -> tuple[report.Result, SearchState]:
     """Runs one single-(w, α) one-shot search: returns its result and final state.
 
     ``make_step(net, config, w_opt, a_opt, total_steps) -> step`` builds the method's un-jitted
     step. ``space``: a name or space object; ``key``: an int seed (recorded as the result's
     ``seed``) or a JAX key. ``net`` / ``data`` replace the supernet / the search split
-    (tests); ``quiet`` prints nothing.
+    (tests); ``quiet`` prints nothing. ``step_key``: a hashable name of what ``make_step``
+    builds (e.g. ``("bilevel", 1, "softmax")``); with it, a later run in this process with
+    the same :func:`program_key` reuses this run's compiled init and step programs (its
+    ``compile_s`` is then 0); ``None`` compiles afresh.
     """
     space = spaces.get_space(space).name
     setup = prepare(config, space=space, dataset=dataset, key=key, net=net, data=data)
     net, k_init, k_alpha, k_loop = setup.net, setup.keys[1], setup.keys[2], setup.keys[3]
     alpha = init_alpha(net, k_alpha, config.alpha_init_std)
-    state = init_state(net, k_init, alpha, setup.w_opt, setup.a_opt, setup.sample_x)
-    step = jit_step(make_step(net, config, setup.w_opt, setup.a_opt, setup.total_steps),
-                    config.batch_size, config.xla)
-    state = train.replicate(state, step.mesh)
+    init, step = _programs(program_key(step_key, space, net, config, setup.total_steps),
+                           net, config, setup, make_step)
+    c0 = step.compile_s
+    state = train.replicate(init(k_init, alpha, setup.sample_x), step.mesh)
     bench_dataset = dataset if dataset in ("cifar10", "cifar100", "ImageNet16-120") else "cifar10"
 
     def on_epoch(st: SearchState, epoch: int) -> dict[str, Any]:
@@ -454,6 +510,7 @@ def run_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Cal
         out_dir=out, config_dict=search_config_dict(method, space, dataset, key, config),
         on_epoch=on_epoch, checkpoint=config.checkpoint, stop_after=stop_after,
         config_defaults=config_to_dict(type(config)()), quiet=quiet, method=method)
+    compile_s = step.compile_s - c0  # 0 for a reused program
     seed = int(key) if isinstance(key, (int, np.integer)) else None
     res = build_result(method, space, dataset, seed, config, jax.device_get(state.alpha),
                        history, setup.t_start, compile_s, out)

@@ -249,5 +249,6 @@ def run_snas(config: SNASConfig, *, space: str = "nb201", dataset: str = "cifar1
     def make(net, cfg, w_opt, a_opt, total):
         return make_snas_step(net, cfg, w_opt, a_opt, total, costs=costs)
     res, state = run_oneshot("snas", config, make, space=space, dataset=dataset, key=key,
-                             out_dir=out_dir, quiet=quiet, **kw)
+                             out_dir=out_dir, quiet=quiet,
+                             step_key=("snas",) if costs is None else None, **kw)
     return res.replace(eta=resource_eta(config)), state

@@ -219,3 +219,33 @@ def test_one_and_four_devices_find_the_same_genotype(tiny_darts):
     assert got["arch"] == tiny_darts.result.best_arch
     np.testing.assert_allclose(got["alpha"], np.asarray(tiny_darts.state.alpha["cell"]),
                                atol=1e-3)
+
+
+def test_a_repeated_run_reuses_its_compiled_programs():
+    """Runs of the same method and config in one process share their compiled init and step
+    (oneshot.program_key): the second seed compiles nothing and equals a fresh run."""
+    from jnas import fastconv
+    cfg = darts.DARTSConfig(**{**TINY, "epochs": 1})
+    kw = dict(space="nb201", dataset="mock", net=toy_net(), data=toy_data(16), quiet=True,
+              out_dir=None)
+    oneshot.clear_program_cache()
+    first, _ = darts.run_darts(cfg, key=0, **kw)
+    again, st = darts.run_darts(cfg, key=1, **kw)
+    assert first.compile_s > 0 and again.compile_s == 0.0
+    oneshot.clear_program_cache()
+    fresh, st_fresh = darts.run_darts(cfg, key=1, **kw)
+    assert fresh.compile_s > 0
+    for a, b in zip(jax.tree_util.tree_leaves(st), jax.tree_util.tree_leaves(st_fresh)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # what the trace reads is part of the key: another config, step count or conv impl
+    net = kw["net"]
+    k = oneshot.program_key(("bilevel", 1, "softmax"), "nb201", net, cfg, 2)
+    assert k == oneshot.program_key(("bilevel", 1, "softmax"), "nb201", net, cfg, 2)
+    assert k != oneshot.program_key(("bilevel", 1, "softmax"), "nb201", net, cfg, 3)
+    assert k != oneshot.program_key(("bilevel", 2, "softmax"), "nb201", net, cfg, 2)
+    assert k != oneshot.program_key(("bilevel", 1, "softmax"), "nb201", net,
+                                    darts.DARTSConfig(**{**TINY, "w_lr": 0.1}), 2)
+    other = "matmul" if fastconv.get_conv_impl() == "xla" else "xla"
+    with fastconv.conv_impl(other):
+        assert k != oneshot.program_key(("bilevel", 1, "softmax"), "nb201", net, cfg, 2)
+    assert oneshot.program_key(None, "nb201", net, cfg, 2) is None
