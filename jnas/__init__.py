@@ -31,7 +31,7 @@ SUBMODULES = ("spaces", "cost", "cells", "relax", "train", "data", "benchmarks",
               "search", "oneshot", "darts", "snas", "less_local", "oneshot_seeds", "gcn",
               "bo",
               "weight_sharing", "gan", "renas", "metrics", "report", "registry", "config",
-              "rng", "download", "xla", "distributed", "layers", "fastconv")
+              "rng", "download", "xla", "distributed", "layers", "fastconv", "step_cache")
 
 _EXPORTS_BY_MODULE = {
     "spaces": ("NB201Arch", "DARTSGenotype", "NB101Arch", "NB201", "DARTS", "NB101",

@@ -12,7 +12,6 @@ the result keep the named form.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 import sys
@@ -27,12 +26,13 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jnas import cells, cells_darts, cells_fast, distributed, fastconv, report, spaces, train, xla
+from jnas import cells, distributed, report, spaces, train, xla
 from jnas.cells import Supernet, as_alpha_dict, make_supernet
 from jnas.config import check_choice, check_positive, check_range, config_to_dict
 from jnas.data import augment as augment_batch, load_cifar10, mock_cifar, normalize, search_split
 from jnas.derive import alpha_probs, discretise, score_arch
 from jnas.rng import as_key, np_rng
+from jnas.step_cache import JitStep, cached_programs, clear_program_cache, jit_step, program_key
 from jnas.train import cross_entropy, data_mesh
 
 __all__ = ["OneShotConfig", "SearchState", "Supernet", "Setup", "make_supernet",
@@ -212,81 +212,6 @@ def init_state(net: Supernet, key: jax.Array, alpha: dict[str, jax.Array],
 
 
 # ----------------------------------------------------------------------------- step + setup
-class JitStep:
-    """A compiled search step run data parallel (see :func:`jit_step`)."""
-
-    def __init__(self, step: Callable, batch_size: int, xla_mode: str | None = "fast"):
-        self.mesh = train.data_mesh(batch_size)  # replicate the state on it
-        if distributed.process_count() > 1:  # every process reads the whole new state
-            step = distributed.replicated_outputs(step, self.mesh)
-        self.compiled = xla.Compiled(step, options=xla_mode, donate_argnums=0)
-
-    @property
-    def compile_s(self) -> float:
-        """Seconds spent compiling so far."""
-        return self.compiled.compile_s
-
-    def __call__(self, state: Any, batch: dict) -> tuple[Any, dict]:
-        return self.compiled(state, train.shard_batch(batch, self.mesh))
-
-
-def jit_step(step: Callable, batch_size: int, xla_mode: str | None = "fast") -> JitStep:
-    """``step`` compiled with the state donated and XLA-CPU options ``xla_mode``
-    (:class:`jnas.xla.Compiled`), each batch split over :func:`jnas.train.data_mesh`."""
-    return JitStep(step, batch_size, xla_mode)
-
-
-# The compiled (init, step) programs of recent runs in this process, by program_key: a run of
-# the same method and config (another seed, a resumed or repeated search) skips tracing,
-# lowering and compiling. Small: each entry holds compiled executables.
-_PROGRAMS: collections.OrderedDict[tuple, tuple[xla.Compiled, JitStep]] = (
-    collections.OrderedDict())
-_MAX_PROGRAMS = 4
-
-
-def program_key(step_key: Any, space: str, net: Supernet, config: OneShotConfig,
-                total_steps: int) -> tuple | None:
-    """What a one-shot run's compiled programs depend on: the method's ``step_key`` (a
-    hashable description of its ``make_step``; ``None``: not shareable), the space, the
-    supernet module, the config, the step count (the cosine schedule's horizon), the
-    trace-time switches (convolution implementation, fused NB201 cell, DARTS edge-input
-    broadcast), the devices and the process count. ``None`` when any part is unhashable."""
-    if step_key is None:
-        return None
-    key = (step_key, space, net.module, config, int(total_steps), fastconv.get_conv_impl(),
-           cells_fast.get_fused(), cells_darts.broadcast_edge_inputs(), jax.default_backend(),
-           tuple(d.id for d in jax.devices()), distributed.process_count())
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
-
-
-def clear_program_cache() -> None:
-    """Forget the compiled programs kept for later runs in this process (frees their memory)."""
-    _PROGRAMS.clear()
-
-
-def _programs(key: tuple | None, net: Supernet, config: OneShotConfig, setup: "Setup",
-              make_step: Callable[..., Callable]) -> tuple[xla.Compiled, JitStep]:
-    """The (init, step) programs of a run: reused from :data:`_PROGRAMS` when ``key`` is
-    there, else built (and kept when ``key`` is not None)."""
-    if key is not None and key in _PROGRAMS:
-        _PROGRAMS.move_to_end(key)
-        return _PROGRAMS[key]
-    w_opt, a_opt = setup.w_opt, setup.a_opt
-    init = xla.Compiled(lambda k, a, x: build_state(net, k, a, w_opt, a_opt, x),
-                        options="fastest")  # run once per run: as xla.run_once
-    step = jit_step(make_step(net, config, w_opt, a_opt, setup.total_steps),
-                    config.batch_size, config.xla)
-    if key is not None:
-        _PROGRAMS[key] = (init, step)
-        while len(_PROGRAMS) > _MAX_PROGRAMS:
-            _PROGRAMS.popitem(last=False)
-    return init, step
-
-
 class Setup(NamedTuple):
     """What every one-shot run builds first (:func:`prepare`)."""
     net: Supernet
@@ -487,8 +412,12 @@ def run_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Cal
     setup = prepare(config, space=space, dataset=dataset, key=key, net=net, data=data)
     net, k_init, k_alpha, k_loop = setup.net, setup.keys[1], setup.keys[2], setup.keys[3]
     alpha = init_alpha(net, k_alpha, config.alpha_init_std)
-    init, step = _programs(program_key(step_key, space, net, config, setup.total_steps),
-                           net, config, setup, make_step)
+    w_opt, a_opt = setup.w_opt, setup.a_opt
+    init, step = cached_programs(
+        program_key(step_key, space, net, config, setup.total_steps),
+        lambda k, a, x: build_state(net, k, a, w_opt, a_opt, x),
+        lambda: make_step(net, config, w_opt, a_opt, setup.total_steps),
+        config.batch_size, config.xla)
     c0 = step.compile_s
     state = train.replicate(init(k_init, alpha, setup.sample_x), step.mesh)
     bench_dataset = dataset if dataset in ("cifar10", "cifar100", "ImageNet16-120") else "cifar10"
