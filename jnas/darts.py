@@ -199,7 +199,8 @@ def momentum_buffer(opt_state: Any, params: Any, mu: float) -> Any:
 def bilevel_maker(order: int, relaxation: str = "softmax") -> Callable[..., Callable]:
     """``make_step(net, config, w_opt, a_opt, total)`` of :func:`jnas.oneshot.run_oneshot` for
     the bilevel step of ``order`` with ``relaxation`` (non-softmax: temperature
-    ``config.tau_start`` → ``config.tau_end`` linearly)."""
+    ``config.tau_start`` → ``config.tau_end`` linearly); its ``step_key`` lets runs of the
+    same config share the compiled step (:func:`jnas.step_cache.program_key`)."""
     def make(net, config, w_opt, a_opt, total):
         tau_fn = None
         if relaxation != "softmax":
@@ -207,6 +208,7 @@ def bilevel_maker(order: int, relaxation: str = "softmax") -> Callable[..., Call
                                                   config.tau_end)
         return make_bilevel_step(net, config, w_opt, a_opt, total, order=order,
                                  relaxation=relaxation, tau_fn=tau_fn)
+    make.step_key = ("bilevel", order, relaxation)
     return make
 
 
@@ -218,8 +220,7 @@ def run_darts(config: DARTSConfig, *, space: str = "nb201", dataset: str = "cifa
     :func:`jnas.oneshot.run_oneshot`."""
     method = "darts2" if config.order == 2 else "darts"
     return run_oneshot(method, config, bilevel_maker(config.order), space=space,
-                       dataset=dataset, key=key, out_dir=out_dir, quiet=quiet,
-                       step_key=("bilevel", config.order, "softmax"), **kw)
+                       dataset=dataset, key=key, out_dir=out_dir, quiet=quiet, **kw)
 
 
 def run_darts2(config: DARTS2Config, *, space: str = "nb201", dataset: str = "cifar10",
@@ -239,5 +240,4 @@ def run_gdas(config: GDASConfig, *, space: str = "nb201", dataset: str = "cifar1
     """GDAS-style search (bilevel, straight-through hard Gumbel): the result and the final
     state."""
     return run_oneshot("gdas", config, bilevel_maker(1, "hard_gumbel"), space=space,
-                       dataset=dataset, key=key, out_dir=out_dir, quiet=quiet,
-                       step_key=("bilevel", 1, "hard_gumbel"), **kw)
+                       dataset=dataset, key=key, out_dir=out_dir, quiet=quiet, **kw)

@@ -319,6 +319,7 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
         state, history, start_epoch = distributed.resume_search(out_dir, state, config_dict,
                                                                 config_defaults or {})
     compile_s = 0.0
+    c0 = getattr(step_fn, "compile_s", None)  # a reused compiled step has compiled before
     n_t, n_v = len(data[0]), len(data[2])
     for epoch in range(start_epoch, epochs):
         if stop_after is not None and epoch >= stop_after:
@@ -361,7 +362,7 @@ def run_epochs(*, state: Any, step_fn: Callable, data: tuple[np.ndarray, ...], e
             train.save_checkpoint(ckpt_dir, state, epoch + 1)
             report.write_json(Path(out_dir) / "search_progress.json",
                               {"config": config_dict, "history": history}, indent=None)
-    return state, history, getattr(step_fn, "compile_s", 0.0) or compile_s
+    return state, history, compile_s if c0 is None else step_fn.compile_s - c0
 
 
 # ----------------------------------------------------------------------------- result
@@ -396,17 +397,17 @@ def build_result(method: str, space: str, dataset: str, seed: int | None,
 def run_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Callable], *,
                 space: str | Any, dataset: str, key: int | jax.Array, out_dir: str | Path | None,
                 quiet: bool = False, net: Supernet | None = None,
-                data: tuple[np.ndarray, ...] | None = None, stop_after: int | None = None,
-                step_key: Any = None) -> tuple[report.Result, SearchState]:
+                data: tuple[np.ndarray, ...] | None = None, stop_after: int | None = None
+                ) -> tuple[report.Result, SearchState]:
     """Runs one single-(w, α) one-shot search: returns its result and final state.
 
     ``make_step(net, config, w_opt, a_opt, total_steps) -> step`` builds the method's un-jitted
     step. ``space``: a name or space object; ``key``: an int seed (recorded as the result's
     ``seed``) or a JAX key. ``net`` / ``data`` replace the supernet / the search split
-    (tests); ``quiet`` prints nothing. ``step_key``: a hashable name of what ``make_step``
-    builds (e.g. ``("bilevel", 1, "softmax")``); with it, a later run in this process with
-    the same :func:`program_key` reuses this run's compiled init and step programs (its
-    ``compile_s`` is then 0); ``None`` compiles afresh.
+    (tests); ``quiet`` prints nothing. A ``make_step`` with a ``step_key`` attribute (a
+    hashable name of what it builds, e.g. ``("bilevel", 1, "softmax")``) lets a later run in
+    this process with the same :func:`program_key` reuse this run's compiled init and step
+    programs (its ``compile_s`` is then 0); without one every run compiles afresh.
     """
     space = spaces.get_space(space).name
     setup = prepare(config, space=space, dataset=dataset, key=key, net=net, data=data)
@@ -414,11 +415,11 @@ def run_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Cal
     alpha = init_alpha(net, k_alpha, config.alpha_init_std)
     w_opt, a_opt = setup.w_opt, setup.a_opt
     init, step = cached_programs(
-        program_key(step_key, space, net, config, setup.total_steps),
+        program_key(getattr(make_step, "step_key", None), space, net, config,
+                    setup.total_steps),
         lambda k, a, x: build_state(net, k, a, w_opt, a_opt, x),
         lambda: make_step(net, config, w_opt, a_opt, setup.total_steps),
         config.batch_size, config.xla)
-    c0 = step.compile_s
     state = train.replicate(init(k_init, alpha, setup.sample_x), step.mesh)
     bench_dataset = dataset if dataset in ("cifar10", "cifar100", "ImageNet16-120") else "cifar10"
 
@@ -439,7 +440,6 @@ def run_oneshot(method: str, config: OneShotConfig, make_step: Callable[..., Cal
         out_dir=out, config_dict=search_config_dict(method, space, dataset, key, config),
         on_epoch=on_epoch, checkpoint=config.checkpoint, stop_after=stop_after,
         config_defaults=config_to_dict(type(config)()), quiet=quiet, method=method)
-    compile_s = step.compile_s - c0  # 0 for a reused program
     seed = int(key) if isinstance(key, (int, np.integer)) else None
     res = build_result(method, space, dataset, seed, config, jax.device_get(state.alpha),
                        history, setup.t_start, compile_s, out)

@@ -248,7 +248,7 @@ def run_snas(config: SNASConfig, *, space: str = "nb201", dataset: str = "cifar1
     ``net``, ``data``, ``stop_after`` of :func:`jnas.oneshot.run_oneshot`."""
     def make(net, cfg, w_opt, a_opt, total):
         return make_snas_step(net, cfg, w_opt, a_opt, total, costs=costs)
+    make.step_key = ("snas",) if costs is None else None  # injected tables: not shareable
     res, state = run_oneshot("snas", config, make, space=space, dataset=dataset, key=key,
-                             out_dir=out_dir, quiet=quiet,
-                             step_key=("snas",) if costs is None else None, **kw)
+                             out_dir=out_dir, quiet=quiet, **kw)
     return res.replace(eta=resource_eta(config)), state
