@@ -8,6 +8,12 @@ from pathlib import Path
 
 # Must be set before JAX is imported anywhere.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+# XLA-CPU's legacy loop emitters for every program of the suite (jnas's own train steps
+# already compile with them: jnas.xla.CPU_FAST_COMPILE): the tests' eager ops, gradient
+# checks and predictor/generator programs then compile ~25 % faster, with the same math
+# (BENCHMARKS.md, eleventh session). Subprocesses (CLI, gpu_suite.sh) inherit it.
+if "xla_cpu_use_fusion_emitters" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " --xla_cpu_use_fusion_emitters=false"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

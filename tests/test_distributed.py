@@ -108,7 +108,8 @@ def two_processes(tmp_path_factory, real_data):
     this process (1 process, 4 devices): ``(root, [per-process records], [(stdout, stderr)],
     (result, state))``."""
     root = tmp_path_factory.mktemp("dist")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
+           "--xla_cpu_use_fusion_emitters=false",
            "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
     for k in distributed.ENV_VARS.values():
         env.pop(k, None)

@@ -209,7 +209,8 @@ def test_one_and_four_devices_find_the_same_genotype(tiny_darts):
         print(json.dumps({{"devices": jax.device_count(), "arch": res.best_arch,
                           "alpha": np.asarray(state.alpha["cell"]).tolist()}}))
     """)
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={other}",
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={other} "
+           "--xla_cpu_use_fusion_emitters=false",
            "JNAS_XLA_CACHE_DIR": XLA_CACHE}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=600)
