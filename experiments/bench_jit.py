@@ -74,7 +74,10 @@ rather than spin while waiting, which on a shared CPU keeps the reference from c
 ``device.memory_stats()['peak_bytes_in_use']`` (process-wide peak, monotone over the run, so
 an upper bound for later configs; null on CPU), ``exec_mem_gb`` the compiled step's own
 ``memory_analysis()`` (arguments + outputs + temps − aliased), torch
-``torch.cuda.max_memory_allocated`` (reset per config). ``speedup_vs_ref`` = reference
+``torch.cuda.max_memory_allocated`` (reset per config). ``--malloc`` (default ``auto``:
+``retain`` on a machine without GPU/TPU): the script restarts itself with
+``jnas.xla.CPU_MALLOC_TUNABLES`` (field ``malloc``), so neither implementation page-faults
+its freed temporaries afresh each step. ``speedup_vs_ref`` = reference
 first-order fp32 step ms / this step ms at the same space and batch, timed in the same
 process, interleaved (above; jnas first-order lines of one member).
 ``ratio_vs_fp32_o1`` = this step / the jnas fp32 first-order single step of the same space,
@@ -121,11 +124,12 @@ from compile_cpu import fill_shapes  # noqa: E402  (sets JAX_PLATFORMS=cpu: undo
 if _prev_platforms is None:
     os.environ.pop("JAX_PLATFORMS", None)
 
-from jnas import cells, cells_fast, layers  # noqa: E402
+from jnas import cells, cells_fast, layers, xla  # noqa: E402
 from jnas.darts import DARTSConfig, GDASConfig, bilevel_maker, make_bilevel_step  # noqa: E402
 from jnas.snas import SNASConfig, make_snas_step  # noqa: E402
 from bench_ref import (bench_torch, check_gdas_flops, exec_gb, flops_of,  # noqa: E402,F401
-                       jax_peak_gb, plot, prepare_torch, torch_available, torch_peak_gb)
+                       jax_peak_gb, plot, prepare_torch, reexec_with_malloc,
+                       torch_available, torch_peak_gb)
 from jnas.less_local import make_population_step  # noqa: E402
 from jnas.oneshot import (SearchState, alpha_optimizer, init_alpha, make_supernet,  # noqa: E402
                           weight_optimizer)
@@ -404,6 +408,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     help="fast: jnas.cells.compiler_options() (fast XLA-CPU compile options on "
                          "CPU, XLA defaults on GPU); fastest: the quickest CPU compile (slow "
                          "steps: dry runs); default: XLA defaults everywhere")
+    ap.add_argument("--malloc", choices=("auto", "retain", "default"), default="auto",
+                    help="retain: run with jnas.xla.CPU_MALLOC_TUNABLES (the script restarts "
+                         "itself with them; no per-step page faults); default: glibc's "
+                         "settings; auto: retain unless a GPU/TPU is present")
     ap.add_argument("--out", default=None, help="JSON-lines file (appended per line)")
     ap.add_argument("--append", action="store_true", help="keep the lines already in --out")
     ap.add_argument("--plot", default=None, help="PNG bar chart of step ms")
@@ -440,7 +448,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     def emit(rec: dict) -> None:
         rec = {"device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
-               "cpu_count": os.cpu_count(), **rec}
+               "cpu_count": os.cpu_count(),
+               "malloc": "retained" if xla.malloc_retained() else "glibc-default", **rec}
         lines.append(rec)
         s = json.dumps(rec)
         print(s, flush=True)
@@ -470,4 +479,5 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
+    reexec_with_malloc(sys.argv[1:], __file__)
     main()

@@ -1,6 +1,6 @@
 """The PyTorch reference of ``experiments/bench_jit.py`` (xautodl 1.0.0 on torch) and its plot.
 
-Split out of bench_jit.py (module size); the models, optimisers and timing are described in
+Split out of bench_jit.py (module size), with its ``--malloc`` restart; the models, optimisers and timing are described in
 bench_jit.py's docstring: ``TinyNetworkDarts`` (NB201) / ``NASNetworkDARTS`` (DARTS space),
 first-order DARTS step = weight SGD step on a train batch + α Adam step on a val batch, as
 xautodl's DARTS-V1 search script, eager, fp32, on JAX's device kind.
@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
+import sys
 import time
 
 import jax
 import numpy as np
 
+from jnas import xla
+
 __all__ = ["torch_available", "bench_torch", "prepare_torch", "torch_peak_gb", "plot",
-           "flops_of", "jax_peak_gb", "exec_gb", "check_gdas_flops"]
+           "flops_of", "jax_peak_gb", "exec_gb", "check_gdas_flops", "reexec_with_malloc"]
 
 
 def _timing(times: list[float], batch: int) -> dict:
@@ -209,3 +213,22 @@ def check_gdas_flops(lines: list[dict], emit) -> None:
               "ratio_compiled": (round(g["flops"] / dd["flops"], 3)
                                  if g.get("flops") and dd.get("flops") else None),
               "ok": ratio is not None and ratio <= 0.5})
+
+
+def _accelerator_present() -> bool:
+    return any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/accel0"))
+
+
+def reexec_with_malloc(argv: list[str], script: str) -> None:
+    """``--malloc retain`` (``auto``: when no GPU/TPU device file exists): restart
+    ``script`` with ``jnas.xla.malloc_env()`` unless the process already runs with it (glibc
+    only; glibc reads its tunables at start). Both implementations then share the allocator
+    settings, as they share the process."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--malloc", default="auto")
+    mode = pre.parse_known_args(argv)[0].malloc
+    want = mode == "retain" or (mode == "auto" and not _accelerator_present())
+    if want and not xla.malloc_retained() and platform.libc_ver()[0] == "glibc":
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, os.path.abspath(script), *argv],
+                  xla.malloc_env())

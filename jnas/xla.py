@@ -7,7 +7,9 @@ function ahead of time once per input signature with those options and adds the 
 compiling to ``compile_s`` (what ``result.json`` reports); :func:`compiled` is its decorator
 form, :func:`run_once` compiles and runs a one-off program (e.g. a flax ``init``).
 :func:`enable_compilation_cache` turns on JAX's persistent cache so identical programs
-compile once across processes.
+compile once across processes. :data:`CPU_MALLOC_TUNABLES` / :func:`malloc_env` are the glibc
+allocator settings that keep XLA-CPU's per-step temporaries from being page-faulted afresh
+every step (for launching a process: glibc reads them at start).
 
 Share a :class:`Compiled` between callers by building it in a ``functools.cache``-d function
 keyed by what the program reads (big_vision's eval builders do the same).
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -24,7 +28,8 @@ import jax
 import numpy as np
 
 __all__ = ["CPU_FAST_COMPILE", "CPU_FASTEST_COMPILE", "compiler_options", "Compiled",
-           "compiled", "run_once", "enable_compilation_cache"]
+           "compiled", "run_once", "enable_compilation_cache", "CPU_MALLOC_TUNABLES",
+           "malloc_env", "malloc_retained"]
 
 CPU_FAST_COMPILE: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False,
                                      "xla_backend_optimization_level": 1}
@@ -176,3 +181,37 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+CPU_MALLOC_TUNABLES: str = ("glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
+                            "glibc.malloc.trim_threshold=100000000000")
+"""glibc malloc settings (``GLIBC_TUNABLES``) that keep freed memory in the process: one
+arena, no ``mmap``-ed chunks, no trimming below 100 GB. XLA-CPU allocates each execution's
+temporaries afresh (1.7 GB for the NB201 C=16, N=5, batch-64 DARTS step); with glibc's
+defaults a block that large is ``mmap``-ed and unmapped every step, and touching it again
+costs ~450k page faults, ~1 CPU-s of kernel time a step, more after another library (the
+PyTorch reference in ``experiments/bench_jit.py``) has fragmented memory. With these
+settings the second and later steps fault no pages (BENCHMARKS.md, eleventh session). The
+price: the process keeps its peak heap until it exits. GPU/TPU memory is unaffected."""
+
+
+def malloc_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``env`` (default ``os.environ``) whose ``GLIBC_TUNABLES`` has
+    :data:`CPU_MALLOC_TUNABLES` added; a tunable ``env`` already sets keeps its value.
+    glibc reads ``GLIBC_TUNABLES`` once, at process start, so this is for launching a
+    process (``subprocess``, ``os.execve``); see :func:`malloc_retained` for the current one."""
+    out = dict(os.environ if env is None else env)
+    have = [t for t in out.get("GLIBC_TUNABLES", "").split(":") if t]
+    names = {t.split("=", 1)[0] for t in have}
+    add = [t for t in CPU_MALLOC_TUNABLES.split(":") if t.split("=", 1)[0] not in names]
+    out["GLIBC_TUNABLES"] = ":".join(have + add)
+    return out
+
+
+def malloc_retained() -> bool:
+    """Whether this process runs on glibc with every tunable of :data:`CPU_MALLOC_TUNABLES`
+    named in its ``GLIBC_TUNABLES`` (set when it started)."""
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    have = {t.split("=", 1)[0] for t in os.environ.get("GLIBC_TUNABLES", "").split(":") if t}
+    return all(t.split("=", 1)[0] in have for t in CPU_MALLOC_TUNABLES.split(":"))

@@ -87,3 +87,44 @@ def test_run_once_and_reexports():
 def test_enable_compilation_cache_off(monkeypatch):
     monkeypatch.setenv("JNAS_XLA_CACHE_DIR", "off")
     assert xla.enable_compilation_cache() is None
+
+
+def test_malloc_env_adds_the_tunables_and_keeps_explicit_ones(monkeypatch):
+    env = xla.malloc_env({"PATH": "/bin"})
+    assert env["GLIBC_TUNABLES"] == xla.CPU_MALLOC_TUNABLES and env["PATH"] == "/bin"
+    mine = "glibc.malloc.arena_max=4:glibc.malloc.hugetlb=1"
+    env = xla.malloc_env({"GLIBC_TUNABLES": mine})["GLIBC_TUNABLES"].split(":")
+    assert env[:2] == mine.split(":")  # the caller's values win and come first
+    assert "glibc.malloc.mmap_max=0" in env and len(env) == 4  # arena_max not repeated
+    monkeypatch.setenv("GLIBC_TUNABLES", ":".join(env))
+    import platform
+    assert xla.malloc_retained() == (platform.libc_ver()[0] == "glibc")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")
+    assert not xla.malloc_retained()
+
+
+def test_a_process_started_with_malloc_env_faults_no_pages_for_a_repeated_buffer():
+    """The point of the tunables: a freed 64 MB block is reused, not mapped afresh (glibc's
+    defaults map and unmap it per allocation, so each round faults ~16k pages again)."""
+    import platform
+    import subprocess
+    import sys
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("GLIBC_TUNABLES is glibc's")
+    code = ("import ctypes, resource\n"  # plain malloc, as XLA-CPU's (numpy madvises
+            "libc = ctypes.CDLL(None)\n"   # huge pages for its own arrays)
+            "libc.malloc.restype = ctypes.c_void_p\n"
+            "for i in range(4):\n"
+            "    r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+            "    p = libc.malloc(64 << 20); ctypes.memset(p, 1, 64 << 20)\n"
+            "    libc.free(ctypes.c_void_p(p))\n"
+            "    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)\n")
+    env = xla.malloc_env()
+    kept = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60, check=True).stdout.split()
+    plain = dict(env)
+    plain.pop("GLIBC_TUNABLES")
+    fresh = subprocess.run([sys.executable, "-c", code], env=plain, capture_output=True,
+                           text=True, timeout=60, check=True).stdout.split()
+    assert max(int(x) for x in kept[1:]) < 1000, kept  # reused: almost no faults
+    assert min(int(x) for x in fresh[1:]) > 10000, fresh  # 64 MB / 4 KiB = 16k pages
