@@ -228,7 +228,8 @@ def reexec_with_malloc(argv: list[str], script: str) -> None:
     pre.add_argument("--malloc", default="auto")
     mode = pre.parse_known_args(argv)[0].malloc
     want = mode == "retain" or (mode == "auto" and not _accelerator_present())
-    if want and not xla.malloc_retained() and platform.libc_ver()[0] == "glibc":
+    if (want and not xla.malloc_retained() and platform.libc_ver()[0] == "glibc"
+            and not os.environ.get("JNAS_BENCH_RESTARTED")):  # at most one restart
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable, os.path.abspath(script), *argv],
-                  xla.malloc_env())
+                  {**xla.malloc_env(), "JNAS_BENCH_RESTARTED": "1"})
