@@ -75,7 +75,7 @@ rather than spin while waiting, which on a shared CPU keeps the reference from c
 an upper bound for later configs; null on CPU), ``exec_mem_gb`` the compiled step's own
 ``memory_analysis()`` (arguments + outputs + temps − aliased), torch
 ``torch.cuda.max_memory_allocated`` (reset per config). ``--malloc`` (default ``auto``:
-``retain`` on a machine without GPU/TPU): the script restarts itself with
+``retain`` on a machine without GPU/TPU for NB201-only runs): the script restarts itself with
 ``jnas.xla.CPU_MALLOC_TUNABLES`` (field ``malloc``), so neither implementation page-faults
 its freed temporaries afresh each step. ``speedup_vs_ref`` = reference
 first-order fp32 step ms / this step ms at the same space and batch, timed in the same
@@ -411,7 +411,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--malloc", choices=("auto", "retain", "default"), default="auto",
                     help="retain: run with jnas.xla.CPU_MALLOC_TUNABLES (the script restarts "
                          "itself with them; no per-step page faults); default: glibc's "
-                         "settings; auto: retain unless a GPU/TPU is present")
+                         "settings; auto: retain for NB201-only runs without a GPU/TPU (the "
+                         "DARTS-space compile needs more memory with them)")
     ap.add_argument("--out", default=None, help="JSON-lines file (appended per line)")
     ap.add_argument("--append", action="store_true", help="keep the lines already in --out")
     ap.add_argument("--plot", default=None, help="PNG bar chart of step ms")

@@ -220,14 +220,19 @@ def _accelerator_present() -> bool:
 
 
 def reexec_with_malloc(argv: list[str], script: str) -> None:
-    """``--malloc retain`` (``auto``: when no GPU/TPU device file exists): restart
-    ``script`` with ``jnas.xla.malloc_env()`` unless the process already runs with it (glibc
-    only; glibc reads its tunables at start). Both implementations then share the allocator
-    settings, as they share the process."""
+    """``--malloc retain`` (``auto``: when no GPU/TPU device file exists and ``--spaces`` is
+    NB201 only): restart ``script`` with ``jnas.xla.malloc_env()`` unless the process already
+    runs with it (glibc only; glibc reads its tunables at start). Both implementations then
+    share the allocator settings, as they share the process. Not for the DARTS space by
+    default: the tunables keep the peak heap, and compiling its paper-size step then passed
+    23 GB of RSS where glibc's defaults stayed near 10 GB (BENCHMARKS.md, eleventh session)."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--malloc", default="auto")
-    mode = pre.parse_known_args(argv)[0].malloc
-    want = mode == "retain" or (mode == "auto" and not _accelerator_present())
+    pre.add_argument("--spaces", default="nb201,darts")
+    known = pre.parse_known_args(argv)[0]
+    mode, spaces = known.malloc, known.spaces.split(",")
+    want = mode == "retain" or (mode == "auto" and not _accelerator_present()
+                                and "darts" not in spaces)
     if (want and not xla.malloc_retained() and platform.libc_ver()[0] == "glibc"
             and not os.environ.get("JNAS_BENCH_RESTARTED")):  # at most one restart
         sys.stdout.flush()
