@@ -1,9 +1,10 @@
 """The PyTorch reference of ``experiments/bench_jit.py`` (xautodl 1.0.0 on torch) and its plot.
 
-Split out of bench_jit.py (module size), with its ``--malloc`` restart; the models, optimisers and timing are described in
-bench_jit.py's docstring: ``TinyNetworkDarts`` (NB201) / ``NASNetworkDARTS`` (DARTS space),
-first-order DARTS step = weight SGD step on a train batch + α Adam step on a val batch, as
-xautodl's DARTS-V1 search script, eager, fp32, on JAX's device kind.
+Split out of bench_jit.py (module size), with its ``--malloc`` restart; the models,
+optimisers and timing are described in bench_jit.py's docstring: ``TinyNetworkDarts``
+(NB201) / ``NASNetworkDARTS`` (DARTS space), first-order DARTS step = weight SGD step on a
+train batch + α Adam step on a val batch, as xautodl's DARTS-V1 search script, eager, fp32,
+on JAX's device kind.
 """
 from __future__ import annotations
 

@@ -203,10 +203,9 @@ def malloc_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     glibc reads ``GLIBC_TUNABLES`` once, at process start, so this is for launching a
     process (``subprocess``, ``os.execve``); see :func:`malloc_retained` for the current one."""
     out = dict(os.environ if env is None else env)
-    have = [t for t in out.get("GLIBC_TUNABLES", "").split(":") if t]
-    names = {t.split("=", 1)[0] for t in have}
-    add = [t for t in CPU_MALLOC_TUNABLES.split(":") if t.split("=", 1)[0] not in names]
-    out["GLIBC_TUNABLES"] = ":".join(have + add)
+    have = _tunables(out.get("GLIBC_TUNABLES", ""))
+    add = {k: v for k, v in _tunables(CPU_MALLOC_TUNABLES).items() if k not in have}
+    out["GLIBC_TUNABLES"] = ":".join(f"{k}={v}" for k, v in {**have, **add}.items())
     return out
 
 
@@ -215,5 +214,10 @@ def malloc_retained() -> bool:
     named in its ``GLIBC_TUNABLES`` (set when it started)."""
     if platform.libc_ver()[0] != "glibc":
         return False
-    have = {t.split("=", 1)[0] for t in os.environ.get("GLIBC_TUNABLES", "").split(":") if t}
-    return all(t.split("=", 1)[0] in have for t in CPU_MALLOC_TUNABLES.split(":"))
+    return _tunables(CPU_MALLOC_TUNABLES).keys() <= _tunables(
+        os.environ.get("GLIBC_TUNABLES", "")).keys()
+
+
+def _tunables(s: str) -> dict[str, str]:
+    """``name=value:name=value`` (``GLIBC_TUNABLES``) as an ordered dict."""
+    return dict((t.split("=", 1) + [""])[:2] for t in s.split(":") if t)

@@ -12,8 +12,15 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 # already compile with them: jnas.xla.CPU_FAST_COMPILE): the tests' eager ops, gradient
 # checks and predictor/generator programs then compile ~25 % faster, with the same math
 # (BENCHMARKS.md, eleventh session). Subprocesses (CLI, gpu_suite.sh) inherit it.
+LEGACY_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
 if "xla_cpu_use_fusion_emitters" not in os.environ["XLA_FLAGS"]:
-    os.environ["XLA_FLAGS"] += " --xla_cpu_use_fusion_emitters=false"
+    os.environ["XLA_FLAGS"] += " " + LEGACY_EMITTERS
+
+
+def xla_flags(devices: int) -> str:
+    """``XLA_FLAGS`` for a test subprocess with ``devices`` fake CPU devices and the suite's
+    legacy loop emitters."""
+    return f"--xla_force_host_platform_device_count={devices} {LEGACY_EMITTERS}"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

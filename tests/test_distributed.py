@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import TINY_DARTS, toy_net
+from conftest import TINY_DARTS, toy_net, xla_flags
 from jnas import darts, distributed, train
 from jnas.cli import main
 
@@ -108,9 +108,8 @@ def two_processes(tmp_path_factory, real_data):
     this process (1 process, 4 devices): ``(root, [per-process records], [(stdout, stderr)],
     (result, state))``."""
     root = tmp_path_factory.mktemp("dist")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
-           "--xla_cpu_use_fusion_emitters=false",
-           "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "XLA_FLAGS": xla_flags(2), "JAX_PLATFORMS": "cpu",
+           "PYTHONUNBUFFERED": "1"}
     for k in distributed.ENV_VARS.values():
         env.pop(k, None)
     np.savez(root / "data.npz", **dict(zip(("xt", "yt", "xv", "yv"), real_data)))

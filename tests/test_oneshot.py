@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import TINY, TINY_DARTS, XLA_CACHE, toy_data, toy_net
+from conftest import TINY, TINY_DARTS, XLA_CACHE, toy_data, toy_net, xla_flags
 from jnas import cells, darts, less_local, oneshot, report, snas, spaces, train
 from jnas.config import field_docs
 
@@ -209,9 +209,7 @@ def test_one_and_four_devices_find_the_same_genotype(tiny_darts):
         print(json.dumps({{"devices": jax.device_count(), "arch": res.best_arch,
                           "alpha": np.asarray(state.alpha["cell"]).tolist()}}))
     """)
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={other} "
-           "--xla_cpu_use_fusion_emitters=false",
-           "JNAS_XLA_CACHE_DIR": XLA_CACHE}
+    env = {**os.environ, "XLA_FLAGS": xla_flags(other), "JNAS_XLA_CACHE_DIR": XLA_CACHE}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

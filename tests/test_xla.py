@@ -1,4 +1,8 @@
 """jnas.xla: one compile per input signature, compile_s bookkeeping, options applied."""
+import platform
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -97,7 +101,6 @@ def test_malloc_env_adds_the_tunables_and_keeps_explicit_ones(monkeypatch):
     assert env[:2] == mine.split(":")  # the caller's values win and come first
     assert "glibc.malloc.mmap_max=0" in env and len(env) == 4  # arena_max not repeated
     monkeypatch.setenv("GLIBC_TUNABLES", ":".join(env))
-    import platform
     assert xla.malloc_retained() == (platform.libc_ver()[0] == "glibc")
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")
     assert not xla.malloc_retained()
@@ -106,9 +109,6 @@ def test_malloc_env_adds_the_tunables_and_keeps_explicit_ones(monkeypatch):
 def test_a_process_started_with_malloc_env_faults_no_pages_for_a_repeated_buffer():
     """The point of the tunables: a freed 64 MB block is reused, not mapped afresh (glibc's
     defaults map and unmap it per allocation, so each round faults ~16k pages again)."""
-    import platform
-    import subprocess
-    import sys
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("GLIBC_TUNABLES is glibc's")
     code = ("import ctypes, resource\n"  # plain malloc, as XLA-CPU's (numpy madvises
