@@ -16,7 +16,8 @@ What it measures, in ONE process, for every combination of the flags:
 * the convolution implementation ``--conv-impls xla,matmul`` (``jnas.layers.set_conv_impl``
   while the step is traced: XLA's convolution, or ``jnas.fastconv``'s XLA forward/input
   gradient with matmul kernel gradients, the CPU default); field ``conv_impl`` of each jnas
-  line; ``--fused 1,0``: the NB201 supernet's fused cell (``jnas.cells_fast``, one conv per
+  line, and ``conv_batch_chunks`` (``jnas.fastconv.get_batch_chunks``: the batch chunks of
+  ``matmul``'s convolutions; ``JNAS_CONV_BATCH_CHUNKS`` sets it); ``--fused 1,0``: the NB201 supernet's fused cell (``jnas.cells_fast``, one conv per
   source node and op, the default) or the per-edge ``vmap`` cell (field ``fused_cells``);
 * ``--methods darts,darts2,gdas,snas,less-local`` (issue 17): each method's own step
   (config defaults of ``DARTSConfig``, ``GDASConfig`` with the sampled-op supernet,
@@ -124,7 +125,7 @@ from compile_cpu import fill_shapes  # noqa: E402  (sets JAX_PLATFORMS=cpu: undo
 if _prev_platforms is None:
     os.environ.pop("JAX_PLATFORMS", None)
 
-from jnas import cells, cells_fast, layers, xla  # noqa: E402
+from jnas import cells, cells_fast, fastconv, layers, xla  # noqa: E402
 from jnas.darts import DARTSConfig, GDASConfig, bilevel_maker, make_bilevel_step  # noqa: E402
 from jnas.snas import SNASConfig, make_snas_step  # noqa: E402
 from bench_ref import (bench_torch, check_gdas_flops, exec_gb, flops_of,  # noqa: E402,F401
@@ -232,7 +233,7 @@ def prepare_jnas(space: str, order: int, batch: int, P: int, args: argparse.Name
     method = method or ("less-local" if P else ("darts2" if order == 2 else "darts"))
     with layers.conv_impl(conv_impl):
         run, rec = _prepare_jnas(space, batch, P, args, dtype, method)
-    return run, rec | {"conv_impl": conv_impl}
+    return run, rec | {"conv_impl": conv_impl, "conv_batch_chunks": fastconv.get_batch_chunks()}
 
 
 def _prepare_jnas(space, batch, P, args, dtype, method):

@@ -12,8 +12,17 @@ kernel, :func:`_input_grad_conv`), and the kernel gradient is the im2col patches
 in float32, summed over batch chunks (``lax.scan``) whose patch buffer stays in cache.
 Grouped and depthwise kernels use im2col for all three (an ``einsum`` with the kernel, a
 multiply-add per tap for depthwise; the input gradient added back at the patch places,
-col2im). The backward rule is made of differentiable ops, so ``grad`` of ``grad`` works
-(second-order DARTS); forward-mode (``jvp``) is not defined.
+col2im). A 1x1, stride-1 ungrouped kernel is one matmul whose kernel gradient contracts the
+input with the cotangent directly (:func:`pointwise_conv`; its autodiff transposed the
+cotangent first, ~2x the time). The backward rules are made of differentiable ops, so
+``grad`` of ``grad`` works (second-order DARTS); forward-mode (``jvp``) is not defined.
+
+XLA-CPU runs each XNNPACK (YNN) convolution on one thread (a C=16 NB201 edge convolution:
+CPU/wall 1.0 with a second core idle). Under ``"matmul"`` the ungrouped stride-1 forward and
+input-gradient convolutions are therefore split into :func:`get_batch_chunks` equal batch
+chunks, independent convolutions that XLA's thunk executor runs on different threads
+(BENCHMARKS.md, twelfth session). Each image's convolution is unchanged, so the values are
+the unsplit ones.
 
 The implementation is chosen when a model is traced: :func:`set_conv_impl` (or the
 environment variable ``JNAS_CONV_IMPL``, read at import) sets ``"xla"`` (plain
@@ -34,11 +43,12 @@ import jax
 import jax.numpy as jnp
 
 __all__ = ["CONV_IMPLS", "DEFAULT_CONV_IMPL", "set_conv_impl", "get_conv_impl",
-           "default_conv_impl", "conv_impl",
-           "conv2d", "Conv"]
+           "default_conv_impl", "conv_impl", "set_batch_chunks", "get_batch_chunks",
+           "default_batch_chunks", "conv2d", "pointwise_conv", "Conv"]
 
 CONV_IMPLS: tuple[str, ...] = ("xla", "matmul")
 _ENV = "JNAS_CONV_IMPL"
+_CHUNKS_ENV = "JNAS_CONV_BATCH_CHUNKS"
 
 
 def _check_impl(impl: str, where: str) -> str:
@@ -97,7 +107,53 @@ def conv_impl(impl: str) -> Iterator[None]:
         set_conv_impl(prev)
 
 
+def default_batch_chunks() -> int:
+    """The default number of batch chunks of a ``"matmul"`` convolution: the CPU count,
+    at most 4 (2 and 4 chunks tied on the 2-core machine; BENCHMARKS.md, twelfth session)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _chunks_from_env() -> int | None:
+    v = os.environ.get(_CHUNKS_ENV, "").strip().lower()
+    if v in ("", "auto"):
+        return None
+    if not v.isdigit() or int(v) < 1:
+        raise ValueError(f"environment variable {_CHUNKS_ENV}={v!r}: use a positive integer "
+                         "or 'auto'")
+    return int(v)
+
+
+_chunks: int | None = _chunks_from_env()  # None: default_batch_chunks()
+
+
+def set_batch_chunks(n: int | None) -> None:
+    """Split the forward and input-gradient convolutions of ``"matmul"`` into ``n`` batch
+    chunks in models traced from now on (``1``: unsplit; ``None``: :func:`default_batch_chunks`;
+    also ``JNAS_CONV_BATCH_CHUNKS``). A batch that ``n`` does not divide uses the largest
+    divisor below ``n``. Raises ``ValueError`` for ``n < 1``."""
+    global _chunks
+    if n is not None and (int(n) != n or n < 1):
+        raise ValueError(f"set_batch_chunks: n must be a positive integer or None, got {n!r}")
+    _chunks = None if n is None else int(n)
+
+
+def get_batch_chunks() -> int:
+    """The number of batch chunks ``"matmul"`` convolutions traced now use."""
+    return default_batch_chunks() if _chunks is None else _chunks
+
+
 # ----------------------------------------------------------------------------- the function
+def _chunked_conv(x, k, stride, padding, dilation):
+    """XLA's ungrouped convolution as :func:`get_batch_chunks` independent batch chunks
+    (concatenated), so that XLA-CPU can run them on different threads."""
+    b = x.shape[0]
+    n = max(d for d in range(1, min(get_batch_chunks(), b) + 1) if b % d == 0)
+    if n == 1:
+        return _xla_conv(x, k, stride, padding, dilation, 1)
+    return jnp.concatenate([_xla_conv(a, k, stride, padding, dilation, 1)
+                            for a in jnp.split(x, n, 0)], 0)
+
+
 def _xla_conv(x, k, stride, padding, dilation, groups):
     return jax.lax.conv_general_dilated(
         x, k, (stride, stride), ((padding, padding), (padding, padding)),
@@ -218,13 +274,33 @@ def _kernel_grad(x, g, kshape, stride, padding, dilation, groups):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _matmul_conv(x, k, stride, padding, dilation, groups):
     if groups == 1:  # XLA-CPU's forward convolution is fast (~10x the im2col einsum)
-        return _xla_conv(x, k, stride, padding, dilation, 1)
+        return _chunked_conv(x, k, stride, padding, dilation)
     return _forward(x, k, stride, padding, dilation, groups)
 
 
-def _pointwise(x, k):
-    """A 1x1, stride-1, unpadded, ungrouped convolution: one matmul (autodiff: two more)."""
-    return jnp.einsum("bhwc,co->bhwo", x, k[0, 0])
+@jax.custom_vjp
+def pointwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A 1x1, stride-1, unpadded, ungrouped convolution (NHWC input, ``[1, 1, Cin, Cout]``
+    kernel) as one matmul, with a backward of two matmuls: the input gradient
+    ``g @ k^T`` and the kernel gradient ``x^T g`` contracted over the batch and pixel axes
+    directly, in float32 (XLA-CPU transposed the cotangent for einsum's autodiff)."""
+    return jnp.einsum("bhwc,co->bhwo", x, kernel[0, 0])
+
+
+def _pointwise_fwd(x, k):
+    return pointwise_conv(x, k), (x, k)
+
+
+def _pointwise_bwd(res, g):
+    x, k = res
+    dx = jnp.einsum("bhwo,co->bhwc", g, k[0, 0].astype(g.dtype))
+    n = x.shape[0] * x.shape[1] * x.shape[2]
+    dk = jax.lax.dot_general(x.reshape(n, x.shape[3]), g.reshape(n, g.shape[3]),
+                             (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+    return dx.astype(x.dtype), dk.reshape(k.shape).astype(k.dtype)
+
+
+pointwise_conv.defvjp(_pointwise_fwd, _pointwise_bwd)
 
 
 def _matmul_conv_fwd(x, k, stride, padding, dilation, groups):
@@ -240,7 +316,7 @@ def _input_grad_conv(g, k, padding, dilation):
     forward."""
     kh = k.shape[0]
     kt = jax.lax.optimization_barrier(jnp.flip(k, (0, 1)).transpose(0, 1, 3, 2))
-    return _xla_conv(g, kt, 1, dilation * (kh - 1) - padding, dilation, 1)
+    return _chunked_conv(g, kt, 1, dilation * (kh - 1) - padding, dilation)
 
 
 def _matmul_conv_bwd(stride, padding, dilation, groups, res, g):
@@ -275,7 +351,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, padding: int = 0
     if impl == "xla":
         return _xla_conv(x, kernel, *args)
     if kernel.shape[:2] == (1, 1) and args[:2] == (1, 0) and args[3] == 1:
-        return _pointwise(x, kernel)
+        return pointwise_conv(x, kernel)
     return _matmul_conv(x, kernel, *args)
 
 

@@ -53,7 +53,7 @@ def test_matmul_conv_matches_lax_outputs_and_gradients(k, s, d, g, cin, cout):
     np.testing.assert_allclose(gw, gw_ref, **TOL)
 
 
-@pytest.mark.parametrize("k,s,d,g,cin,cout", [CASES[1], CASES[2], CASES[5], CASES[7]])
+@pytest.mark.parametrize("k,s,d,g,cin,cout", [CASES[0], CASES[1], CASES[2], CASES[5], CASES[7]])
 def test_matmul_conv_second_order(k, s, d, g, cin, cout):
     """grad of grad (as in second-order DARTS): a loss of the first gradients."""
     x, w = _data(k, g, cin, cout, seed=2)
@@ -164,3 +164,49 @@ def test_conv_impl_env_var():
     p = subprocess.run([sys.executable, "-c", code], env={**env, "JNAS_CONV_IMPL": "fft"},
                        capture_output=True, text=True)
     assert p.returncode != 0 and "JNAS_CONV_IMPL" in p.stderr and "'fft'" in p.stderr
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_matmul_conv_batch_chunks_same_function(n):
+    """Batch chunks (set_batch_chunks) of the forward and input-gradient convolutions give
+    the unsplit values and gradients; a batch of 6 with 4 chunks runs 3 (the largest divisor),
+    i.e. the lowered forward has that many convolutions."""
+    r = np.random.default_rng(3)
+    x = jnp.asarray(r.normal(size=(6, 5, 5, 3)), jnp.float32)
+    w = jnp.asarray(r.normal(size=(3, 3, 3, 4)), jnp.float32)
+    ct = jnp.asarray(r.normal(size=(6, 5, 5, 4)), jnp.float32)
+
+    def loss(x_, w_):
+        return jnp.sum(fastconv.conv2d(x_, w_, padding=1, impl="matmul") * ct)
+    prev = fastconv.get_batch_chunks()
+    try:
+        fastconv.set_batch_chunks(1)
+        y1, g1 = fastconv.conv2d(x, w, padding=1, impl="matmul"), jax.grad(loss, (0, 1))(x, w)
+        fastconv.set_batch_chunks(n)
+        assert fastconv.get_batch_chunks() == n
+        fwd = jax.jit(lambda x_, w_: fastconv.conv2d(x_, w_, padding=1, impl="matmul"))
+        assert fwd.lower(x, w).as_text().count("stablehlo.convolution") == {1: 1, 2: 2, 4: 3}[n]
+        y, g = fwd(x, w), jax.grad(loss, (0, 1))(x, w)
+    finally:
+        fastconv.set_batch_chunks(prev)
+    np.testing.assert_allclose(y, y1, **TOL)
+    for a, b in zip(g, g1):
+        np.testing.assert_allclose(a, b, **TOL)
+
+
+def test_batch_chunks_setting_and_env():
+    prev = fastconv.get_batch_chunks()
+    fastconv.set_batch_chunks(None)
+    assert fastconv.get_batch_chunks() == fastconv.default_batch_chunks()
+    assert 1 <= fastconv.default_batch_chunks() <= 4
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ValueError, match="positive integer"):
+            fastconv.set_batch_chunks(bad)
+    fastconv.set_batch_chunks(prev)
+    code = "from jnas import fastconv; print(fastconv.get_batch_chunks())"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JNAS_CONV_BATCH_CHUNKS": "3"}
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == "3", p.stderr
+    p = subprocess.run([sys.executable, "-c", code], env={**env, "JNAS_CONV_BATCH_CHUNKS": "x"},
+                       capture_output=True, text=True)
+    assert p.returncode != 0 and "JNAS_CONV_BATCH_CHUNKS" in p.stderr
