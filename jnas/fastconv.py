@@ -129,8 +129,9 @@ _chunks: int | None = _chunks_from_env()  # None: default_batch_chunks()
 def set_batch_chunks(n: int | None) -> None:
     """Split the forward and input-gradient convolutions of ``"matmul"`` into ``n`` batch
     chunks in models traced from now on (``1``: unsplit; ``None``: :func:`default_batch_chunks`;
-    also ``JNAS_CONV_BATCH_CHUNKS``). A batch that ``n`` does not divide uses the largest
-    divisor below ``n``. Raises ``ValueError`` for ``n < 1``."""
+    also ``JNAS_CONV_BATCH_CHUNKS``). Chunks have at least 16 images, and a batch that
+    the count does not divide uses its largest divisor below it (a batch of 64 and ``n=4``:
+    4 chunks; a batch of 8: unsplit). Raises ``ValueError`` for ``n < 1``."""
     global _chunks
     if n is not None and (int(n) != n or n < 1):
         raise ValueError(f"set_batch_chunks: n must be a positive integer or None, got {n!r}")
@@ -143,11 +144,16 @@ def get_batch_chunks() -> int:
 
 
 # ----------------------------------------------------------------------------- the function
+_MIN_CHUNK_IMAGES = 16  # smaller chunks: the test-size step (batch 8) got slower (BENCHMARKS.md)
+
+
 def _chunked_conv(x, k, stride, padding, dilation):
     """XLA's ungrouped convolution as :func:`get_batch_chunks` independent batch chunks
-    (concatenated), so that XLA-CPU can run them on different threads."""
+    (concatenated; each at least ``_MIN_CHUNK_IMAGES`` images), so that XLA-CPU can run
+    them on different threads."""
     b = x.shape[0]
-    n = max(d for d in range(1, min(get_batch_chunks(), b) + 1) if b % d == 0)
+    most = min(get_batch_chunks(), max(1, b // _MIN_CHUNK_IMAGES))
+    n = max(d for d in range(1, most + 1) if b % d == 0)
     if n == 1:
         return _xla_conv(x, k, stride, padding, dilation, 1)
     return jnp.concatenate([_xla_conv(a, k, stride, padding, dilation, 1)

@@ -167,10 +167,12 @@ def test_conv_impl_env_var():
 
 
 @pytest.mark.parametrize("n", [1, 2, 4])
-def test_matmul_conv_batch_chunks_same_function(n):
+def test_matmul_conv_batch_chunks_same_function(n, monkeypatch):
     """Batch chunks (set_batch_chunks) of the forward and input-gradient convolutions give
     the unsplit values and gradients; a batch of 6 with 4 chunks runs 3 (the largest divisor),
-    i.e. the lowered forward has that many convolutions."""
+    i.e. the lowered forward has that many convolutions (the 16-image minimum chunk is set
+    to 1 image here)."""
+    monkeypatch.setattr(fastconv, "_MIN_CHUNK_IMAGES", 1)
     r = np.random.default_rng(3)
     x = jnp.asarray(r.normal(size=(6, 5, 5, 3)), jnp.float32)
     w = jnp.asarray(r.normal(size=(3, 3, 3, 4)), jnp.float32)
@@ -202,6 +204,11 @@ def test_batch_chunks_setting_and_env():
     for bad in (0, -2, 1.5):
         with pytest.raises(ValueError, match="positive integer"):
             fastconv.set_batch_chunks(bad)
+    fastconv.set_batch_chunks(4)
+    x, w = jnp.zeros((40, 4, 4, 2)), jnp.zeros((3, 3, 2, 2))
+    fwd = jax.jit(lambda x_: fastconv.conv2d(x_, w, padding=1, impl="matmul"))
+    assert fwd.lower(x).as_text().count("stablehlo.convolution") == 2  # 2 x 20 images
+    assert fwd.lower(x[:8]).as_text().count("stablehlo.convolution") == 1  # < 2 x 16
     fastconv.set_batch_chunks(prev)
     code = "from jnas import fastconv; print(fastconv.get_batch_chunks())"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JNAS_CONV_BATCH_CHUNKS": "3"}
