@@ -17,7 +17,7 @@ What it measures, in ONE process, for every combination of the flags:
   while the step is traced: XLA's convolution, or ``jnas.fastconv``'s XLA forward/input
   gradient with matmul kernel gradients, the CPU default); field ``conv_impl`` of each jnas
   line, and ``conv_batch_chunks`` (``jnas.fastconv.get_batch_chunks``: the batch chunks of
-  ``matmul``'s convolutions; ``JNAS_CONV_BATCH_CHUNKS`` sets it); ``--fused 1,0``: the NB201 supernet's fused cell (``jnas.cells_fast``, one conv per
+  ``matmul``'s convolutions; ``--conv-chunks auto,1`` times each); ``--fused 1,0``: the NB201 supernet's fused cell (``jnas.cells_fast``, one conv per
   source node and op, the default) or the per-edge ``vmap`` cell (field ``fused_cells``);
 * ``--methods darts,darts2,gdas,snas,less-local`` (issue 17): each method's own step
   (config defaults of ``DARTSConfig``, ``GDASConfig`` with the sampled-op supernet,
@@ -314,7 +314,8 @@ def _bench_space_batch(space, batch, args, ok, impls, dtypes, orders, pops, pop_
                   "status": "failed", "reason": f"{type(e).__name__}: {e}"})
     if ref_run is not None and args.no_interleave:
         ref_times = [ref_run() for _ in range(args.steps)]
-    for impl, fz in [(i, f) for i in impls for f in args.fused.split(",")]:
+    for impl, fz, nc in [(i, f, c) for i in impls for f in args.fused.split(",")
+                         for c in args.conv_chunks.split(",")]:
         base = None  # the jnas fp32 first-order single DARTS step of this space, batch, impl
         for dtype in dtypes:
             runs = ([(1 if m != "darts2" else 2,
@@ -324,7 +325,8 @@ def _bench_space_batch(space, batch, args, ok, impls, dtypes, orders, pops, pop_
                                                       for p in pops])
             for order, P, method in runs:
                 try:
-                    with cells_fast.fused(fz == "1"):
+                    with cells_fast.fused(fz == "1"), \
+                            fastconv.batch_chunks(None if nc == "auto" else int(nc)):
                         run, r = prepare_jnas(space, order, batch, P, args, dtype, impl,
                                               method)
                     if run is None:  # --flops-only
@@ -380,6 +382,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     help="orders of the population step (subset of --orders)")
     ap.add_argument("--conv-impls", default="xla,matmul",
                     help="comma list of jnas convolution implementations (xla, matmul)")
+    ap.add_argument("--conv-chunks", default="auto",
+                    help="comma list of batch chunks of matmul convolutions (auto = "
+                         "jnas.fastconv.default_batch_chunks(), or a positive integer)")
     ap.add_argument("--methods", default="",
                     help="comma list of one-shot methods (darts, darts2, gdas, snas, "
                          "less-local): time each method's own step instead of the "
@@ -441,6 +446,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if i not in layers.CONV_IMPLS:
             ap.error(f"unknown conv implementation {i!r} in --conv-impls; choose from "
                      f"{', '.join(layers.CONV_IMPLS)}")
+    for c in args.conv_chunks.split(","):
+        if c != "auto" and not (c.isdigit() and int(c) >= 1):
+            ap.error(f"bad --conv-chunks entry {c!r}; use auto or a positive integer")
     orders = [int(o) for o in args.orders.split(",") if o]
     pops = [int(p) for p in args.populations.split(",") if p]
     pop_orders = [int(o) for o in args.pop_orders.split(",") if o and int(o) in orders]

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 
 __all__ = ["CONV_IMPLS", "DEFAULT_CONV_IMPL", "set_conv_impl", "get_conv_impl",
            "default_conv_impl", "conv_impl", "set_batch_chunks", "get_batch_chunks",
-           "default_batch_chunks", "conv2d", "pointwise_conv", "Conv"]
+           "batch_chunks", "default_batch_chunks", "conv2d", "pointwise_conv", "Conv"]
 
 CONV_IMPLS: tuple[str, ...] = ("xla", "matmul")
 _ENV = "JNAS_CONV_IMPL"
@@ -141,6 +141,17 @@ def set_batch_chunks(n: int | None) -> None:
 def get_batch_chunks() -> int:
     """The number of batch chunks ``"matmul"`` convolutions traced now use."""
     return default_batch_chunks() if _chunks is None else _chunks
+
+
+@contextlib.contextmanager
+def batch_chunks(n: int | None) -> Iterator[None]:
+    """Context manager: :func:`set_batch_chunks` inside the block, the previous choice after."""
+    prev = _chunks
+    set_batch_chunks(n)
+    try:
+        yield
+    finally:
+        set_batch_chunks(prev)
 
 
 # ----------------------------------------------------------------------------- the function
