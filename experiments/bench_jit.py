@@ -16,8 +16,9 @@ What it measures, in ONE process, for every combination of the flags:
 * the convolution implementation ``--conv-impls xla,matmul`` (``jnas.layers.set_conv_impl``
   while the step is traced: XLA's convolution, or ``jnas.fastconv``'s XLA forward/input
   gradient with matmul kernel gradients, the CPU default); field ``conv_impl`` of each jnas
-  line, and ``conv_batch_chunks`` (``jnas.fastconv.get_batch_chunks``: the batch chunks of
-  ``matmul``'s convolutions; ``--conv-chunks auto,1`` times each); ``--fused 1,0``: the NB201 supernet's fused cell (``jnas.cells_fast``, one conv per
+  line, and ``conv_batch_chunks`` (``jnas.fastconv.get_batch_chunks``: the batch-chunk
+  setting of ``matmul``'s convolutions, chunks of >= 16 images; ``--conv-chunks auto,1``
+  times each); ``--fused 1,0``: the NB201 supernet's fused cell (``jnas.cells_fast``, one conv per
   source node and op, the default) or the per-edge ``vmap`` cell (field ``fused_cells``);
 * ``--methods darts,darts2,gdas,snas,less-local`` (issue 17): each method's own step
   (config defaults of ``DARTSConfig``, ``GDASConfig`` with the sampled-op supernet,

@@ -87,3 +87,23 @@ def test_bench_jit_methods_lines_and_gdas_flops(tmp_path):
     assert jn["gdas"]["flops_sampled"] > 0 and jn["darts"]["flops_sampled"] is None
     check = [r for r in lines if r.get("check") == "gdas_flops_le_half_darts"]
     assert len(check) == 1 and check[0]["ok"] and check[0]["ratio_sampled"] <= 0.5, check
+
+
+def test_bench_jit_conv_chunks_lines(tmp_path):
+    """--conv-chunks: one jnas line per batch-chunk setting of the matmul convolution, with
+    the setting in the line; chunking does not change the lowered step's FLOPs; a bad entry
+    exits 2 with one line."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import bench_jit
+    from jnas import fastconv
+    lines = bench_jit.main(["--spaces", "nb201", "--batches", "32", "--C", "4", "--N", "1",
+                            "--dtypes", "fp32", "--orders", "1", "--populations", "",
+                            "--conv-impls", "matmul", "--conv-chunks", "1,2,auto",
+                            "--flops-only"])
+    jn = [r for r in lines if r.get("impl") == "jnas"]
+    assert [r["conv_batch_chunks"] for r in jn] == [1, 2, fastconv.default_batch_chunks()]
+    assert len({r["flops_lowered"] for r in jn}) == 1 and jn[0]["flops_lowered"] > 0
+    p = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_jit.py"),
+                        "--conv-chunks", "0", "--no-torch"], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert p.returncode == 2 and "bad --conv-chunks entry '0'" in p.stderr
