@@ -178,8 +178,9 @@ def _xla_conv(x, k, stride, padding, dilation, groups):
         feature_group_count=groups)
 
 
-def _patches(x, kh, kw, stride, padding, dilation, ho, wo):
-    """[B, Ho, Wo, kh*kw, C]: the input pixel under each kernel tap of each output pixel."""
+def _taps(x, kh, kw, stride, padding, dilation, ho, wo):
+    """The ``kh*kw`` tap views ``[B, Ho, Wo, C]`` (row-major tap order): the input pixel
+    under each kernel tap of each output pixel."""
     xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     taps = []
     for i in range(kh):
@@ -189,7 +190,18 @@ def _patches(x, kh, kw, stride, padding, dilation, ho, wo):
                                       (xp.shape[0], r + (ho - 1) * stride + 1,
                                        c + (wo - 1) * stride + 1, xp.shape[3]),
                                       (1, stride, stride, 1)))
-    return jnp.stack(taps, axis=3)
+    return taps
+
+
+def _patches(x, kh, kw, stride, padding, dilation, ho, wo):
+    """[B, Ho, Wo, kh*kw, C]: the input pixel under each kernel tap of each output pixel."""
+    return jnp.stack(_taps(x, kh, kw, stride, padding, dilation, ho, wo), axis=3)
+
+
+def _depthwise_taps() -> bool:
+    """Whether depthwise convolutions run tap by tap, without a ``kh*kw`` patch buffer
+    (``JNAS_DEPTHWISE_TAPS=1``; a prototype for the DARTS-space memory)."""
+    return os.environ.get("JNAS_DEPTHWISE_TAPS") == "1"
 
 
 def _out_size(n: int, k: int, stride: int, padding: int, dilation: int) -> int:
@@ -202,6 +214,10 @@ def _forward(x, k, stride, padding, dilation, groups):
     b, h, w, _ = x.shape
     ho, wo = (_out_size(h, kh, stride, padding, dilation),
               _out_size(w, kw, stride, padding, dilation))
+    if cg == 1 and cout == groups and _depthwise_taps():
+        kt = k.reshape(kh * kw, cout)
+        ts = _taps(x, kh, kw, stride, padding, dilation, ho, wo)
+        return sum(t * kt[i] for i, t in enumerate(ts))
     p = _patches(x, kh, kw, stride, padding, dilation, ho, wo)
     n, t, og = b * ho * wo, kh * kw, cout // groups
     if groups == 1:
@@ -220,24 +236,30 @@ def _input_grad(g, k, xshape, stride, padding, dilation, groups):
     kh, kw, cg, cout = k.shape
     b, ho, wo, _ = g.shape
     n, t, og = b * ho * wo, kh * kw, cout // groups
-    if groups == 1:
+    taps = cg == 1 and og == 1 and _depthwise_taps()
+    if taps:  # each tap's cotangent is g * k[tap], formed inside the pad below
+        dp = None
+    elif groups == 1:
         dp = jnp.einsum("no,tco->ntc", g.reshape(n, cout), k.reshape(t, cg, cout))
     elif cg == 1 and og == 1:
         dp = g.reshape(n, 1, groups) * k.reshape(t, groups)[None]
     else:
         dp = jnp.einsum("ngo,tcgo->ntgc", g.reshape(n, groups, og),
                         k.reshape(t, cg, groups, og))
-    dp = dp.reshape(b, ho, wo, t, cg * groups)
+    if dp is not None:
+        dp = dp.reshape(b, ho, wo, t, cg * groups)
     _, h, w, _ = xshape
     hp, wp = h + 2 * padding, w + 2 * padding
-    zero = jnp.zeros((), dp.dtype)
+    zero = jnp.zeros((), g.dtype)
     out = None
     for i in range(kh):
         for j in range(kw):
             r, c = i * dilation, j * dilation
             cfg = ((0, 0, 0), (r, hp - r - (ho - 1) * stride - 1, stride - 1),
                    (c, wp - c - (wo - 1) * stride - 1, stride - 1), (0, 0, 0))
-            z = jax.lax.pad(dp[:, :, :, i * kw + j, :], zero, cfg)
+            ct = (g * k.reshape(t, groups)[i * kw + j].astype(g.dtype) if taps
+                  else dp[:, :, :, i * kw + j, :])
+            z = jax.lax.pad(ct, zero, cfg)
             out = z if out is None else out + z
     return out[:, padding:padding + h, padding:padding + w, :]
 
@@ -273,8 +295,13 @@ def _kernel_grad(x, g, kshape, stride, padding, dilation, groups):
                                           1).astype(jnp.float32), None
             acc, _ = jax.lax.scan(body, jnp.zeros(kshape, jnp.float32), (xs, gs))
             return acc.astype(x.dtype)
-    p = _patches(x, kh, kw, stride, padding, dilation, ho, wo)  # [B, Ho, Wo, T, Cin]
     n, t, og = b * ho * wo, kh * kw, cout // groups
+    if cg == 1 and og == 1 and _depthwise_taps():  # one multiply-reduce per tap view
+        gf = g.astype(jnp.float32)
+        dk = jnp.stack([(v.astype(jnp.float32) * gf).sum((0, 1, 2))
+                        for v in _taps(x, kh, kw, stride, padding, dilation, ho, wo)])
+        return dk.reshape(kh, kw, 1, cout).astype(x.dtype)
+    p = _patches(x, kh, kw, stride, padding, dilation, ho, wo)  # [B, Ho, Wo, T, Cin]
     if groups == 1:  # [Cout, T*Cin] = g^T patches: the patches stay in their layout
         dk = jax.lax.dot_general(g.reshape(n, cout), p.reshape(n, t * cg),
                                  (((0,), (0,)), ((), ())),
